@@ -1,0 +1,116 @@
+"""A small name registry shared by methods and datasets.
+
+Entries register themselves when their module is imported; the registry imports every module of
+its package the first time it is asked for anything, so adding a method or a dataset is one new
+file. Lookups give did-you-mean errors, and selections accept comma lists, ``all`` and
+shell-style patterns (``clip_adapter*``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from bench.errors import UsageError
+
+
+@dataclass
+class Entry:
+    name: str
+    display_name: str
+    description: str
+    obj: Any
+    order: float = 1000.0
+    tags: tuple[str, ...] = ()
+    extra: dict = field(default_factory=dict)
+
+
+class Registry:
+    def __init__(self, kind: str, package: str):
+        self.kind = kind
+        self.package = package
+        self._entries: dict[str, Entry] = {}
+        self._loaded = False
+
+    def add(self, name: str, obj: Any, *, display_name: str | None = None, description: str = "",
+            order: float = 1000.0, tags: Iterable[str] = (), **extra) -> Any:
+        if name in self._entries and self._entries[name].obj is not obj:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self._entries[name] = Entry(name, display_name or name, description, obj, order,
+                                    tuple(tags), dict(extra))
+        return obj
+
+    def register(self, name: str, **kwargs) -> Callable[[Any], Any]:
+        """Decorator form of :meth:`add`."""
+
+        def wrap(obj):
+            return self.add(name, obj, **kwargs)
+
+        return wrap
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        pkg = importlib.import_module(self.package)
+        for info in pkgutil.iter_modules(pkg.__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{self.package}.{info.name}")
+
+    def entries(self, tag: str | None = None) -> list[Entry]:
+        self._load()
+        found = [e for e in self._entries.values() if tag is None or tag in e.tags]
+        return sorted(found, key=lambda e: (e.order, e.name))
+
+    def names(self, tag: str | None = None) -> list[str]:
+        return [e.name for e in self.entries(tag)]
+
+    def entry(self, name: str) -> Entry:
+        self._load()
+        if name not in self._entries:
+            raise UsageError(unknown_name_message(self.kind, name, self._entries))
+        return self._entries[name]
+
+    def get(self, name: str) -> Any:
+        return self.entry(name).obj
+
+    def select(self, spec: str | Iterable[str], all_tag: str | None = None) -> list[str]:
+        """Expand a selection: comma list, ``all`` (entries with ``all_tag``), or patterns.
+
+        The result keeps registry order and has no duplicates.
+        """
+        self._load()
+        parts = _split(spec)
+        if not parts:
+            raise UsageError(f"no {self.kind}s given: name at least one (see `bench ls {self.kind}s`)")
+        chosen: set[str] = set()
+        for part in parts:
+            if part == "all":
+                chosen.update(self.names(all_tag))
+            elif any(ch in part for ch in "*?["):
+                hits = fnmatch.filter(self._entries, part)
+                if not hits:
+                    raise UsageError(f"the pattern {part!r} matches no {self.kind}; "
+                                     f"known: {', '.join(self.names())}")
+                chosen.update(hits)
+            else:
+                self.entry(part)
+                chosen.add(part)
+        return [n for n in self.names() if n in chosen]
+
+
+def _split(spec: str | Iterable[str]) -> list[str]:
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    return [s.strip() for s in items if s and s.strip()]
+
+
+def unknown_name_message(kind: str, name: str, known: Iterable[str]) -> str:
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return (f"unknown {kind} {name!r}.{hint} Known {kind}s: {', '.join(known)} "
+            f"(see `bench ls {kind}s`).")

@@ -1,0 +1,62 @@
+"""What a dataset is: its name, class names, prompt templates and train/val/test lists.
+
+Paths in the lists are relative to ``DatasetSplits.image_dir`` (exactly as in CoOp's split files),
+so few-shot subsets written by the harness are portable between machines.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+Item = tuple[str, int]  # (path relative to image_dir, 0-based label)
+
+
+@dataclass
+class DatasetSplits:
+    name: str
+    classnames: list[str]  # index = label, cleaned as CoOp cleans them
+    image_dir: Path
+    train: list[Item]
+    val: list[Item]
+    test: list[Item]
+
+    @property
+    def prompt_classnames(self) -> list[str]:
+        """Class names as they go into prompts (CoOp replaces ``_`` by a space)."""
+        return [c.replace("_", " ") for c in self.classnames]
+
+    def split(self, name: str) -> list[Item]:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+
+@dataclass
+class Expected:
+    """Published sizes of the dataset (PROTOCOL §3), used by `bench data check`."""
+
+    classes: int
+    train: int
+    val: int
+    test: int
+
+
+@dataclass
+class Dataset(ABC):
+    """A registered dataset. ``folder`` is its directory under the data root."""
+
+    name: str
+    display_name: str
+    folder: str
+    templates: list[str]
+    expected: Expected | None = None
+    description: str = ""
+    source: str = ""  # where users get the data (shown by `bench data check`)
+    extra: dict = field(default_factory=dict)
+
+    def root(self, data_root: Path) -> Path:
+        return Path(data_root) / self.folder
+
+    @abstractmethod
+    def load(self, data_root: Path) -> DatasetSplits:
+        """Read the train/val/test lists from the on-disk layout; raise BenchError if missing."""

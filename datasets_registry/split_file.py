@@ -1,0 +1,85 @@
+"""Datasets described by a CoOp split file (``split_zhou_*.json``).
+
+The file is an object with keys ``train``, ``val`` and ``test``, each a list of
+``[relative_path, label, classname]`` with 0-based labels; paths are relative to the dataset's
+image folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import BenchError
+from datasets_registry.base import Dataset, DatasetSplits, Item
+
+
+def read_split_file(path: Path) -> tuple[dict[str, list[Item]], list[str]]:
+    """Parse a CoOp split file into lists of (path, label) and the class names by label."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BenchError(f"split file {path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BenchError(f"split file {path} is not valid JSON ({exc}); re-download it or "
+                         f"recreate it with `bench data split`") from None
+    if not isinstance(data, dict) or not all(k in data for k in ("train", "val", "test")):
+        raise BenchError(f"split file {path} must be a JSON object with keys 'train', 'val' "
+                         f"and 'test'")
+    splits: dict[str, list[Item]] = {}
+    names: dict[int, str] = {}
+    for split in ("train", "val", "test"):
+        rows = data[split]
+        if not isinstance(rows, list):
+            raise BenchError(f"split file {path}: '{split}' must be a list of "
+                             f"[relative_path, label, classname]")
+        items = []
+        for i, row in enumerate(rows):
+            if (not isinstance(row, (list, tuple)) or len(row) != 3 or not isinstance(row[0], str)
+                    or not isinstance(row[1], int) or isinstance(row[1], bool)
+                    or not isinstance(row[2], str)):
+                raise BenchError(f"split file {path}: entry {i} of '{split}' is {row!r}; "
+                                 f"expected [relative_path, label, classname]")
+            rel, label, cname = row
+            if label < 0:
+                raise BenchError(f"split file {path}: entry {i} of '{split}' has a negative "
+                                 f"label {label}")
+            if names.setdefault(label, cname) != cname:
+                raise BenchError(f"split file {path}: label {label} is named both "
+                                 f"{names[label]!r} and {cname!r}")
+            items.append((rel, label))
+        splits[split] = items
+    n = len(names)
+    if n == 0:
+        raise BenchError(f"split file {path} lists no images")
+    if sorted(names) != list(range(n)):
+        missing = sorted(set(range(max(names) + 1)) - set(names))[:5]
+        raise BenchError(f"split file {path}: labels must be 0..{n - 1} without gaps; labels "
+                         f"{missing} never occur (labels out of range?)")
+    return splits, [names[i] for i in range(n)]
+
+
+@dataclass
+class SplitFileDataset(Dataset):
+    """A dataset whose lists come from one split file in its folder."""
+
+    image_subdir: str = ""  # images are relative to <root>/<image_subdir>
+    split_file: str = ""
+
+    def image_dir(self, data_root: Path) -> Path:
+        return self.root(data_root) / self.image_subdir if self.image_subdir else self.root(data_root)
+
+    def load(self, data_root: Path) -> DatasetSplits:
+        root = self.root(data_root)
+        if not root.is_dir():
+            raise BenchError(f"dataset {self.display_name}: folder {root} not found "
+                             f"(run `bench data check --data-root {data_root}` for what is expected)")
+        split_path = root / self.split_file
+        if not split_path.is_file():
+            raise BenchError(f"dataset {self.display_name}: split file {split_path} not found; "
+                             f"get it from {self.source or 'CoOp DATASETS.md'}")
+        splits, classnames = read_split_file(split_path)
+        return DatasetSplits(self.name, classnames, self.image_dir(data_root),
+                             splits["train"], splits["val"], splits["test"])
