@@ -21,6 +21,7 @@ class DatasetSplits:
     train: list[Item]
     val: list[Item]
     test: list[Item]
+    val_is_test: bool = False  # True for ImageNet: CoOp draws its val from the test set
 
     @property
     def prompt_classnames(self) -> list[str]:
@@ -56,6 +57,28 @@ class Dataset(ABC):
 
     def root(self, data_root: Path) -> Path:
         return Path(data_root) / self.folder
+
+    def requirements(self) -> list[tuple[str, str]]:
+        """What must exist under the dataset folder to load it: (relative path, where to get it).
+
+        A path ending in ``/`` is a folder. `bench data check` reports each missing one with its
+        source.
+        """
+        return []
+
+    def check_paths(self, data_root: Path, splits: DatasetSplits) -> list[str]:
+        """Image paths (relative to ``splits.image_dir``) whose existence `bench data check`
+        verifies. Datasets whose lists come from a directory listing return [] (nothing can
+        be missing)."""
+        seen: dict[str, None] = {}
+        for items in (splits.train, splits.val, splits.test):
+            for rel, _ in items:
+                seen.setdefault(rel, None)
+        return list(seen)
+
+    def check_notes(self, data_root: Path, splits: DatasetSplits) -> list[str]:
+        """Remarks `bench data check` prints for a loadable dataset (not errors)."""
+        return []
 
     @abstractmethod
     def load(self, data_root: Path) -> DatasetSplits:

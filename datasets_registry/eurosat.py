@@ -1,6 +1,13 @@
+"""EuroSAT (CoOp layout): `eurosat/2750/<Class>/<Class>_<n>.jpg` plus `split_zhou_EuroSAT.json`.
+
+Class names in CoOp's split file are already expanded (`AnnualCrop` -> `Annual Crop Land`).
+"""
+
 from datasets_registry import COOP_TAG, DATASETS
 from datasets_registry.base import Expected
 from datasets_registry.split_file import SplitFileDataset
+
+DESCRIPTION = "Sentinel-2 land-use tiles, 10 classes"
 
 DATASETS.add(
     "eurosat",
@@ -12,9 +19,12 @@ DATASETS.add(
         split_file="split_zhou_EuroSAT.json",
         templates=["a centered satellite photo of {}."],
         expected=Expected(classes=10, train=13500, val=5400, test=8100),
-        description="Sentinel-2 land-use tiles, 10 classes",
-        source="images: http://madm.dfki.de/files/sentinel/EuroSAT.zip; split file: CoOp DATASETS.md (split_zhou_EuroSAT.json)",
+        description=DESCRIPTION,
+        image_source="EuroSAT.zip from http://madm.dfki.de/files/sentinel/EuroSAT.zip, "
+                     "extracted into eurosat/ (it contains 2750/)",
+        split_source="https://drive.google.com/file/d/1Ip7yaCWFi0eaOFUGga0lUdVi_DDQth1o "
+                     "(CoOp DATASETS.md, section EuroSAT)",
+        source="CoOp DATASETS.md, section EuroSAT",
     ),
-    display_name="EuroSAT", description="Sentinel-2 land-use tiles, 10 classes",
-    order=10, tags=("coop",),
+    display_name="EuroSAT", description=DESCRIPTION, order=10, tags=(COOP_TAG,),
 )

@@ -67,6 +67,15 @@ class SplitFileDataset(Dataset):
 
     image_subdir: str = ""  # images are relative to <root>/<image_subdir>
     split_file: str = ""
+    image_source: str = ""  # where the images come from (shown when they are missing)
+    split_source: str = ""  # where the split file comes from
+
+    def requirements(self) -> list[tuple[str, str]]:
+        need = []
+        if self.image_subdir:
+            need.append((self.image_subdir.rstrip("/") + "/", self.image_source or self.source))
+        need.append((self.split_file, self.split_source or self.source))
+        return need
 
     def image_dir(self, data_root: Path) -> Path:
         return self.root(data_root) / self.image_subdir if self.image_subdir else self.root(data_root)
@@ -79,7 +88,8 @@ class SplitFileDataset(Dataset):
         split_path = root / self.split_file
         if not split_path.is_file():
             raise BenchError(f"dataset {self.display_name}: split file {split_path} not found; "
-                             f"get it from {self.source or 'CoOp DATASETS.md'}")
+                             f"get it from {self.split_source or self.source or 'CoOp DATASETS.md'}"
+                             f" (or create it with `bench data split {self.name}`)")
         splits, classnames = read_split_file(split_path)
         return DatasetSplits(self.name, classnames, self.image_dir(data_root),
                              splits["train"], splits["val"], splits["test"])

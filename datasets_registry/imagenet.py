@@ -1,0 +1,210 @@
+"""ImageNet (CoOp layout): ``imagenet/images/train/<wnid>/*.JPEG``, ``imagenet/images/val/<wnid>/*``
+and optionally ``imagenet/classnames.txt`` (``<wnid> <class name>`` per line).
+
+Choices, following CoOp's ``datasets/imagenet.py``:
+
+- Labels are indices into the sorted list of wnid folders of ``images/train``; ``images/val``
+  must hold the same folders.
+- The official val set is the **test** set, and CoOp also uses it as the val set
+  (``val = test``): the few-shot val subset (min(K, 4) per class) is drawn from it. We do the same
+  so results are comparable, and mark the splits with ``val_is_test=True`` so that anything that
+  selects hyper-parameters on val can say that, for ImageNet, this is selection on test images.
+- Class names come from ``classnames.txt`` when present; otherwise from open_clip's
+  ``IMAGENET_CLASSNAMES`` (CLIP's notebook names, the same as CoOp's file) in sorted-wnid order,
+  which needs exactly the 1000 standard class folders.
+- Within a class, files are taken in sorted name order. (CoOp uses ``os.listdir`` order, which
+  depends on the file system, so its exact ImageNet subsets cannot be reproduced anywhere.)
+
+Listing 1.28M files is slow, so the listing is cached in a JSON file (written atomically) and
+reused while the modification times of ``images/train``, ``images/val`` and every class folder are
+unchanged (adding or removing a file changes its folder's mtime). The cache lives in
+``$BENCH_DATA_CACHE`` when set, else ``imagenet/.bench_listing.json``, else (read-only data)
+``~/.cache/bench/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import BenchError
+from datasets_registry import COOP_TAG, DATASETS
+from datasets_registry.base import Dataset, DatasetSplits, Expected
+
+DESCRIPTION = "ILSVRC-2012, 1000 classes; val is the test set"
+IMAGES = ("ILSVRC2012 train and val archives from https://image-net.org/ (login needed), extracted "
+          "so that images/train and images/val each hold 1000 wnid folders (n01440764, ...)")
+CLASSNAMES = ("https://drive.google.com/file/d/1-61f_ol79pViBFDG_IDlUQSwoLcn2XXF "
+              "(CoOp DATASETS.md, section ImageNet), or leave it out to use open_clip's names")
+VALPREP = ("sort them into wnid folders, e.g. with "
+           "https://raw.githubusercontent.com/soumith/imagenetloader.torch/master/valprep.sh "
+           "run inside images/val")
+LISTING_FORMAT = 1
+CACHE_NAME = ".bench_listing.json"
+
+
+def read_classnames_file(path: Path) -> dict[str, str]:
+    """``<wnid> <name with spaces>`` per line -> {wnid: name}."""
+    names: dict[str, str] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise BenchError(f"{path} is not a UTF-8 text file; get it from {CLASSNAMES}") from None
+    for n, line in enumerate(lines, 1):
+        parts = line.strip().split(" ")
+        if not parts[0]:
+            continue
+        if len(parts) < 2:
+            raise BenchError(f"line {n} of {path} is {line.strip()!r}; expected "
+                             f"'<wnid> <class name>'")
+        names[parts[0]] = " ".join(parts[1:])
+    return names
+
+
+def imagenet_classnames(wnids: list[str], classnames_path: Path | None) -> list[str]:
+    """Class names for the sorted ``wnids``, from ``classnames.txt`` or open_clip."""
+    if classnames_path is not None and classnames_path.is_file():
+        table = read_classnames_file(classnames_path)
+        missing = [w for w in wnids if w not in table]
+        if missing:
+            raise BenchError(f"{classnames_path} has no name for {len(missing)} class folder(s), "
+                             f"e.g. {', '.join(missing[:3])}; get the complete file from "
+                             f"{CLASSNAMES}")
+        return [table[w] for w in wnids]
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+    if len(wnids) != len(IMAGENET_CLASSNAMES):
+        raise BenchError(f"classnames.txt is missing and there are {len(wnids)} class folders, "
+                         f"not {len(IMAGENET_CLASSNAMES)}, so open_clip's ImageNet names cannot "
+                         f"be matched to them; put classnames.txt in the imagenet folder "
+                         f"(get it from {CLASSNAMES})")
+    return list(IMAGENET_CLASSNAMES)
+
+
+def _signature(split_dir: Path) -> dict[str, int]:
+    sig = {"": split_dir.stat().st_mtime_ns}
+    with os.scandir(split_dir) as it:
+        for entry in it:
+            if not entry.name.startswith(".") and entry.is_dir():
+                sig[entry.name] = entry.stat().st_mtime_ns
+    return sig
+
+
+def _list_split(split_dir: Path) -> tuple[dict[str, list[str]], int]:
+    """{wnid: sorted file names} and the number of loose files directly in ``split_dir``."""
+    classes: dict[str, list[str]] = {}
+    loose = 0
+    with os.scandir(split_dir) as it:
+        entries = [e for e in it if not e.name.startswith(".")]
+    for entry in entries:
+        if entry.is_dir():
+            with os.scandir(entry.path) as it2:
+                classes[entry.name] = sorted(e.name for e in it2
+                                             if not e.name.startswith(".") and e.is_file())
+        else:
+            loose += 1
+    return classes, loose
+
+
+def _cache_candidates(root: Path) -> list[Path]:
+    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
+    env = os.environ.get("BENCH_DATA_CACHE")
+    if env:
+        return [Path(env) / f"imagenet_listing_{key}.json"]
+    return [root / CACHE_NAME,
+            Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bench"
+            / f"imagenet_listing_{key}.json"]
+
+
+def list_imagenet(root: Path) -> dict:
+    """The listing of ``root/images/{train,val}``, from the cache when it is still valid."""
+    dirs = {s: root / "images" / s for s in ("train", "val")}
+    signature = {s: _signature(d) for s, d in dirs.items()}
+    for path in _cache_candidates(root):
+        try:
+            cached = json.loads(path.read_text())
+            if (cached.get("format") == LISTING_FORMAT and cached.get("signature") == signature):
+                return cached
+        except (OSError, ValueError, AttributeError):
+            continue
+    listing = {"format": LISTING_FORMAT, "signature": signature, "files": {}, "loose": {}}
+    for s, d in dirs.items():
+        listing["files"][s], listing["loose"][s] = _list_split(d)
+    from results.atomic import atomic_write_json
+
+    for path in _cache_candidates(root):
+        try:
+            atomic_write_json(path, listing)
+            break
+        except OSError:
+            continue
+    return listing
+
+
+@dataclass
+class ImageNetDataset(Dataset):
+    def requirements(self) -> list[tuple[str, str]]:
+        return [("images/train/", IMAGES), ("images/val/", IMAGES)]
+
+    def load(self, data_root: Path) -> DatasetSplits:
+        root = self.root(data_root)
+        if not root.is_dir():
+            raise BenchError(f"dataset {self.display_name}: folder {root} not found "
+                             f"(run `bench data check --data-root {data_root}` for what is expected)")
+        for s in ("train", "val"):
+            if not (root / "images" / s).is_dir():
+                raise BenchError(f"dataset {self.display_name}: folder {root / 'images' / s} not "
+                                 f"found; get it from {IMAGES}")
+        listing = list_imagenet(root)
+        files, loose = listing["files"], listing["loose"]
+        if loose["val"] and not files["val"]:
+            raise BenchError(f"dataset {self.display_name}: {root / 'images/val'} holds "
+                             f"{loose['val']} loose files and no class folders; {VALPREP}")
+        if loose["val"]:
+            raise BenchError(f"dataset {self.display_name}: {root / 'images/val'} holds "
+                             f"{loose['val']} loose files next to its class folders; {VALPREP}")
+        wnids = sorted(files["train"])
+        if not wnids:
+            raise BenchError(f"dataset {self.display_name}: {root / 'images/train'} has no class "
+                             f"folders; get them from {IMAGES}")
+        if set(files["val"]) != set(wnids):
+            only_train = sorted(set(wnids) - set(files["val"]))
+            only_val = sorted(set(files["val"]) - set(wnids))
+            detail = "; ".join(x for x in (
+                f"missing in images/val: {', '.join(only_train[:3])}" if only_train else "",
+                f"missing in images/train: {', '.join(only_val[:3])}" if only_val else "") if x)
+            raise BenchError(f"dataset {self.display_name}: images/train and images/val must hold "
+                             f"the same class folders ({detail}); re-extract from {IMAGES}")
+        classnames = imagenet_classnames(wnids, root / "classnames.txt")
+        items = {s: [(f"{s}/{w}/{f}", label) for label, w in enumerate(wnids)
+                     for f in files[s][w]] for s in ("train", "val")}
+        return DatasetSplits(self.name, classnames, root / "images", items["train"],
+                             items["val"], items["val"], val_is_test=True)
+
+    def check_paths(self, data_root: Path, splits: DatasetSplits) -> list[str]:
+        return []  # the lists are the directory listing itself
+
+    def check_notes(self, data_root: Path, splits: DatasetSplits) -> list[str]:
+        notes = ["val is the test set (official ILSVRC val), as in CoOp"]
+        if not (self.root(data_root) / "classnames.txt").is_file():
+            notes.append("classnames.txt not found: using open_clip's IMAGENET_CLASSNAMES "
+                         f"(the same names); to pin them, get {CLASSNAMES}")
+        return notes
+
+
+DATASETS.add(
+    "imagenet",
+    ImageNetDataset(
+        name="imagenet",
+        display_name="ImageNet",
+        folder="imagenet",
+        templates=["a photo of a {}."],
+        expected=Expected(classes=1000, train=1281167, val=50000, test=50000),
+        description=DESCRIPTION,
+        source="CoOp DATASETS.md, section ImageNet",
+    ),
+    display_name="ImageNet", description=DESCRIPTION, order=1, tags=(COOP_TAG,),
+)
