@@ -42,3 +42,14 @@ class OnlineViews:
 
     def for_epoch(self, epoch: int) -> torch.Tensor:
         return self._encode(epoch)
+
+
+class NoViews:
+    """For methods whose config asks for no augmented views (zero-shot, linear probe)."""
+
+    mode = "none"
+    n_views = 0
+
+    def for_epoch(self, epoch: int) -> torch.Tensor:
+        raise RuntimeError("this method's config has no feature_mode/n_views, so no augmented "
+                           "train views were prepared; add them to its YAML")

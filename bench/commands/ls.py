@@ -1,0 +1,38 @@
+"""`bench ls methods|datasets|backbones`: what is registered, one line each."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("ls", help="list registered methods, datasets or backbones")
+    p.add_argument("what", choices=["methods", "datasets", "backbones"])
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    if args.what == "methods":
+        from bench.config import load_method_file, variants_of
+        from methods import METHODS
+
+        for e in METHODS.entries():
+            variants = variants_of(e.name)
+            default = load_method_file(e.name).get("default_variant")
+            vtext = ""
+            if variants:
+                vtext = "  [variants: " + ", ".join(
+                    f"{v}{' (default)' if v == default else ''}" for v in variants) + "]"
+            print(f"{e.name:24s} {e.display_name}: {e.description}{vtext}")
+    elif args.what == "datasets":
+        from datasets_registry import DATASETS
+
+        for e in DATASETS.entries():
+            ds = e.obj
+            suite = ",".join(e.tags) or "-"
+            print(f"{e.name:20s} {e.display_name:14s} [{suite}] {e.description} "
+                  f"(folder {ds.folder}/, template {ds.templates[0]!r})")
+    else:
+        from bench.backbone import list_backbones
+
+        for name, tags in list_backbones():
+            print(f"{name:36s} pretrained: {', '.join(tags) if tags else '(none; local files only)'}")
+    return 0

@@ -1,0 +1,67 @@
+"""`bench plot OUTPUT`: few-shot curves, one panel per dataset plus the average (PNG and PDF).
+
+Accuracy vs shots (log-2 axis), one line per method with a ±std band over seeds, zero-shot as a
+horizontal line; ``--compare published`` overlays the shipped reference numbers as dashed lines.
+See docs/reports.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from bench.commands.report import add_selection_args, load_summary, published_comparison
+from bench.errors import UsageError
+
+FORMATS = ("png", "pdf", "svg")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "plot", help="few-shot curves: one panel per dataset plus the average (PNG, PDF)",
+        description=__doc__.split("\n\n")[0])
+    add_selection_args(p)
+    p.add_argument("--out", type=Path, default=None,
+                   help="file name without or with extension (default: OUTPUT/plots/"
+                        "curves-<backbone>); one file per format is written next to it")
+    p.add_argument("--formats", default="png,pdf",
+                   help=f"comma list of {', '.join(FORMATS)} (default: png,pdf)")
+    p.add_argument("--ncols", type=int, default=4, help="panels per row (default: 4)")
+    p.add_argument("--dpi", type=int, default=150, help="PNG resolution (default: 150)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    formats = [f.strip().lower() for f in args.formats.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise UsageError(f"--formats takes a comma list of {', '.join(FORMATS)}; got "
+                         f"{args.formats!r}")
+    if args.ncols < 1:
+        raise UsageError("--ncols must be at least 1")
+    summary, labels, coop = load_summary(args)
+    if len(summary.backbones) > 1 and args.out is not None:
+        raise UsageError(f"the results hold {len(summary.backbones)} backbones "
+                         f"({', '.join(sorted(summary.backbones))}); with --out, choose one "
+                         f"with --backbone")
+    comparison, notes = (published_comparison(summary, labels, coop) if args.compare
+                         else (None, []))
+
+    from results.plots import panel_titles, plot_curves, save_figure
+
+    for bb in sorted(summary.backbones):
+        fig = plot_curves(summary, bb, labels, published=comparison, ncols=args.ncols)
+        titles = panel_titles(fig)
+        if args.out is not None:
+            stem = args.out
+            if stem.suffix.lower().lstrip(".") in FORMATS:
+                stem = stem.with_suffix("")
+        else:
+            stem = args.output / "plots" / f"curves-{bb}"
+        paths = save_figure(fig, stem, formats, dpi=args.dpi)
+        print(f"{summary.backbones[bb]}: {len(titles)} panels ({', '.join(titles)})")
+        for path in paths:
+            print(f"wrote {path}")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0

@@ -1,0 +1,196 @@
+"""`bench report OUTPUT`: tables of the results under an output folder.
+
+The main layout (methods × shot counts, averaged over datasets) and, per shot count, methods ×
+datasets plus an Average column; mean ± std over seeds with the number of seeds behind each cell.
+``--compare published`` adds the shipped reference numbers where the protocol matches.
+See docs/reports.md.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import sys
+from pathlib import Path
+
+from bench.errors import UsageError
+from bench.registry import unknown_name_message
+
+FORMATS = ("terminal", "markdown", "latex", "csv")
+
+
+# ----------------------------------------------------------------------------- shared with plot
+def add_selection_args(p) -> None:
+    p.add_argument("output", metavar="OUTPUT", type=Path,
+                   help="the output folder of `bench run` (holds results/)")
+    p.add_argument("--methods", default=None,
+                   help="comma list or patterns of method labels (default: all found)")
+    p.add_argument("--datasets", default=None,
+                   help="comma list or patterns of datasets (default: all found); the Average "
+                        "needs every dataset named here")
+    p.add_argument("--shots", default=None, help="comma list of shot counts (default: all found)")
+    p.add_argument("--backbone", default=None,
+                   help="backbone(s): model name (RN50-quickgelu) or label "
+                        "(RN50-quickgelu__openai); patterns work")
+    p.add_argument("--compare", choices=["published"], default=None,
+                   help="put the shipped published numbers beside ours (same protocol only)")
+
+
+def _split(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    return items or None
+
+
+def parse_shots(text: str | None) -> list[int] | None:
+    items = _split(text)
+    if items is None:
+        return None
+    try:
+        shots = sorted({int(s) for s in items})
+    except ValueError:
+        raise UsageError(f"--shots takes a comma list of whole numbers, like 1,2,4,8,16; "
+                         f"got {text!r}") from None
+    if any(k < 0 for k in shots):
+        raise UsageError(f"--shots must not be negative; got {text!r}")
+    return shots
+
+
+def _check_names(kind: str, asked: list[str] | None, present: set[str]) -> None:
+    for name in asked or []:
+        if not any(fnmatch.fnmatchcase(p, name) for p in present):
+            raise UsageError(unknown_name_message(kind, name, present).replace(
+                f"(see `bench ls {kind}s`)", "(found in the results)"))
+
+
+def _registry_labels():
+    """Display names and order from the method and dataset registries; raw keys when a registry
+    cannot be loaded (the tables still work)."""
+    from results.aggregate import Labels
+
+    labels = Labels()
+    coop: list[str] = []
+    try:
+        from methods import METHODS
+
+        labels.methods = {e.name: (e.display_name, e.order) for e in METHODS.entries()}
+    except Exception as exc:  # a broken method module must not break reports
+        print(f"bench: warning: method registry not loaded ({exc}); showing raw names",
+              file=sys.stderr)
+    try:
+        from datasets_registry import COOP_TAG, DATASETS
+
+        labels.datasets = {e.name: (e.display_name, e.order) for e in DATASETS.entries()}
+        coop = DATASETS.names(COOP_TAG)
+    except Exception as exc:
+        print(f"bench: warning: dataset registry not loaded ({exc}); showing raw names",
+              file=sys.stderr)
+    return labels, coop
+
+
+def load_summary(args):
+    """Read, select and aggregate the records that ``args`` ask for; clear errors otherwise."""
+    from results.aggregate import records_to_frame, select, summarize
+    from results.store import ResultStore
+
+    store = ResultStore(args.output)
+    if not store.results_dir.is_dir():
+        raise UsageError(f"no results in {args.output}: {store.results_dir} does not exist "
+                         f"(run `bench run --output {args.output} ...` first)")
+    frame = records_to_frame(store.iter_records(include_failed=True))
+    if frame.empty:
+        raise UsageError(f"no result records under {store.results_dir}")
+    methods, datasets = _split(args.methods), _split(args.datasets)
+    backbones, shots = _split(args.backbone), parse_shots(args.shots)
+    _check_names("method", methods, set(frame["method"]) | set(frame["method_base"]))
+    _check_names("dataset", [d for d in datasets or [] if not any(c in d for c in "*?[")],
+                 set(frame["dataset"]))
+    _check_names("backbone", backbones, set(frame["backbone"]) | set(frame["backbone_name"]))
+    chosen = select(frame, methods=methods, datasets=datasets, shots=shots, backbones=backbones)
+    if chosen.empty:
+        raise UsageError(f"no results match the selection; found shots "
+                         f"{sorted(set(frame['shots']))}, datasets "
+                         f"{sorted(set(frame['dataset']))}, methods {sorted(set(frame['method']))}")
+    exact = [d for d in datasets or [] if not any(c in d for c in "*?[")]
+    required = exact if datasets and len(exact) == len(datasets) else None
+    summary = summarize(chosen, datasets=required, shots=shots)
+    labels, coop = _registry_labels()
+    return summary, labels, coop
+
+
+def published_comparison(summary, labels, coop):
+    from results.published import compare, load_published
+
+    try:
+        published = load_published()
+    except ValueError as exc:
+        raise UsageError(f"the shipped published numbers cannot be read: {exc}") from None
+    return compare(summary, published, backbone_names=summary.backbone_info,
+                   average_datasets=coop, method_names=labels.method_name)
+
+
+def _write(text: str, out: Path | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+        return
+    from results.atomic import atomic_write_text
+
+    atomic_write_text(out, text)
+    print(f"wrote {out}", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- report
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "report", help="tables of results: methods x shots, and methods x datasets per shot",
+        description=__doc__.split("\n\n")[0])
+    add_selection_args(p)
+    p.add_argument("--format", choices=FORMATS, default="terminal", dest="fmt",
+                   help="terminal (default), markdown, latex (booktabs) or csv (tidy, one row "
+                        "per cell)")
+    p.add_argument("--out", type=Path, default=None, help="write to FILE instead of stdout")
+    p.add_argument("--layout", choices=["all", "main", "per-shot"], default="all",
+                   help="main = methods x shots averaged over datasets; per-shot = methods x "
+                        "datasets for each shot count; all (default) = both")
+    p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                   help="terminal: bold best values with ANSI codes (auto: when stdout is a tty)")
+    p.add_argument("--standalone", action="store_true",
+                   help="latex: a complete document (article + booktabs) instead of tables only")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from results.tables import (build_tables, render_comparison, render_csv, render_latex,
+                                render_text)
+
+    summary, labels, coop = load_summary(args)
+    tables = build_tables(summary, labels, per_shot=args.layout != "main")
+    if args.layout == "per-shot":
+        tables = [t for t in tables if t.group != "Shots"]
+    comparison = published_comparison(summary, labels, coop) if args.compare else None
+
+    if args.fmt == "csv":
+        text = render_csv(summary, labels)
+        if comparison is not None:  # CSV: the comparison replaces the table (one tidy table)
+            text = render_comparison(comparison[0], labels, "csv")
+    elif args.fmt == "latex":
+        text = render_latex(tables, standalone=args.standalone)
+        if comparison is not None:
+            extra = render_comparison(comparison[0], labels, "latex")
+            if args.standalone:
+                text = text.replace("\\end{document}", extra + "\\end{document}")
+            else:
+                text += "\n" + extra
+    else:
+        color = args.fmt == "terminal" and args.out is None and (
+            args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
+                                       and not os.environ.get("NO_COLOR")))
+        text = render_text(tables, args.fmt, color=color)
+        if comparison is not None:
+            text += "\n" + render_comparison(comparison[0], labels, args.fmt, comparison[1])
+    if summary.duplicates:
+        print(f"bench: note: {summary.duplicates} older record(s) of the same cell and seed "
+              f"(another config) were left out; the newest counts", file=sys.stderr)
+    _write(text, args.out)
+    return 0

@@ -1,0 +1,230 @@
+"""`bench run`: plan the sweep, skip what is done, launch the jobs, print the table."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from bench.errors import UsageError
+
+LAUNCHERS = ("inprocess", "local", "slurm")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run a sweep of methods x datasets x shots x seeds",
+                       description="Run (or resume) a sweep. Cells with a result are skipped.")
+    p.add_argument("--methods", help="comma list, 'all', or patterns like 'clip_adapter*'; "
+                                     "'name:variant' picks a named config (default: all)")
+    p.add_argument("--datasets", help="comma list, 'all' or patterns (default: all)")
+    p.add_argument("--shots", help="comma list of shot counts (default: 1,2,4,8,16)")
+    p.add_argument("--seeds", help="comma list of seeds (default: 1,2,3)")
+    p.add_argument("--backbone", help="open_clip model name (default: RN50-quickgelu with a "
+                                      "data root, the demo model without)")
+    p.add_argument("--pretrained", help="open_clip tag, local checkpoint file, "
+                                        "local-dir:FOLDER, or 'none'")
+    p.add_argument("--data-root", help="folder with the datasets in CoOp's layout "
+                                       "(default: the built-in demo suite)")
+    p.add_argument("--output", help="results folder (default: bench-results)")
+    p.add_argument("--cache-dir", help="feature cache folder (default: OUTPUT/cache)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, or auto (default)")
+    p.add_argument("--config", help="sweep YAML; explicit flags override its values")
+    p.add_argument("--set", dest="overrides", action="append", default=None, metavar="KEY=VALUE",
+                   help="override a method config value: key=value (every selected method "
+                        "having the key) or method.key=value; repeatable")
+    p.add_argument("--launcher", choices=LAUNCHERS,
+                   help="inprocess (default), local (submitit subprocesses) or slurm")
+    p.add_argument("--group-by", help="job grouping: dataset (default), method, cell, backbone")
+    p.add_argument("--batch-size", type=int, help="feature extraction batch size (default 64)")
+    p.add_argument("--workers", type=int, help="DataLoader workers for decoding (default 0 on "
+                                               "CPU, 8 on GPU)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    try:
+        from bench.slurm import add_slurm_arguments
+    except ImportError:
+        pass
+    else:
+        add_slurm_arguments(p)
+    p.set_defaults(func=main)
+
+
+def resolve(args) -> dict:
+    """Everything the run needs, from flags, the sweep file and defaults; validated."""
+    from bench.config import MethodSpec, parse_overrides
+    from bench.sweep import (DEFAULT_SEEDS, DEFAULT_SHOTS, PROTOCOL_BACKBONE, load_sweep,
+                             overrides_list, parse_int_list, pick)
+    from datasets_registry import COOP_TAG, DATASETS, DEMO_TAG
+    from methods import METHODS
+
+    sweep = load_sweep(args.config)
+    shots = parse_int_list(pick(args.shots, sweep, "shots", DEFAULT_SHOTS), "--shots")
+    seeds = parse_int_list(pick(args.seeds, sweep, "seeds", DEFAULT_SEEDS), "--seeds")
+    data_root = pick(args.data_root, sweep, "data_root")
+    backbone = pick(args.backbone, sweep, "backbone")
+    pretrained = pick(args.pretrained, sweep, "pretrained")
+    demo_note = None
+    if data_root is None:
+        from bench.demo import demo_defaults
+
+        demo = demo_defaults()
+        data_root = str(demo["data_root"])
+        if backbone is None:
+            backbone, pretrained = demo["backbone"], pretrained or demo["pretrained"]
+            demo_note = ("bench: no --data-root or --backbone given, so this runs the built-in "
+                         "demo (a tiny CLIP pretrained here on generated images, and the demo "
+                         "datasets); for real data use --data-root DIR --backbone "
+                         "RN50-quickgelu --pretrained openai (or a local checkpoint file)")
+        dataset_tag = DEMO_TAG
+    else:
+        root = Path(data_root).expanduser()
+        if not root.exists():
+            raise UsageError(f"--data-root {data_root} does not exist; point it at the folder "
+                             f"holding the datasets (see `bench data check`)")
+        if not root.is_dir():
+            raise UsageError(f"--data-root {data_root} is a file, not a folder")
+        data_root = str(root.resolve())
+        dataset_tag = COOP_TAG
+        if backbone is None:
+            backbone, pretrained = PROTOCOL_BACKBONE[0], pretrained or PROTOCOL_BACKBONE[1]
+    backbones = [(backbone, pretrained)]
+    if "backbones" in sweep and args.backbone is None:
+        backbones = [(b["backbone"], b.get("pretrained")) for b in sweep["backbones"]]
+    from bench.backbone import check_backbone_name, resolve_pretrained
+
+    for name, pre in backbones:
+        check_backbone_name(name)
+        resolve_pretrained(name, pre)
+
+    datasets = DATASETS.select(pick(args.datasets, sweep, "datasets", "all"), all_tag=dataset_tag)
+    method_specs = _method_specs(pick(args.methods, sweep, "methods", "all"), METHODS)
+    overrides = parse_overrides(
+        (overrides_list(sweep.get("set")) + (args.overrides or [])),
+        sorted({m.name for m in method_specs}))
+    output = Path(pick(args.output, sweep, "output", "bench-results")).expanduser()
+    cache_dir = pick(args.cache_dir, sweep, "cache_dir") or str(output / "cache")
+    device = pick(args.device, sweep, "device", "auto")
+    launcher = pick(args.launcher, sweep, "launcher", "inprocess")
+    if launcher not in LAUNCHERS:
+        raise UsageError(f"launcher {launcher!r}: choose one of {', '.join(LAUNCHERS)}")
+    cuda = _cuda_expected(device)
+    options = {
+        "batch_size": pick(args.batch_size, sweep, "batch_size", 64),
+        "workers": pick(args.workers, sweep, "workers", 8 if cuda else 0),
+        "cache_dtype": sweep.get("cache_dtype", "float32"),
+        "autocast": sweep.get("autocast", False),
+        "progress": not args.quiet,
+    }
+    for flag in ("batch_size", "workers"):
+        if options[flag] < (1 if flag == "batch_size" else 0):
+            raise UsageError(f"--{flag.replace('_', '-')} must be a positive number")
+    return {"sweep": sweep, "shots": shots, "seeds": seeds, "data_root": data_root,
+            "backbones": backbones, "datasets": datasets, "methods": method_specs,
+            "overrides": overrides, "output": output, "cache_dir": str(cache_dir),
+            "device": device, "launcher": launcher,
+            "group_by": pick(args.group_by, sweep, "group_by", "dataset"),
+            "options": options, "demo_note": demo_note}
+
+
+def _cuda_expected(device: str) -> bool:
+    if device.startswith("cuda"):
+        return True
+    if device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
+def _method_specs(value, registry) -> list:
+    from bench.config import MethodSpec, variants_of
+
+    parts = value if isinstance(value, list) else [s for s in str(value).split(",")]
+    specs = []
+    for part in (p.strip() for p in parts):
+        if not part:
+            continue
+        name, _, variant = part.partition(":")
+        for n in registry.select(name):
+            if variant and variant not in variants_of(n):
+                from bench.config import resolve_method_config
+
+                resolve_method_config(MethodSpec(n, variant), "", 1)  # raises with did-you-mean
+            specs.append(MethodSpec(n, variant or None))
+    if not specs:
+        raise UsageError("--methods is empty: name at least one method (see `bench ls methods`)")
+    unique = []
+    for s in specs:
+        if s not in unique:
+            unique.append(s)
+    return unique
+
+
+def main(args) -> int:
+    from bench.planner import expand_cells, plan
+
+    cfg = resolve(args)
+    if cfg["demo_note"]:
+        print(cfg["demo_note"], file=sys.stderr)
+    cells = expand_cells(cfg["backbones"], cfg["datasets"], cfg["methods"], cfg["shots"],
+                         cfg["seeds"], cfg["overrides"])
+    jobs = plan(cells, data_root=cfg["data_root"], output=str(cfg["output"]),
+                cache_dir=cfg["cache_dir"], device=cfg["device"], group_by=cfg["group_by"],
+                options=cfg["options"])
+    n_todo = sum(len(j.cells) for j in jobs)
+    print(f"bench: {len(cells)} cells ({len(cells) - n_todo} already done), {n_todo} to run "
+          f"in {len(jobs)} job(s); results in {cfg['output']}", file=sys.stderr)
+    if args.dry_run:
+        for job in jobs:
+            print(f"{job.key}: {len(job.cells)} cells")
+        return 0
+    _check_writable(cfg["output"])
+    t0 = time.perf_counter()
+    code = 0
+    if jobs:
+        code = launch(jobs, cfg, args)
+    print(f"bench: finished in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    if cfg["launcher"] == "inprocess" or getattr(args, "wait", True):
+        _print_summary(cfg)
+    return code
+
+
+def _check_writable(output: Path) -> None:
+    import os
+
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--output {output}: cannot create the folder ({exc.strerror}); "
+                         f"choose a folder you can write to") from None
+    if not os.access(output, os.W_OK | os.X_OK):
+        raise UsageError(f"--output {output}: no write permission; choose a folder you can "
+                         f"write to")
+
+
+def launch(jobs, cfg, args) -> int:
+    if cfg["launcher"] == "inprocess":
+        from bench.runner import run_job
+
+        failed = 0
+        for i, job in enumerate(jobs, 1):
+            print(f"bench: job {i}/{len(jobs)}: {job.dataset} ({len(job.cells)} cells)",
+                  file=sys.stderr)
+            failed += run_job(job)["failed"]
+        if failed:
+            print(f"bench: {failed} cell(s) failed; see `bench status {cfg['output']}` or the "
+                  f".failed.json records; rerun to retry them", file=sys.stderr)
+        return 1 if failed else 0
+    from bench.slurm import launch_submitit, slurm_options
+
+    options = slurm_options(args, cfg["sweep"])
+    return launch_submitit(jobs, cfg["launcher"], options, wait=not getattr(args, "no_wait", False))
+
+
+def _print_summary(cfg) -> None:
+    try:
+        from bench.commands.report import summary_table
+    except ImportError:
+        return
+    print(summary_table(cfg["output"], methods=[m.label for m in cfg["methods"]],
+                        datasets=cfg["datasets"], shots=cfg["shots"]))

@@ -1,0 +1,205 @@
+"""The job function: every launcher (in-process, submitit local, SLURM) runs ``run_job``.
+
+Per dataset in the job: load the backbone and the dataset once, get test features and the
+few-shot train/val/view features for all cells from the cache (extracting what is missing, once),
+then for each cell: sample the few-shot subset, build the Task, fit, evaluate on the test
+features, write the result. A cell that raises becomes a failed record with its traceback and
+the job goes on. Cells whose result exists (written by another process meanwhile) are skipped.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import platform
+import socket
+import sys
+import time
+import traceback
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from bench.backbone import Backbone
+from bench.errors import BenchError
+from bench.evaluate import evaluate
+from bench.features import DatasetFeatures, FeatureCache
+from bench.views import CachedViews, NoViews, OnlineViews
+from datasets_registry import DATASETS
+from datasets_registry.fewshot import FewShotSubset, sample_fewshot, seed_everything
+from methods import METHODS
+from methods.base import FeatureSplit, Task
+from results.atomic import atomic_write_json
+from results.store import ResultStore
+
+log = logging.getLogger(__name__)
+
+# Config keys every learned method may carry, read by the core (not by the method):
+#   feature_mode: cached | online   how augmented train views are produced
+#   n_views: int                    how many augmented views are encoded per image (cached mode)
+CORE_KEYS = ("feature_mode", "n_views")
+
+
+def versions() -> dict:
+    import numpy
+    import open_clip
+    import sklearn
+    import torchvision
+
+    from bench import __version__
+
+    return {"bench": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "open_clip": open_clip.__version__,
+            "numpy": numpy.__version__, "sklearn": sklearn.__version__}
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BenchError(f"--device {name}: CUDA is not available on {socket.gethostname()}; "
+                         f"use --device cpu")
+    return dev
+
+
+def run_job(job) -> dict:
+    """Run every cell of ``job`` (a bench.planner.Job); returns counts of done/failed/skipped."""
+    counts = {"done": 0, "failed": 0, "skipped": 0}
+    store = ResultStore(job.output)
+    by_dataset: dict[str, list[dict]] = defaultdict(list)
+    for cell in job.cells:
+        if store.exists(cell):
+            counts["skipped"] += 1
+        else:
+            by_dataset[cell["dataset"]].append(cell)
+    if not by_dataset:
+        return counts
+    device = _device(job.device)
+    torch.set_grad_enabled(True)
+    backbone = Backbone(job.backbone, job.pretrained, device)
+    for dataset, cells in by_dataset.items():
+        _run_dataset(job, backbone, dataset, cells, store, counts)
+    return counts
+
+
+class _Context:
+    """What all cells of one (backbone, dataset) share."""
+
+    def __init__(self, job, backbone, dataset_name: str):
+        opts = job.options
+        self.dataset = DATASETS.get(dataset_name)
+        self.splits = self.dataset.load(Path(job.data_root))
+        self.features = DatasetFeatures(
+            backbone, self.splits, FeatureCache(Path(job.cache_dir), opts.get("cache_dtype", "float32")),
+            batch_size=opts.get("batch_size", 64), workers=opts.get("workers", 0),
+            autocast=opts.get("autocast", False), progress=opts.get("progress", True))
+        self.position = {s: _positions(self.splits.split(s)) for s in ("train", "val")}
+        self.subsets: dict[tuple[int, int], FewShotSubset] = {}
+
+    def subset(self, shots: int, seed: int) -> FewShotSubset:
+        if (shots, seed) not in self.subsets:
+            self.subsets[(shots, seed)] = sample_fewshot(self.splits.train, self.splits.val, shots, seed)
+        return self.subsets[(shots, seed)]
+
+    def positions(self, split: str, items) -> list[int]:
+        return [self.position[split][tuple(it)] for it in items]
+
+
+def _positions(items) -> dict:
+    pos: dict = {}
+    for i, it in enumerate(items):
+        pos.setdefault(tuple(it), i)
+    return pos
+
+
+def _run_dataset(job, backbone, dataset_name, cells, store: ResultStore, counts) -> None:
+    t0 = time.perf_counter()
+    ctx = _Context(job, backbone, dataset_name)
+    # Extract everything the cells need up front, in few large batches.
+    test_pos = list(range(len(ctx.splits.test)))
+    test_feats = ctx.features.eval_features("test", test_pos)
+    test_labels = torch.tensor([lbl for _, lbl in ctx.splits.test])
+    n_views = max((c["config"].get("n_views", 0) for c in cells
+                   if c["config"].get("feature_mode", "cached") == "cached"), default=0)
+    train_union = sorted({p for c in cells for p in ctx.positions("train", ctx.subset(c["shots"], c["seed"]).train)})
+    val_union = sorted({p for c in cells for p in ctx.positions("val", ctx.subset(c["shots"], c["seed"]).val)})
+    ctx.features.eval_features("train", train_union)
+    ctx.features.eval_features("val", val_union)
+    for v in range(n_views):
+        ctx.features.view_features(train_union, v)
+    setup_s = time.perf_counter() - t0
+    classnames = ctx.splits.prompt_classnames
+    for cell in cells:
+        if store.exists(cell):  # another process finished it meanwhile
+            counts["skipped"] += 1
+            continue
+        record = _run_cell(cell, ctx, backbone, classnames, test_feats, test_labels, store)
+        record["timings"]["job_setup_s"] = round(setup_s, 3)
+        store.write(record)
+        counts["done" if record["status"] == "ok" else "failed"] += 1
+
+
+def _run_cell(cell, ctx: _Context, backbone, classnames, test_feats, test_labels,
+              store: ResultStore) -> dict:
+    record = {**cell, "weights": backbone.fingerprint, "versions": versions(),
+              "host": socket.gethostname(),
+              "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "timings": {}}
+    try:
+        subset = ctx.subset(cell["shots"], cell["seed"])
+        split_path = store.split_path(cell["dataset"], cell["shots"], cell["seed"])
+        if not split_path.exists():
+            atomic_write_json(split_path, subset.to_json())
+        record["fewshot"] = {"path": str(split_path.relative_to(store.output)),
+                             "n_train": len(subset.train), "n_val": len(subset.val),
+                             "short_classes": subset.to_json()["short_classes"]}
+        task = _build_task(cell, ctx, backbone, classnames, subset)
+        fit = METHODS.get(cell["method"])
+        seed_everything(cell["seed"])
+        t = time.perf_counter()
+        fitted = fit(task)
+        record["timings"]["fit_s"] = round(time.perf_counter() - t, 4)
+        t = time.perf_counter()
+        logits = _chunked_logits(fitted, test_feats, task.device)
+        record["timings"]["eval_s"] = round(time.perf_counter() - t, 4)
+        record["metrics"] = evaluate(logits, test_labels)
+        record["selected"] = fitted.info
+        record["status"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - a failing cell must not stop the job
+        record["status"] = "failed"
+        record["error"] = {"type": type(exc).__name__, "message": str(exc),
+                           "traceback": traceback.format_exc()}
+        print(f"bench: cell {cell['dataset']}/{cell['method']}/k{cell['shots']}/s{cell['seed']} "
+              f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return record
+
+
+def _build_task(cell, ctx: _Context, backbone, classnames, subset: FewShotSubset) -> Task:
+    cfg = cell["config"]
+    train_pos = ctx.positions("train", subset.train)
+    val_pos = ctx.positions("val", subset.val)
+    train = FeatureSplit(ctx.features.eval_features("train", train_pos).to(backbone.device),
+                         torch.tensor([l for _, l in subset.train], device=backbone.device))
+    val = FeatureSplit(ctx.features.eval_features("val", val_pos).to(backbone.device),
+                       torch.tensor([l for _, l in subset.val], device=backbone.device))
+    mode = cfg.get("feature_mode", "cached")
+    if not any(k in cfg for k in CORE_KEYS):
+        views = NoViews()
+    elif mode == "online":
+        views = OnlineViews(lambda e, f=ctx.features.online(train_pos, cell["seed"]): f(e).to(backbone.device))
+    elif mode == "cached":
+        n = max(int(cfg.get("n_views", 1)), 1)
+        stack = torch.stack([ctx.features.view_features(train_pos, v) for v in range(n)])
+        views = CachedViews(stack.to(backbone.device), cell["seed"])
+    else:
+        raise BenchError(f"feature_mode must be 'cached' or 'online', not {mode!r}")
+    return Task(dataset=cell["dataset"], classnames=classnames, templates=ctx.dataset.templates,
+                shots=cell["shots"], seed=cell["seed"], config=cfg, device=backbone.device,
+                train=train, val=val, train_views=views, backbone=backbone)
+
+
+def _chunked_logits(fitted, feats: torch.Tensor, device, chunk: int = 8192) -> torch.Tensor:
+    return torch.cat([fitted.logits(feats[i:i + chunk].to(device)).float().cpu()
+                      for i in range(0, len(feats), chunk)])

@@ -1,0 +1,102 @@
+"""What a `bench run` sweeps over: CLI flags merged over an optional sweep YAML (`--config`).
+
+Sweep YAML keys (all optional; a CLI flag given explicitly wins over the file)::
+
+    backbone: RN50-quickgelu       # or backbones: [{backbone: RN50-quickgelu, pretrained: openai}, ...]
+    pretrained: openai
+    datasets: all                  # list or comma string; names and patterns
+    methods: [zero_shot, 'clip_adapter*']
+    shots: [1, 2, 4, 8, 16]
+    seeds: [1, 2, 3]
+    data_root: /data/coop
+    output: runs/paper
+    cache_dir: runs/paper/cache
+    device: auto
+    set: {coop.n_ctx: 4, lr: 0.001}    # or a list of "key=value"
+    launcher: inprocess | local | slurm
+    group_by: dataset
+    batch_size: 64
+    workers: 4
+    slurm: {partition: gpu, time: 240, ...}   # see docs/slurm.md
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from bench.config import load_yaml
+from bench.errors import UsageError
+
+DEFAULT_SHOTS = [1, 2, 4, 8, 16]
+DEFAULT_SEEDS = [1, 2, 3]
+PROTOCOL_BACKBONE = ("RN50-quickgelu", "openai")
+
+SWEEP_KEYS = {
+    "backbone": str, "pretrained": (str, type(None)), "backbones": list, "datasets": (str, list),
+    "methods": (str, list), "shots": (int, str, list), "seeds": (int, str, list),
+    "data_root": str, "output": str, "cache_dir": str, "device": str, "set": (dict, list),
+    "launcher": str, "group_by": str, "batch_size": int, "workers": int, "cache_dtype": str,
+    "autocast": bool, "slurm": dict,
+}
+
+
+def load_sweep(path: str | None) -> dict:
+    if not path:
+        return {}
+    data = load_yaml(Path(path), "sweep file")
+    for key, value in data.items():
+        if key not in SWEEP_KEYS:
+            close = difflib.get_close_matches(key, list(SWEEP_KEYS), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UsageError(f"sweep file {path}: unknown key {key!r}.{hint} "
+                             f"Known keys: {', '.join(sorted(SWEEP_KEYS))}")
+        types = SWEEP_KEYS[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and types is int):
+            want = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+            raise UsageError(f"sweep file {path}: {key!r} must be {want}, "
+                             f"not {type(value).__name__} ({value!r})")
+    return data
+
+
+def parse_int_list(value, flag: str) -> list[int]:
+    """'1,2,4' / 4 / [1, 2] -> [1, 2, 4]; positive, unique; otherwise a UsageError."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        items = [value]
+    elif isinstance(value, list):
+        items = value
+    else:
+        items = [s.strip() for s in str(value).split(",") if s.strip()]
+    if not items:
+        raise UsageError(f"{flag} is empty: give a comma-separated list of positive integers, "
+                         f"e.g. {flag} 1,2,4,8,16")
+    out = []
+    for item in items:
+        try:
+            n = int(item)
+            if isinstance(item, float) or isinstance(item, bool) or str(n) != str(item).strip():
+                raise ValueError
+        except (TypeError, ValueError):
+            raise UsageError(f"{flag}: {item!r} is not an integer; give a comma-separated list "
+                             f"of positive integers, e.g. {flag} 1,2,4") from None
+        if n < 1:
+            raise UsageError(f"{flag}: {n} must be >= 1")
+        if n in out:
+            raise UsageError(f"{flag}: {n} is listed twice")
+        out.append(n)
+    return out
+
+
+def overrides_list(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        return [f"{k}={v}" for k, v in value.items()]
+    return [str(v) for v in value]
+
+
+def pick(cli_value, sweep: dict, key: str, default=None):
+    """An explicit CLI value wins, then the sweep file, then the default."""
+    if cli_value is not None:
+        return cli_value
+    return sweep.get(key, default)
