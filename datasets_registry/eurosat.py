@@ -8,6 +8,14 @@ from datasets_registry.base import Expected
 from datasets_registry.split_file import SplitFileDataset
 
 DESCRIPTION = "Sentinel-2 land-use tiles, 10 classes"
+# CoOp's names for the folders (used when creating the split file)
+NEW_CNAMES = {
+    "AnnualCrop": "Annual Crop Land", "Forest": "Forest",
+    "HerbaceousVegetation": "Herbaceous Vegetation Land", "Highway": "Highway or Road",
+    "Industrial": "Industrial Buildings", "Pasture": "Pasture Land",
+    "PermanentCrop": "Permanent Crop Land", "Residential": "Residential Buildings",
+    "River": "River", "SeaLake": "Sea or Lake",
+}
 
 DATASETS.add(
     "eurosat",
@@ -25,6 +33,7 @@ DATASETS.add(
         split_source="https://drive.google.com/file/d/1Ip7yaCWFi0eaOFUGga0lUdVi_DDQth1o "
                      "(CoOp DATASETS.md, section EuroSAT)",
         source="CoOp DATASETS.md, section EuroSAT",
+        extra={"new_cnames": NEW_CNAMES},
     ),
     display_name="EuroSAT", description=DESCRIPTION, order=10, tags=(COOP_TAG,),
 )

@@ -23,8 +23,7 @@ def read_split_file(path: Path) -> tuple[dict[str, list[Item]], list[str]]:
     except FileNotFoundError:
         raise BenchError(f"split file {path} is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BenchError(f"split file {path} is not valid JSON ({exc}); re-download it or "
-                         f"recreate it with `bench data split`") from None
+        raise BenchError(f"split file {path} is not valid JSON ({exc}); download it again") from None
     if not isinstance(data, dict) or not all(k in data for k in ("train", "val", "test")):
         raise BenchError(f"split file {path} must be a JSON object with keys 'train', 'val' "
                          f"and 'test'")
@@ -61,6 +60,13 @@ def read_split_file(path: Path) -> tuple[dict[str, list[Item]], list[str]]:
     return splits, [names[i] for i in range(n)]
 
 
+def _create_hint(name: str) -> str:
+    from datasets_registry.make_split import SUPPORTED
+
+    return (f" (or create a non-official one with `bench data split {name} --data-root ...`)"
+            if name in SUPPORTED else "")
+
+
 @dataclass
 class SplitFileDataset(Dataset):
     """A dataset whose lists come from one split file in its folder."""
@@ -74,7 +80,7 @@ class SplitFileDataset(Dataset):
         need = []
         if self.image_subdir:
             need.append((self.image_subdir.rstrip("/") + "/", self.image_source or self.source))
-        need.append((self.split_file, self.split_source or self.source))
+        need.append((self.split_file, (self.split_source or self.source) + _create_hint(self.name)))
         return need
 
     def image_dir(self, data_root: Path) -> Path:
@@ -89,7 +95,7 @@ class SplitFileDataset(Dataset):
         if not split_path.is_file():
             raise BenchError(f"dataset {self.display_name}: split file {split_path} not found; "
                              f"get it from {self.split_source or self.source or 'CoOp DATASETS.md'}"
-                             f" (or create it with `bench data split {self.name}`)")
+                             f"{_create_hint(self.name)}")
         splits, classnames = read_split_file(split_path)
         return DatasetSplits(self.name, classnames, self.image_dir(data_root),
                              splits["train"], splits["val"], splits["test"])
