@@ -1,0 +1,177 @@
+"""CLIP-Adapter (Gao et al., IJCV 2023, arXiv 2110.04544), PROTOCOL §7: three registered methods.
+
+A bottleneck adapter ``A(x) = ReLU(W2 ReLU(W1 x))`` (released code: two ReLUs, no biases,
+``W1: d -> d/reduction``, ``W2: d/reduction -> d``; the paper's equation has only the first ReLU:
+``final_relu: false``) is blended with the frozen feature by a residual ratio:
+
+* ``clip_adapter_visual``: ``f' = alpha * A_v(f) + (1 - alpha) * f`` on the raw (un-normalized)
+  image embedding ``f``, then normalized;
+* ``clip_adapter_text``: ``W' = beta * A_t(W) + (1 - beta) * W`` on the zero-shot class
+  embeddings ``W`` (the dataset's templates, ``task.backbone.class_weights``), then normalized;
+* ``clip_adapter_both``: both.
+
+Logits ``= s * cos(f', W')`` with ``s`` = the model's ``logit_scale`` (``logit_scale: model``,
+100 for OpenAI weights, as the released code does) or a fixed number (``logit_scale: 100``, the
+paper's wording). Cross-entropy; only the adapters train, in fp32, with the shared SGD loop
+(methods/_training.py). With a ratio of 0 the method is exactly zero-shot CLIP.
+
+A ratio set to ``search`` is chosen on the few-shot validation set (``task.val``) among
+``ratio_grid``: one model is trained per candidate (same seed, same batches) and the one with
+the best val accuracy is kept (ties: the earlier candidate). Test data never reaches a method.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bench.errors import UsageError
+from methods import METHODS
+from methods._training import OptimConfig, accuracy, seeded_rng, train
+from methods.base import Fitted, Task, normalize
+
+
+class Adapter(nn.Module):
+    """Linear(d -> d/r, no bias) -> ReLU -> Linear(d/r -> d, no bias) [-> ReLU]."""
+
+    def __init__(self, dim: int, reduction: int, final_relu: bool):
+        super().__init__()
+        hidden = dim // reduction
+        if hidden < 1:
+            raise UsageError(f"clip_adapter: reduction {reduction} leaves no hidden units "
+                             f"for dimension {dim}")
+        self.down = nn.Linear(dim, hidden, bias=False)
+        self.up = nn.Linear(hidden, dim, bias=False)
+        self.final_relu = final_relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.up(F.relu(self.down(x)))
+        return F.relu(y) if self.final_relu else y
+
+
+class AdapterClassifier(nn.Module):
+    """The CLIP-Adapter head on frozen features: raw image features (N, D) -> logits (N, C)."""
+
+    def __init__(self, class_weights: torch.Tensor, *, alpha: float | None, beta: float | None,
+                 reduction: int, final_relu: bool, logit_scale: float):
+        super().__init__()
+        dim = class_weights.shape[1]
+        self.register_buffer("class_weights", class_weights.detach().float().clone())
+        self.alpha, self.beta = alpha, beta
+        self.logit_scale = logit_scale
+        # Created in this order (visual, then text) under the caller's seeded RNG.
+        self.visual = Adapter(dim, reduction, final_relu) if alpha is not None else None
+        self.text = Adapter(dim, reduction, final_relu) if beta is not None else None
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        f = features
+        if self.visual is not None:
+            f = self.alpha * self.visual(f) + (1.0 - self.alpha) * f
+        w = self.class_weights
+        if self.text is not None:
+            w = self.beta * self.text(w) + (1.0 - self.beta) * w
+        return self.logit_scale * normalize(f) @ normalize(w).t()
+
+
+def _ratio_candidates(value, grid: list[float], name: str) -> list[float]:
+    if isinstance(value, str):
+        if value != "search":
+            raise UsageError(f"clip_adapter: {name} must be a number in [0, 1] or 'search', "
+                             f"not {value!r}")
+        if not grid:
+            raise UsageError("clip_adapter: ratio_grid is empty")
+        return [float(v) for v in grid]
+    v = float(value)
+    if not 0.0 <= v <= 1.0:
+        raise UsageError(f"clip_adapter: {name} must be in [0, 1], not {v}")
+    return [v]
+
+
+def _logit_scale(cfg: dict, task: Task) -> float:
+    value = cfg["logit_scale"]
+    if value == "model":
+        return float(task.backbone.logit_scale)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"clip_adapter: logit_scale must be 'model' or a number, "
+                         f"not {value!r}") from None
+
+
+def _fit_one(task: Task, cfg: dict, weights: torch.Tensor, alpha, beta,
+             scale: float) -> tuple[AdapterClassifier, list[float]]:
+    with seeded_rng(task.seed, task.device):
+        head = AdapterClassifier(weights, alpha=alpha, beta=beta,
+                                 reduction=int(cfg["reduction"]),
+                                 final_relu=bool(cfg["final_relu"]), logit_scale=scale)
+    head = head.to(task.device).train()
+
+    def step(x, y, scale_loss):
+        loss = F.cross_entropy(head(x), y)
+        scale_loss(loss).backward()
+        return loss
+
+    history = train(task, head.parameters(), step, OptimConfig.from_config(cfg))
+    return head.eval(), history
+
+
+def fit_adapter(task: Task, branches: str) -> Fitted:
+    cfg = task.config
+    grid = list(cfg.get("ratio_grid") or [])
+    alphas = _ratio_candidates(cfg["alpha"], grid, "alpha") if "visual" in branches else [None]
+    betas = _ratio_candidates(cfg["beta"], grid, "beta") if "text" in branches else [None]
+    scale = _logit_scale(cfg, task)
+    weights = task.backbone.class_weights(task.classnames, task.templates).to(task.device).float()
+
+    candidates = list(itertools.product(alphas, betas))
+    searched = len(candidates) > 1
+    if searched and len(task.val) == 0:
+        raise UsageError("clip_adapter: a ratio set to 'search' needs a few-shot val set")
+    best = None
+    search_log = []
+    for alpha, beta in candidates:
+        head, history = _fit_one(task, cfg, weights, alpha, beta, scale)
+        val_acc = None
+        if searched:
+            with torch.no_grad():
+                val_acc = accuracy(head(task.val.features.to(task.device).float()),
+                                   task.val.labels)
+            entry = {k: v for k, v in (("alpha", alpha), ("beta", beta)) if v is not None}
+            search_log.append({**entry, "val_acc": val_acc})
+        if best is None or (val_acc is not None and val_acc > best[0]):
+            best = (val_acc, head, history, alpha, beta)
+    _, head, history, alpha, beta = best
+
+    def logits_fn(features: torch.Tensor) -> torch.Tensor:
+        return head(features.to(task.device).float()).to(features.device)
+
+    info = {k: v for k, v in (("alpha", alpha), ("beta", beta)) if v is not None}
+    info["logit_scale"] = scale
+    if searched:
+        info["ratio_search"] = search_log
+    info["train_loss_first_epoch"], info["train_loss_last_epoch"] = history[0], history[-1]
+    return Fitted(logits_fn, info)
+
+
+@METHODS.register("clip_adapter_visual", display_name="CLIP-Adapter (visual)", order=30,
+                  description="residual bottleneck adapter on the image feature "
+                              "(Gao et al. 2023; the released variant)")
+def fit_visual(task: Task) -> Fitted:
+    return fit_adapter(task, "visual")
+
+
+@METHODS.register("clip_adapter_text", display_name="CLIP-Adapter (text)", order=31,
+                  description="residual bottleneck adapter on the class text embeddings "
+                              "(Gao et al. 2023; described, not released)")
+def fit_text(task: Task) -> Fitted:
+    return fit_adapter(task, "text")
+
+
+@METHODS.register("clip_adapter_both", display_name="CLIP-Adapter (both)", order=32,
+                  description="residual bottleneck adapters on image and text features "
+                              "(Gao et al. 2023; described, not released)")
+def fit_both(task: Task) -> Fitted:
+    return fit_adapter(task, "visual+text")

@@ -1,0 +1,320 @@
+"""CoOp: context optimization (Zhou et al., IJCV 2022), PROTOCOL §6.
+
+M learnable context vectors replace the hand-written part of the prompt. For class c the text
+encoder reads ``[SOS] [ctx x M] [class tokens] [.] [EOT]`` (class position ``end``), or
+``[SOS] [ctx_1..M/2] [class] [ctx_M/2+1..M] [.] [EOT]`` (``middle``), or
+``[SOS] [class] [ctx x M] [.] [EOT]`` (``front``), padded to the context length. The sequence
+goes through the frozen text transformer with the causal mask, the final layer norm, EOT pooling
+and the text projection; logits are ``logit_scale * cos(image, class text)``. Only the context
+trains (unified: one (M, width) tensor; ``csc``: one per class).
+
+Cheaper, same results:
+
+* ``cut_sequence``: the causal mask means no position attends to a later one, so everything
+  after the longest prompt's EOT cannot change any EOT output; the sequence is cut there
+  (77 -> typically 20-30 tokens for M=16).
+* ``class_chunk``: the text encoder runs on at most this many classes at a time. During
+  training a chunked step first encodes every class without autograd, back-propagates the loss
+  to the class embeddings, then re-encodes chunk by chunk with autograd and pushes those
+  gradients through (exact gradient, memory of one chunk; one extra forward per step).
+* ``grad_checkpointing``: recompute each transformer block in the backward pass.
+* ``precision``: ``fp32``; ``fp16`` = CoOp's setting (a half-precision copy of the text tower,
+  layer norms computed in fp32 as OpenAI's CLIP does, fp16 context and SGD, no loss scaling);
+  ``amp_bf16`` / ``amp_fp16``: fp32 weights and context under autocast (``amp_fp16`` with a
+  GradScaler); ``auto`` = ``fp16`` on CUDA (faithful), ``fp32`` elsewhere.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from bench.errors import UsageError
+from methods import METHODS
+from methods._training import OptimConfig, seeded_generator, train
+from methods.base import Fitted, Task, normalize
+
+PRECISIONS = ("auto", "fp32", "fp16", "amp_bf16", "amp_fp16")
+POSITIONS = ("end", "middle", "front")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision not in PRECISIONS:
+        raise UsageError(f"coop: precision must be one of {', '.join(PRECISIONS)}, "
+                         f"not {precision!r}")
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def text_tower(model) -> nn.Module:
+    """The module holding open_clip's text transformer parts (CLIP or CustomTextCLIP)."""
+    tower = getattr(model, "text", None)
+    if tower is None:
+        tower = model
+    needed = ("token_embedding", "positional_embedding", "transformer", "ln_final")
+    if any(not hasattr(tower, a) for a in needed) or getattr(tower, "cls_emb", None) is not None:
+        raise UsageError("coop needs an open_clip text transformer (token embedding, causal "
+                         "transformer, EOT pooling); this backbone's text tower is "
+                         f"{type(tower).__name__}")
+    pool = getattr(tower, "text_pool_type", None) or getattr(tower, "pool_type", "argmax")
+    if pool not in ("argmax", "eos"):
+        raise UsageError(f"coop pools the EOT token; this text tower pools {pool!r}")
+    return tower
+
+
+@dataclass
+class PromptLayout:
+    """Token ids of every class prompt, 0 at the context slots, and where the slots are."""
+
+    ids: torch.Tensor  # (C, L) long
+    ctx_cols: torch.Tensor  # (C, M) positions of context vector j in class c's prompt
+    eot: torch.Tensor  # (C,) EOT position
+
+    @property
+    def seq_len(self) -> int:
+        """Positions that can influence any EOT output (causal mask)."""
+        return int(self.eot.max()) + 1
+
+
+def _token_rows(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Each text's tokens between SOS and EOT (EOT = the largest id, as CLIP's pooling assumes)."""
+    ids = tokenizer(texts)
+    rows = []
+    for row in ids:
+        eot = int(row.argmax())
+        rows.append([int(t) for t in row[1:eot]])
+    return rows
+
+
+def build_layout(tokenizer, classnames: list[str], n_ctx: int, position: str,
+                 context_length: int) -> PromptLayout:
+    if position not in POSITIONS:
+        raise UsageError(f"coop: class_token_position must be one of {', '.join(POSITIONS)}, "
+                         f"not {position!r}")
+    sample = tokenizer(["x"])[0]
+    sos, eot_id = int(sample[0]), int(sample.max())
+    # "name." tokenized as a whole (as CoOp tokenizes "X X .. X name."), split after the name's
+    # own token count: the class part is the name, the rest is the period (and whatever merged).
+    bodies = _token_rows(tokenizer, [f"{c}." for c in classnames])
+    name_lens = [len(r) for r in _token_rows(tokenizer, list(classnames))]
+    C = len(classnames)
+    ids = torch.zeros(C, context_length, dtype=torch.long)
+    cols = torch.zeros(C, n_ctx, dtype=torch.long)
+    eot = torch.zeros(C, dtype=torch.long)
+    half = n_ctx // 2
+    for c, (body, k) in enumerate(zip(bodies, name_lens)):
+        name, rest = body[:k], body[k:]
+        ctx_slots = [-1] * n_ctx
+        if position == "end":
+            seq = [sos] + ctx_slots + name + rest
+        elif position == "middle":
+            seq = [sos] + ctx_slots[:half] + name + ctx_slots[half:] + rest
+        else:
+            seq = [sos] + name + ctx_slots + rest
+        seq.append(eot_id)
+        if len(seq) > context_length:
+            raise UsageError(f"coop: the prompt for class {classnames[c]!r} needs {len(seq)} "
+                             f"tokens with {n_ctx} context vectors; the text encoder takes "
+                             f"{context_length}")
+        row = torch.tensor(seq)
+        cols[c] = (row == -1).nonzero().flatten()
+        row[row == -1] = 0
+        ids[c, :len(seq)] = row
+        eot[c] = len(seq) - 1
+    return PromptLayout(ids, cols, eot)
+
+
+class _TextParts(nn.Module):
+    """References to the frozen text modules (copied only for the fp16 precision)."""
+
+    def __init__(self, tower: nn.Module):
+        super().__init__()
+        self.transformer = tower.transformer
+        self.ln_final = tower.ln_final
+        proj = tower.text_projection
+        if isinstance(proj, nn.Module) or proj is None:
+            self.proj_module, self.proj = proj, None
+        else:
+            self.proj_module, self.proj = None, proj
+        self.positional_embedding = tower.positional_embedding
+        mask = getattr(tower, "attn_mask", None)
+        self.register_buffer("attn_mask", mask, persistent=False)
+
+
+def _half_copy(parts: _TextParts) -> _TextParts:
+    """CoOp's fp16 text tower: weights in fp16, layer norms computed in fp32 (OpenAI CLIP)."""
+    import open_clip.model as ocm
+    from open_clip.transformer import LayerNorm, LayerNormFp32
+
+    half = copy.deepcopy(parts)
+    ocm.convert_weights_to_lp(half, torch.float16)
+    if half.proj is not None:
+        half.proj.data = half.proj.data.half()
+    for m in half.modules():
+        if type(m) in (LayerNorm, nn.LayerNorm):
+            m.__class__ = LayerNormFp32
+    return half.eval().requires_grad_(False)
+
+
+class PromptEncoder(nn.Module):
+    """Class text embeddings from learned context vectors (the frozen text encoder)."""
+
+    def __init__(self, tower: nn.Module, layout: PromptLayout, *, dtype: torch.dtype,
+                 cut_sequence: bool, grad_checkpointing: bool, device: torch.device):
+        super().__init__()
+        parts = _TextParts(tower)
+        if dtype == torch.float16:
+            parts = _half_copy(parts)
+        self.parts = parts
+        causal = parts.attn_mask is not None
+        L = layout.seq_len if (cut_sequence and causal) else layout.ids.shape[1]
+        self.seq_len = L
+        self.dtype = dtype
+        self.grad_checkpointing = grad_checkpointing
+        ids = layout.ids[:, :L].to(device)
+        with torch.no_grad():
+            base = tower.token_embedding(ids).to(dtype)
+        self.register_buffer("base", base, persistent=False)  # (C, L, W)
+        self.register_buffer("ctx_cols", layout.ctx_cols.to(device), persistent=False)
+        self.register_buffer("eot", layout.eot.to(device), persistent=False)
+        self.register_buffer("pos", parts.positional_embedding[:L].detach().to(dtype),
+                             persistent=False)
+        mask = parts.attn_mask[:L, :L] if causal else None
+        self.register_buffer("mask", mask, persistent=False)
+
+    def forward(self, ctx: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """``ctx`` (M, W) unified or (C, M, W) class-specific; ``classes`` (k,) -> (k, D)."""
+        k = len(classes)
+        x = self.base[classes]
+        ctx_rows = ctx.unsqueeze(0).expand(k, -1, -1) if ctx.ndim == 2 else ctx[classes]
+        M = ctx_rows.shape[1]
+        rows = torch.arange(k, device=x.device).repeat_interleave(M)
+        x = x.index_put((rows, self.ctx_cols[classes].flatten()),
+                        ctx_rows.reshape(k * M, -1).to(x.dtype))
+        x = x + self.pos.to(x.dtype)
+        tr = self.parts.transformer
+        if not getattr(tr, "batch_first", True):
+            x = x.transpose(0, 1)
+        for block in tr.resblocks:
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(functools.partial(block, attn_mask=self.mask), x,
+                               use_reentrant=False)
+            else:
+                x = block(x, attn_mask=self.mask)
+        if not getattr(tr, "batch_first", True):
+            x = x.transpose(0, 1)
+        x = self.parts.ln_final(x)
+        x = x[torch.arange(k, device=x.device), self.eot[classes]]
+        if self.parts.proj_module is not None:
+            x = self.parts.proj_module(x)
+        elif self.parts.proj is not None:
+            x = x @ self.parts.proj
+        return x
+
+
+def init_context(cfg: dict, task: Task, tower: nn.Module, width: int,
+                 device: torch.device) -> tuple[torch.Tensor, int, bool]:
+    """(context tensor, M, csc): random N(0, init_std) or the embedding of ``ctx_init``."""
+    phrase = cfg.get("ctx_init") or None
+    csc = bool(cfg["csc"])
+    if phrase:
+        if csc:
+            raise UsageError("coop: ctx_init initializes a unified context (as in CoOp); "
+                             "it cannot be combined with csc=true")
+        tokens = _token_rows(task.backbone.tokenizer, [str(phrase).replace("_", " ")])[0]
+        with torch.no_grad():
+            ctx = tower.token_embedding(torch.tensor(tokens, device=device)).float()
+        return ctx, len(tokens), False
+    n_ctx = int(cfg["n_ctx"])
+    if n_ctx < 1:
+        raise UsageError(f"coop: n_ctx must be >= 1, not {n_ctx}")
+    shape = (task.num_classes, n_ctx, width) if csc else (n_ctx, width)
+    gen = seeded_generator(task.seed)
+    ctx = torch.randn(shape, generator=gen) * float(cfg["init_std"])
+    return ctx.to(device), n_ctx, csc
+
+
+def _chunks(n: int, size: int | None, device) -> list[torch.Tensor]:
+    idx = torch.arange(n, device=device)
+    return list(idx.split(size)) if size else [idx]
+
+
+@METHODS.register("coop", display_name="CoOp", order=20,
+                  description="learned prompt context through the frozen text encoder "
+                              "(Zhou et al. 2022)")
+def fit(task: Task) -> Fitted:
+    cfg = task.config
+    device = task.device
+    model = task.backbone.model
+    tower = text_tower(model)
+    model_device = tower.positional_embedding.device
+    if model_device.type != device.type:
+        raise ValueError(f"coop: the backbone is on {model_device}, the task on {device}")
+    precision = resolve_precision(str(cfg["precision"]), device)
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    amp_dtype = {"amp_bf16": torch.bfloat16, "amp_fp16": torch.float16}.get(precision)
+    width = tower.token_embedding.weight.shape[1]
+
+    ctx0, n_ctx, csc = init_context(cfg, task, tower, width, device)
+    layout = build_layout(task.backbone.tokenizer, task.classnames, n_ctx,
+                          str(cfg["class_token_position"]), task.backbone.context_length)
+    encoder = PromptEncoder(tower, layout, dtype=dtype, cut_sequence=bool(cfg["cut_sequence"]),
+                            grad_checkpointing=bool(cfg["grad_checkpointing"]), device=device)
+    ctx = nn.Parameter(ctx0.to(dtype))
+    C = task.num_classes
+    chunk = cfg.get("class_chunk") or None
+    chunk = int(chunk) if chunk and int(chunk) < C else None
+    scale_logits = float(task.backbone.logit_scale)
+
+    def autocast():
+        return torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+
+    def encode_all() -> torch.Tensor:
+        with autocast():
+            return torch.cat([encoder(ctx, idx) for idx in _chunks(C, chunk, device)])
+
+    def logits_from(img: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return scale_logits * normalize(img) @ normalize(text).t()
+
+    def step(x, y, scale):
+        img = x.to(dtype)
+        if chunk is None:
+            with autocast():
+                loss = F.cross_entropy(logits_from(img, encoder(ctx, torch.arange(C, device=device))), y)
+            scale(loss).backward()
+            return loss
+        with torch.no_grad():
+            text = encode_all()
+        text.requires_grad_(True)
+        with autocast():
+            loss = F.cross_entropy(logits_from(img, text), y)
+        scale(loss).backward()
+        grad = text.grad
+        for idx in _chunks(C, chunk, device):
+            with autocast():
+                part = encoder(ctx, idx)
+            part.backward(grad[idx].to(part.dtype))
+        return loss
+
+    scaler = None
+    if precision == "amp_fp16":
+        scaler = torch.amp.GradScaler(device.type)
+    history = train(task, [ctx], step, OptimConfig.from_config(cfg), scaler=scaler)
+
+    with torch.no_grad():
+        text = normalize(encode_all().to(dtype))
+
+    def logits_fn(features: torch.Tensor) -> torch.Tensor:
+        img = normalize(features.to(device=device, dtype=dtype))
+        return (scale_logits * img @ text.t()).float().to(features.device)
+
+    info = {"n_ctx": n_ctx, "csc": csc, "precision": precision, "seq_len": encoder.seq_len,
+            "train_loss_first_epoch": history[0], "train_loss_last_epoch": history[-1]}
+    return Fitted(logits_fn, info)
