@@ -1,0 +1,171 @@
+"""`bench status OUTPUT`: where a sweep stands, in flight or finished.
+
+Reads the submissions recorded in OUTPUT/sweep/ by `bench run --launcher slurm|local`, the
+results store, and the task states (sacct/squeue for SLURM, the process table and submitit's
+result files for local jobs). For a sweep run in-process it reads the results store alone.
+Exit code: 0 when nothing failed (all done, or still running), 1 when cells failed or tasks
+ended leaving cells without a result.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from bench.errors import UsageError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("status", help="progress and failures of a sweep (any launcher)",
+                       description="Show cells done / failed / pending for the sweep in OUTPUT, "
+                                   "which SLURM or local tasks failed, and where their logs are.")
+    p.add_argument("output", metavar="OUTPUT", help="the sweep's results folder (bench run "
+                                                    "--output)")
+    p.add_argument("--tracebacks", action="store_true",
+                   help="print the full traceback of every failed cell")
+    p.add_argument("--cells", action="store_true", help="list every pending cell too")
+    p.set_defaults(func=main)
+
+
+def bar(done: int, failed: int, total: int, width: int = 40) -> str:
+    if total <= 0:
+        return "[" + " " * width + "]"
+    d = round(width * done / total)
+    f = min(width - d, round(width * failed / total))
+    if failed and f == 0 and d < width:
+        f = 1
+    return "[" + "#" * d + "x" * f + "." * (width - d - f) + "]"
+
+
+def _tail(path: str, n: int = 3) -> list[str]:
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [ln for ln in lines if ln.strip()][-n:]
+
+
+def main(args) -> int:
+    from bench.slurm import is_active, sweep_status
+    from results.store import ResultStore
+
+    output = Path(args.output).expanduser()
+    if not output.is_dir():
+        raise UsageError(f"{output} is not a folder; give the --output folder of a sweep")
+    st = sweep_status(output)
+    out = sys.stdout
+    if not st["submissions"]:
+        # in-process sweep: the store is all there is
+        records = ResultStore(output).load_all()
+        if not records:
+            print(f"{output}: no sweep here (no results, no submissions under {output}/sweep)",
+                  file=out)
+            return 1
+        ok = [r for r in records if r.get("status") == "ok"]
+        bad = [r for r in records if r.get("status") != "ok"]
+        print(f"sweep {output} (in-process): {len(ok)} cells done, {len(bad)} failed", file=out)
+        _print_failed_records(bad, args.tracebacks, out)
+        return 1 if bad else 0
+
+    done, failed, pending = len(st["done"]), len(st["failed"]), len(st["pending"])
+    total = done + failed + pending
+    latest = st["submissions"][-1]
+    jobs = st["jobs"]
+    active = {jid for jid, info in jobs.items() if is_active(info, latest)}
+    pct = 100.0 * (done + failed) / total if total else 100.0
+    print(f"sweep {output}: {total} cells: {done} done, {failed} failed, {pending} pending",
+          file=out)
+    print(f"{bar(done, failed, total)} {pct:5.1f}%", file=out)
+    where = (f"SLURM array {latest['array_id']}" if latest["launcher"] == "slurm"
+             else "local processes")
+    print(f"\nlatest submission {latest['submitted']} ({len(st['submissions'])} in all): "
+          f"{len(latest['tasks'])} task(s) as {where}; {len(active)} queued or running", file=out)
+    print(f"submitit logs: {latest['submitit_dir']}", file=out)
+    rows = []
+    for task in latest["tasks"]:
+        info = jobs.get(task["job_id"], {"state": "UNKNOWN"})
+        n_done = sum(1 for c in task["cells"] if (output / c["result"]).is_file())
+        n_fail = sum(1 for c in task["cells"]
+                     if not (output / c["result"]).is_file() and (output / c["failed"]).is_file())
+        n_pend = len(task["cells"]) - n_done - n_fail
+        rows.append((task["job_id"], info["state"], f"{n_done}/{n_fail}/{n_pend}", task["key"]))
+    w0 = max(len("task"), *(len(r[0]) for r in rows))
+    w1 = max(len("state"), *(len(r[1]) for r in rows))
+    w2 = max(len("done/failed/pending"), *(len(r[2]) for r in rows))
+    print(f"  {'task':<{w0}}  {'state':<{w1}}  {'done/failed/pending':<{w2}}  job", file=out)
+    for r in rows:
+        print(f"  {r[0]:<{w0}}  {r[1]:<{w1}}  {r[2]:<{w2}}  {r[3]}", file=out)
+
+    bad_tasks = [(t, jobs[t["job_id"]]) for t in latest["tasks"]
+                 if t["job_id"] in jobs and (jobs[t["job_id"]]["state"] not in
+                                             ("COMPLETED", "FINISHED")
+                                             and not is_active(jobs[t["job_id"]], latest)
+                                             or jobs[t["job_id"]].get("error"))]
+    if bad_tasks:
+        print(f"\nfailed tasks ({len(bad_tasks)}):", file=out)
+        for task, info in bad_tasks:
+            code = f", exit {info['exit']}" if info.get("exit") else ""
+            print(f"  {task['job_id']} {info['state']}{code}: {task['key']}", file=out)
+            print(f"    stderr: {task['stderr']}", file=out)
+            print(f"    stdout: {task['stdout']}", file=out)
+            for line in (str(info["error"]).strip().splitlines()[-2:] if info.get("error")
+                         else _tail(task["stderr"])):
+                print(f"    | {line}", file=out)
+
+    if st["failed"]:
+        store_records = []
+        for c in st["failed"]:
+            rec = _load(output / c["failed"])
+            store_records.append(rec or {"_label": c["label"], "_path": str(output / c["failed"])})
+        _print_failed_records(store_records, args.tracebacks, out)
+
+    lost = [c for c in st["pending"] if c["job_id"] not in active]
+    if args.cells and st["pending"]:
+        print(f"\npending cells ({pending}):", file=out)
+        for c in st["pending"]:
+            print(f"  {c['label']}  (task {c['job_id']})", file=out)
+    if lost:
+        print(f"\n{len(lost)} pending cell(s) belong to tasks that are no longer running; rerun "
+              f"the same `bench run` command to submit them (only cells without a result are "
+              f"submitted)", file=out)
+    elif active:
+        print(f"\nin flight: run `bench status {output}` again to follow", file=out)
+    if failed:
+        print(f"rerunning the same `bench run` retries the {failed} failed cell(s)", file=out)
+    return 1 if failed or lost or bad_tasks else 0
+
+
+def _load(path: Path) -> dict | None:
+    import json
+
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    rec["_path"] = str(path)
+    return rec
+
+
+def _label(rec: dict) -> str:
+    if "_label" in rec:
+        return rec["_label"]
+    from bench.slurm import cell_label
+
+    try:
+        return cell_label(rec)
+    except KeyError:
+        return rec.get("_path", "?")
+
+
+def _print_failed_records(records: list[dict], tracebacks: bool, out) -> None:
+    if not records:
+        return
+    print(f"\nfailed cells ({len(records)}):", file=out)
+    for rec in records:
+        err = rec.get("error") or {}
+        print(f"  {_label(rec)}: {err.get('type', '?')}: {str(err.get('message', ''))[:300]}",
+              file=out)
+        print(f"    record: {rec.get('_path')}", file=out)
+        if tracebacks and err.get("traceback"):
+            for line in str(err["traceback"]).rstrip().splitlines():
+                print(f"    | {line}", file=out)
