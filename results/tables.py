@@ -162,11 +162,11 @@ def render_text(tables: list[Table], fmt: str, *, color: bool = False) -> str:
             headers = [t.corner] + [f"{c}-shot" for c in t.columns]
         if fmt == "markdown":
             out.append(f"**{t.title}**\n")
-            out.append(tabulate(rows, headers=headers, tablefmt="github",
+            out.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True,
                                 colalign=["left"] + ["right"] * len(t.columns)))
         else:
             out.append(t.title)
-            out.append(tabulate(rows, headers=headers, tablefmt="simple",
+            out.append(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True,
                                 colalign=["left"] + ["right"] * len(t.columns)))
         out.extend(t.notes)
         out.append("")
@@ -268,6 +268,9 @@ COMPARISON_TITLE = ("Ours beside published numbers (same backbone, weights and s
 
 def _comparison_rows(comp: pd.DataFrame, labels: Labels) -> list[tuple]:
     out = []
+    comp = comp.assign(_m=comp["method"].map(labels.method_sort_key),
+                       _d=comp["dataset"].map(labels.dataset_sort_key))
+    comp = comp.sort_values(["backbone", "_m", "_d", "shots"], kind="stable")
     for _, r in comp.iterrows():
         ours = Cell(r["ours_mean"], r["ours_std"], int(r["ours_n"]), int(r["ours_failed"]),
                     int(r["n_datasets"]), int(r["n_required"]))
@@ -308,7 +311,9 @@ def render_comparison(comp: pd.DataFrame, labels: Labels, fmt: str, notes=(),
     headers = ["Method", "Dataset", "Shots", "Ours", "Published", "Δ", "Source"]
     tablefmt = "github" if fmt == "markdown" else "simple"
     head = f"**{title}**\n" if fmt == "markdown" else title
-    body = (tabulate(table, headers=headers, tablefmt=tablefmt) if table
+    body = (tabulate(table, headers=headers, tablefmt=tablefmt, disable_numparse=True,
+                     colalign=["left", "left", "right", "right", "right", "right", "left"])
+            if table
             else "(no published number matches this protocol)")
     tail = "".join(f"\nnote: {n}" for n in notes)
     return f"{head}\n{body}{tail}\n"
