@@ -3,4 +3,40 @@
 ``demo_defaults()`` returns what `bench run` uses when neither --data-root nor --backbone is
 given: {"backbone": name, "pretrained": checkpoint path, "data_root": folder with the demo
 datasets in the CoOp split-file layout (generated on first use)}.
+
+- ``bench.demo.world``: the procedurally generated pretraining world (images + captions);
+- ``bench.demo.pretrain``: contrastive pretraining of the tiny CLIP (`bench demo pretrain`);
+- ``bench.demo.suite``: the demo few-shot datasets (`bench demo data`), registered in
+  ``datasets_registry/demo_*.py`` with the tag ``demo``.
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from configs import MODEL_DIR
+
+MODEL_NAME = "bench-demo-rn"
+CHECKPOINT = MODEL_DIR / f"{MODEL_NAME}.pt"
+
+
+def demo_data_root() -> Path:
+    """Where the demo datasets live: $BENCH_DEMO_DIR/data-<version>, else ~/.cache/bench/demo/..."""
+    from bench.demo.suite import demo_data_root as root
+
+    return root()
+
+
+def demo_defaults(generate: bool = True) -> dict:
+    """Backbone name, checkpoint path and data root of the demo; generates the data if missing."""
+    from bench.demo.suite import ensure_demo_data
+
+    root = ensure_demo_data() if generate else demo_data_root()
+    return {"backbone": MODEL_NAME, "pretrained": str(CHECKPOINT.resolve()), "data_root": root}
+
+
+def demo_notice(defaults: dict | None = None) -> str:
+    """The one line `bench run` prints when it falls back to the demo."""
+    d = defaults or demo_defaults(generate=False)
+    return (f"no --data-root/--backbone given: running the offline demo (tiny CLIP {d['backbone']} "
+            f"pretrained on generated images, demo datasets in {d['data_root']}; see docs/demo.md)")

@@ -1,0 +1,198 @@
+"""Contrastive pretraining of the tiny demo CLIP on the generated world.
+
+    python -m bench.demo.pretrain --seed 0 --out configs/models/bench-demo-rn.pt
+    bench demo pretrain --seed 0 --out ...
+
+Deterministic for a given seed, step count, batch size and thread count: the world's batch ``i``
+is a pure function of (seed, i), the model is initialized after ``torch.manual_seed(seed)``, and
+torch runs with a fixed number of threads. ``--minutes`` stops early at a wall-clock budget
+(then the result depends on the machine's speed; the step count reached is logged).
+
+The loss is CLIP's symmetric InfoNCE, except that pairs with identical captions in a batch are
+not counted as negatives of each other (the world repeats short captions such as "a 7").
+The checkpoint is an fp16 state_dict that open_clip loads with
+``create_model_and_transforms(MODEL_NAME, pretrained=path)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench.demo import world
+
+MODEL_NAME = "bench-demo-rn"
+DEFAULTS = dict(seed=0, steps=2000, batch=128, lr=1e-3, warmup=150, weight_decay=0.1, threads=1)
+
+
+def _open_clip():
+    from bench.backbone import _open_clip as oc
+
+    return oc()
+
+
+def _normalize(images: np.ndarray, mean, std) -> torch.Tensor:
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+
+def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor,
+                     captions: list[str]) -> torch.Tensor:
+    img = F.normalize(img, dim=-1)
+    txt = F.normalize(txt, dim=-1)
+    logits = scale * img @ txt.T
+    ids = {c: i for i, c in enumerate(dict.fromkeys(captions))}
+    cid = torch.tensor([ids[c] for c in captions])
+    same = (cid[:, None] == cid[None, :]) & ~torch.eye(len(captions), dtype=torch.bool)
+    logits = logits.masked_fill(same, float("-inf"))
+    target = torch.arange(len(captions))
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+@torch.no_grad()
+def zero_shot_suite(model, tokenizer, names: list[str] | None = None) -> dict[str, float]:
+    """Zero-shot top-1 (%) of ``model`` on the demo suite's test splits, computed in memory."""
+    from bench.demo.suite import SUITE, in_memory_split
+    from datasets_registry import DATASETS
+
+    was_training = model.training
+    model.eval()
+    oc = _open_clip()
+    mean = getattr(model.visual, "image_mean", None) or oc.OPENAI_DATASET_MEAN
+    std = getattr(model.visual, "image_std", None) or oc.OPENAI_DATASET_STD
+    out = {}
+    for name in names or list(SUITE):
+        images, labels, classnames = in_memory_split(name, "test")
+        templates = DATASETS.get(name).templates
+        prompts = [t.format(c.replace("_", " ")) for t in templates for c in classnames]
+        emb = F.normalize(model.encode_text(tokenizer(prompts)).float(), dim=-1)
+        w = F.normalize(emb.view(len(templates), len(classnames), -1).mean(0), dim=-1)
+        feats = torch.cat([model.encode_image(_normalize(images[i:i + 512], mean, std)).float()
+                           for i in range(0, len(images), 512)])
+        pred = (F.normalize(feats, dim=-1) @ w.T).argmax(-1)
+        out[name] = 100.0 * (pred == torch.tensor(labels)).float().mean().item()
+    model.train(was_training)
+    return out
+
+
+def pretrain(out: Path | None, seed: int = 0, steps: int = 2000, batch: int = 128,
+             lr: float = 1e-3, warmup: int = 150, weight_decay: float = 0.1, threads: int = 1,
+             minutes: float | None = None, eval_every: int = 0, evaluate: bool = True,
+             log=None) -> dict:
+    """Train the demo model; write an fp16 state_dict to ``out``; return a summary dict."""
+    log = log or (lambda msg: print(msg, flush=True))
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    oc = _open_clip()
+    model = oc.create_model(MODEL_NAME)  # random init after the seed
+    model.train()
+    tokenizer = oc.get_tokenizer(MODEL_NAME)
+    mean = getattr(model.visual, "image_mean", None) or oc.OPENAI_DATASET_MEAN
+    std = getattr(model.visual, "image_std", None) or oc.OPENAI_DATASET_STD
+
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        (decay if p.ndim >= 2 and "embedding" not in n else no_decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=lr, betas=(0.9, 0.98), eps=1e-6)
+
+    def lr_at(step):
+        if step < warmup:
+            return lr * (step + 1) / warmup
+        return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    token_cache: dict[str, torch.Tensor] = {}
+    t0 = time.time()
+    history = []
+    done = 0
+    for step in range(steps):
+        if minutes is not None and time.time() - t0 > 60 * minutes:
+            log(f"stopping at step {step}: --minutes {minutes} reached")
+            break
+        images, captions = world.make_batch(seed, step, batch)
+        missing = [c for c in dict.fromkeys(captions) if c not in token_cache]
+        if missing:
+            for c, t in zip(missing, tokenizer(missing)):
+                token_cache[c] = t
+        tokens = torch.stack([token_cache[c] for c in captions])
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        img_f = model.encode_image(_normalize(images, mean, std))
+        txt_f = model.encode_text(tokens)
+        loss = contrastive_loss(img_f, txt_f, model.logit_scale.exp(), captions)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        done = step + 1
+        if step % 100 == 0 or done == steps:
+            el = time.time() - t0
+            log(f"step {done}/{steps} loss {loss.item():.3f} scale "
+                f"{model.logit_scale.exp().item():.1f} {el:.0f}s ({el / done:.3f} s/step)")
+        if eval_every and done % eval_every == 0 and done != steps:
+            zs = zero_shot_suite(model, tokenizer)
+            history.append({"step": done, **zs})
+            log(f"zero-shot at step {done}: " + ", ".join(f"{k} {v:.1f}" for k, v in zs.items()))
+    train_s = time.time() - t0
+    zs = zero_shot_suite(model, tokenizer) if evaluate else {}
+    if zs:
+        log("final zero-shot: " + ", ".join(f"{k} {v:.1f}" for k, v in zs.items()))
+    summary = {"model": MODEL_NAME, "seed": seed, "steps_run": done, "steps": steps,
+               "batch": batch, "lr": lr, "warmup": warmup, "weight_decay": weight_decay,
+               "threads": threads, "train_seconds": round(train_s, 1),
+               "torch": torch.__version__, "zero_shot": {k: round(v, 2) for k, v in zs.items()},
+               "final_loss": round(loss.item(), 4) if done else None, "history": history}
+    if out is not None:
+        out = Path(out)
+        state = {k: v.detach().half() if v.is_floating_point() else v.detach()
+                 for k, v in model.state_dict().items()}
+        from results.atomic import atomic_write_bytes, atomic_write_json
+        import io
+
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(out, buf.getvalue())
+        atomic_write_json(out.with_suffix(".train.json"), summary)
+        log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {out.with_suffix('.train.json')}")
+    return summary
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    p.add_argument("--steps", type=int, default=DEFAULTS["steps"],
+                   help="training steps (default %(default)s, about 10 min on an idle 2-core machine)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="also stop after this many minutes (makes the result machine-dependent)")
+    p.add_argument("--batch", type=int, default=DEFAULTS["batch"])
+    p.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    p.add_argument("--warmup", type=int, default=DEFAULTS["warmup"])
+    p.add_argument("--threads", type=int, default=DEFAULTS["threads"],
+                   help="torch threads (fixed for determinism; default %(default)s)")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="log zero-shot on the demo suite every N steps (0: only at the end)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="checkpoint to write (fp16 state_dict); the committed one is "
+                        "configs/models/bench-demo-rn.pt")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.demo.pretrain", description=__doc__.split("\n")[0])
+    add_arguments(p)
+    a = p.parse_args(argv)
+    pretrain(a.out, seed=a.seed, steps=a.steps, batch=a.batch, lr=a.lr, warmup=a.warmup,
+             threads=a.threads, minutes=a.minutes, eval_every=a.eval_every)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

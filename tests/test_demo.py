@@ -1,0 +1,230 @@
+"""The offline demo: world, demo suite, pretraining, and the committed tiny CLIP (issue 5)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.demo import CHECKPOINT, MODEL_NAME, demo_defaults, world
+
+DEMO_NAMES = ["demo_digits", "demo_sketches", "demo_glyphs", "demo_textures"]
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    """A private BENCH_DEMO_DIR with the generated demo datasets."""
+    d = tmp_path_factory.mktemp("demo")
+    old = os.environ.get("BENCH_DEMO_DIR")
+    os.environ["BENCH_DEMO_DIR"] = str(d)
+    from bench.demo.suite import ensure_demo_data
+
+    ensure_demo_data()
+    yield d
+    if old is None:
+        os.environ.pop("BENCH_DEMO_DIR", None)
+    else:
+        os.environ["BENCH_DEMO_DIR"] = old
+
+
+# -- the world ------------------------------------------------------------------------------------
+
+def test_world_is_deterministic_per_seed_and_step():
+    a, ca = world.make_batch(0, 7, 32)
+    b, cb = world.make_batch(0, 7, 32)
+    assert a.dtype == np.uint8 and a.shape == (32, world.IMAGE_SIZE, world.IMAGE_SIZE, 3)
+    assert np.array_equal(a, b) and ca == cb
+    c, cc = world.make_batch(1, 7, 32)
+    d, cd = world.make_batch(0, 8, 32)
+    assert not np.array_equal(a, c) and not np.array_equal(a, d)
+    assert all(isinstance(x, str) and x for x in ca)
+
+
+def test_world_covers_its_kinds():
+    _, caps = world.make_batch(3, 0, 400)
+    text = " ".join(caps)
+    for word in ("digit", "letter", "circle", "striped", "seven", "7"):
+        assert word in text, word
+    assert any(a.std() > 10 for a in world.make_batch(3, 0, 8)[0])  # not blank images
+
+
+def test_every_digit_has_strokes_and_every_texture_renders():
+    rng = np.random.default_rng(0)
+    for d in range(10):
+        assert world.stroke_digit_mask(rng, d).sum() > 10
+    for kind in ["striped", "dotted", "checkered", "zigzag", "wavy", "brick", "grid",
+                 "concentric", "speckled"]:
+        m = world.pattern_mask(rng, kind)
+        assert 0.05 < m.mean() < 0.95, kind
+
+
+# -- the demo suite -------------------------------------------------------------------------------
+
+def test_demo_datasets_are_registered_and_load(demo_dir):
+    from datasets_registry import DATASETS, DEMO_TAG
+
+    assert DATASETS.names(DEMO_TAG) == DEMO_NAMES
+    root = demo_defaults()["data_root"]
+    assert Path(root).is_relative_to(demo_dir)
+    for name in DEMO_NAMES:
+        ds = DATASETS.get(name).load(root)
+        n = len(ds.classnames)
+        assert n >= 8
+        for split in (ds.train, ds.val, ds.test):
+            assert {label for _, label in split} == set(range(n))
+        counts = np.bincount([label for _, label in ds.train])
+        assert counts.min() >= 16, "16-shot sampling needs 16 train images per class"
+        assert (ds.image_dir / ds.test[0][0]).is_file()
+    digits = DATASETS.get("demo_digits").load(root)
+    assert len(digits.train) + len(digits.val) + len(digits.test) == 1797  # sklearn's digits
+
+
+def test_demo_data_generation_is_deterministic(tmp_path, demo_dir):
+    from bench.demo.suite import ensure_demo_data, split_file_name
+
+    other = ensure_demo_data(tmp_path / "again")
+    first = demo_defaults()["data_root"]
+    for name in ("demo_sketches", "demo_digits"):
+        f = split_file_name(name)
+        assert (other / name / f).read_text() == (first / name / f).read_text()
+        rel = json.loads((first / name / f).read_text())["test"][5][0]
+        assert (other / name / "images" / rel).read_bytes() == (first / name / "images" / rel).read_bytes()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_demo_dataset_generates_itself_in_the_demo_root(tmp_path, monkeypatch):
+    from datasets_registry import DATASETS
+
+    monkeypatch.setenv("BENCH_DEMO_DIR", str(tmp_path))
+    from bench.demo import demo_data_root
+
+    ds = DATASETS.get("demo_textures").load(demo_data_root())
+    assert len(ds.test) > 0 and (demo_data_root() / ".complete").is_file()
+
+
+def test_bench_demo_data_command(run_cli, tmp_path):
+    code, out, _ = run_cli("demo", "data", "--root", tmp_path / "d")
+    assert code == 0 and str(tmp_path / "d") in out
+    assert (tmp_path / "d" / "demo_glyphs" / "split_zhou_demo_glyphs.json").is_file()
+
+
+# -- pretraining ----------------------------------------------------------------------------------
+
+def test_a_few_pretraining_steps_are_deterministic_and_load_through_open_clip(tmp_path):
+    from bench.backbone import Backbone
+    from bench.demo.pretrain import pretrain
+
+    a = pretrain(tmp_path / "a.pt", seed=0, steps=3, batch=16, warmup=2, evaluate=False,
+                 log=lambda m: None)
+    b = pretrain(tmp_path / "b.pt", seed=0, steps=3, batch=16, warmup=2, evaluate=False,
+                 log=lambda m: None)
+    assert a["steps_run"] == 3 and np.isfinite(a["final_loss"])
+    sa, sb = torch.load(tmp_path / "a.pt"), torch.load(tmp_path / "b.pt")
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    c = pretrain(tmp_path / "c.pt", seed=1, steps=3, batch=16, warmup=2, evaluate=False,
+                 log=lambda m: None)
+    sc = torch.load(tmp_path / "c.pt")
+    assert not torch.equal(sa["text_projection"], sc["text_projection"])
+    bb = Backbone(MODEL_NAME, str(tmp_path / "a.pt"))
+    assert bb.context_length >= 32
+    assert json.loads((tmp_path / "a.train.json").read_text())["seed"] == 0
+
+
+def test_pretraining_lowers_the_loss(tmp_path):
+    from bench.demo.pretrain import pretrain
+
+    losses = []
+    pretrain(None, seed=0, steps=30, batch=32, warmup=5, lr=2e-3, evaluate=False,
+             log=lambda m: losses.append(float(m.split("loss ")[1].split()[0])) if "loss " in m else None)
+    assert losses[-1] < losses[0] - 0.2, losses
+
+
+# -- the committed checkpoint ---------------------------------------------------------------------
+
+def test_committed_checkpoint_is_small_and_loads_through_open_clip():
+    import open_clip
+
+    from bench.backbone import _open_clip
+
+    assert CHECKPOINT.is_file(), "the demo checkpoint is not committed"
+    assert CHECKPOINT.stat().st_size <= 20 * 1024 * 1024
+    _open_clip()  # registers configs/models
+    model, _, preprocess = open_clip.create_model_and_transforms(MODEL_NAME, pretrained=str(CHECKPOINT))
+    assert model.context_length >= 32
+    d = demo_defaults(generate=False)
+    assert d["backbone"] == MODEL_NAME and Path(d["pretrained"]) == CHECKPOINT.resolve()
+
+
+def _zero_shot(backbone, ds) -> float:
+    from PIL import Image
+
+    w = backbone.class_weights(ds.prompt_classnames, ds_templates(ds.name))
+    imgs = torch.stack([backbone.eval_transform(Image.open(ds.image_dir / p)) for p, _ in ds.test])
+    feats = torch.cat([backbone.encode_images(imgs[i:i + 256]) for i in range(0, len(imgs), 256)])
+    pred = (feats / feats.norm(dim=-1, keepdim=True) @ w.T).argmax(-1)
+    return 100.0 * (pred == torch.tensor([l for _, l in ds.test])).float().mean().item()
+
+
+def ds_templates(name):
+    from datasets_registry import DATASETS
+
+    return DATASETS.get(name).templates
+
+
+def test_demo_model_zero_shot_beats_chance_but_is_imperfect(demo_dir):
+    from bench.backbone import Backbone
+    from datasets_registry import DATASETS
+
+    d = demo_defaults()
+    bb = Backbone(d["backbone"], d["pretrained"])
+    acc, chance = {}, {}
+    for name in DEMO_NAMES:
+        ds = DATASETS.get(name).load(d["data_root"])
+        acc[name], chance[name] = _zero_shot(bb, ds), 100.0 / len(ds.classnames)
+    above = [n for n in DEMO_NAMES if acc[n] >= 2 * chance[n]]
+    assert len(above) >= 3, (acc, chance)
+    assert any(acc[n] < 90 for n in DEMO_NAMES), f"nothing left to adapt: {acc}"
+
+
+# -- the story: adaptation beats zero-shot on the demo suite --------------------------------------
+
+@pytest.mark.slow
+def test_demo_suite_story(tmp_path, demo_dir, capsys):
+    from methods import METHODS
+
+    names = set(METHODS.names())
+    needed = {"zero_shot", "coop", "clip_adapter_visual", "clip_adapter_text", "clip_adapter_both"}
+    if not needed <= names:
+        pytest.skip(f"methods not registered yet: {sorted(needed - names)}")
+    from bench.cli import main
+    from results.store import ResultStore
+
+    out = tmp_path / "out"
+    shots = [1, 2, 4, 8, 16]
+    code = main(["run", "--methods", "all", "--shots", ",".join(map(str, shots)),
+                 "--seeds", "1,2,3", "--output", str(out), "--quiet"])
+    assert code == 0
+    recs = [r for r in ResultStore(out).load_all(include_failed=False) if r["status"] == "ok"]
+    acc: dict = {}
+    for r in recs:
+        label = r["method"] + (f":{r['variant']}" if r.get("variant") else "")
+        acc.setdefault((label, r["shots"]), {}).setdefault(r["dataset"], []).append(
+            r["metrics"]["top1"])
+
+    def avg(label, k):
+        per = acc[(label, k)]
+        assert sorted(per) == DEMO_NAMES, (label, k, sorted(per))
+        return float(np.mean([np.mean(v) for v in per.values()]))
+
+    zs = avg("zero_shot", shots[0])
+    learned = [m for m in {lbl for lbl, _ in acc} if m.split(":")[0] in needed - {"zero_shot"}]
+    report = {m: [round(avg(m, k), 1) for k in shots] for m in sorted(learned)}
+    print("zero-shot", round(zs, 1), report)
+    for m, curve in report.items():
+        assert curve[-1] >= zs + 5, f"{m} at 16 shots {curve[-1]:.1f} vs zero-shot {zs:.1f}"
+        assert curve[-1] > curve[0], f"{m} does not improve from 1 to 16 shots: {curve}"
+        assert curve[-1] >= max(curve) - 3, f"{m} drops at 16 shots: {curve}"
