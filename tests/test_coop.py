@@ -1,0 +1,224 @@
+"""CoOp on the tiny random-init model: the prompt encoder reproduces open_clip's text encoder,
+the memory/speed options do not change results, and training learns."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.config import MethodSpec, resolve_method_config
+from bench.errors import UsageError
+from bench.views import CachedViews
+from methods import METHODS
+from methods._training import OptimConfig, batches, lr_at, seeded_generator
+from methods.base import FeatureSplit, Task
+from methods.coop import PromptEncoder, _token_rows, build_layout, text_tower
+
+NAMES = ["dog", "golden retriever", "sea lion", "x ray machine"]
+CPU = torch.device("cpu")
+
+
+def blobs(n_classes: int, per_class: int, dim: int, seed: int, noise: float = 0.6,
+          centers_seed: int = 123) -> FeatureSplit:
+    """Raw features around random class centers (unrelated to the class names' text)."""
+    centers = torch.randn(n_classes, dim, generator=torch.Generator().manual_seed(centers_seed))
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n_classes).repeat_interleave(per_class)
+    x = 3 * centers[y] + noise * 3 * torch.randn(len(y), dim, generator=g)
+    return FeatureSplit(x, y)
+
+
+def make_task(method: str, backbone, *, variant=None, overrides=None, shots=4, seed=1,
+              n_classes=4, dataset="dtd", n_views=2, val=None) -> Task:
+    _, cfg = resolve_method_config(MethodSpec(method, variant), dataset, shots, overrides)
+    dim = backbone.model.text_projection.shape[1]
+    train = blobs(n_classes, shots, dim, seed=10 + seed)
+    views = torch.stack([train.features + 0.3 * torch.randn(train.features.shape,
+                                                            generator=torch.Generator().manual_seed(v))
+                         for v in range(n_views)])
+    return Task(dataset=dataset, classnames=NAMES[:n_classes] if n_classes <= len(NAMES)
+                else [f"class {i}" for i in range(n_classes)],
+                templates=["a photo of a {}."], shots=shots, seed=seed, config=cfg, device=CPU,
+                train=train, val=val if val is not None else blobs(n_classes, min(shots, 4), dim, seed=20 + seed),
+                train_views=CachedViews(views, seed), backbone=backbone)
+
+
+def accuracy(fitted, split: FeatureSplit) -> float:
+    return (fitted.logits(split.features).argmax(1) == split.labels).float().mean().item()
+
+
+# -- the prompt encoder ------------------------------------------------------------------------
+@pytest.mark.parametrize("cut", [True, False])
+@pytest.mark.parametrize("position,template", [
+    ("end", "a photo of a {}."),      # [SOS][a photo of a][name][.][EOT]
+    ("front", "{} a photo of a."),    # [SOS][name][a photo of a][.][EOT]
+    ("middle", "a photo {} of a."),   # [SOS][a photo][name][of a][.][EOT]: ctx halves around the name
+])
+def test_prompt_encoder_equals_open_clip_encode_text(tiny_backbone, position, template, cut):
+    tower = text_tower(tiny_backbone.model)
+    tokens = _token_rows(tiny_backbone.tokenizer, ["a photo of a"])[0]
+    assert len(tokens) == 4
+    ctx = tower.token_embedding(torch.tensor(tokens)).detach()
+    layout = build_layout(tiny_backbone.tokenizer, NAMES, 4, position,
+                          tiny_backbone.context_length)
+    enc = PromptEncoder(tower, layout, dtype=torch.float32, cut_sequence=cut,
+                        grad_checkpointing=False, device=CPU)
+    assert enc.seq_len == (int(layout.eot.max()) + 1 if cut else tiny_backbone.context_length)
+    assert enc.seq_len < tiny_backbone.context_length or not cut
+    ours = enc(ctx, torch.arange(len(NAMES)))
+    ref = tiny_backbone.encode_text([template.format(n) for n in NAMES])
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+    # a different context gives different embeddings (the comparison can fail)
+    assert not torch.allclose(enc(ctx.flip(0), torch.arange(len(NAMES))), ref, atol=1e-3)
+
+
+def test_class_specific_context_and_subsets(tiny_backbone):
+    """csc: class c reads its own context; encoding a subset of classes gives the same rows."""
+    tower = text_tower(tiny_backbone.model)
+    layout = build_layout(tiny_backbone.tokenizer, NAMES, 4, "end", tiny_backbone.context_length)
+    enc = PromptEncoder(tower, layout, dtype=torch.float32, cut_sequence=True,
+                        grad_checkpointing=False, device=CPU)
+    phrases = ["a photo of a", "a picture of a", "an image of a", "a drawing of a"]
+    ctx = torch.stack([tower.token_embedding(torch.tensor(_token_rows(tiny_backbone.tokenizer, [p])[0]))
+                       for p in phrases]).detach()
+    ours = enc(ctx, torch.arange(4))
+    ref = tiny_backbone.encode_text([f"{p} {n}." for p, n in zip(phrases, NAMES)])
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(enc(ctx, torch.tensor([2, 0])), ours[[2, 0]], rtol=1e-5, atol=1e-5)
+
+
+def test_prompt_too_long_is_a_clear_error(tiny_backbone):
+    with pytest.raises(UsageError, match="tokens"):
+        build_layout(tiny_backbone.tokenizer, ["dog"], 38, "end", tiny_backbone.context_length)
+
+
+# -- the shared training loop ------------------------------------------------------------------
+def test_schedule_and_batches_follow_dassl():
+    opt = OptimConfig(lr=0.002, momentum=0.9, weight_decay=5e-4, batch_size=32, epochs=50,
+                      warmup_epochs=1, warmup_lr=1e-5)
+    assert lr_at(0, opt) == 1e-5
+    assert lr_at(1, opt) == pytest.approx(0.002)
+    assert lr_at(26, opt) == pytest.approx(0.001)
+    assert 0 < lr_at(49, opt) < 0.002 * 0.01
+    g = seeded_generator(0)
+    assert [len(b) for b in batches(20, 32, g)] == [20]  # fewer than 32: kept
+    assert [len(b) for b in batches(40, 32, g)] == [32]  # the incomplete last batch is dropped
+    assert [len(b) for b in batches(64, 32, g)] == [32, 32]
+    a, b = batches(40, 32, seeded_generator(5)), batches(40, 32, seeded_generator(5))
+    assert torch.equal(a[0], b[0])
+
+
+# -- fit ---------------------------------------------------------------------------------------
+FAST = {"epochs": 8, "lr": 0.05, "n_ctx": 4, "batch_size": 8}
+
+
+def text_blobs(backbone, per_class: int, seed: int, noise: float = 1.0) -> FeatureSplit:
+    """Features near the text embeddings of another prompt ("itap of the {name}."): a learned
+    context can move the class embeddings toward them."""
+    t = backbone.encode_text([f"itap of the {n}." for n in NAMES])
+    t = t / t.norm(dim=-1, keepdim=True)
+    y = torch.arange(len(NAMES)).repeat_interleave(per_class)
+    g = torch.Generator().manual_seed(seed)
+    return FeatureSplit(t[y] + noise * torch.randn(len(y), t.shape[1], generator=g) / 8, y)
+
+
+def _fit_on(backbone, train: FeatureSplit, overrides: dict):
+    task = make_task("coop", backbone, overrides=overrides)
+    task.train, task.train_views = train, CachedViews(train.features[None], task.seed)
+    return METHODS.get("coop")(task)
+
+
+def test_unified_context_learns_and_beats_untrained(tiny_backbone):
+    train, test = text_blobs(tiny_backbone, 4, seed=1), text_blobs(tiny_backbone, 30, seed=99)
+    overrides = {**FAST, "epochs": 10}
+    fitted = _fit_on(tiny_backbone, train, overrides)
+    untrained = _fit_on(tiny_backbone, train, {**overrides, "lr": 0.0, "warmup_lr": 0.0})
+    info = fitted.info
+    assert info["train_loss_last_epoch"] < 0.5 * info["train_loss_first_epoch"]
+    assert untrained.info["train_loss_last_epoch"] == pytest.approx(info["train_loss_first_epoch"], rel=1e-3)
+    assert accuracy(fitted, test) >= accuracy(untrained, test) + 0.05
+    assert info["n_ctx"] == 4 and info["precision"] == "fp32" and not info["csc"]
+
+
+def test_class_specific_context_learns_unrelated_classes(tiny_backbone):
+    """Class centers unrelated to the names: only a per-class context can fit them."""
+    test = blobs(4, 30, 64, seed=99)
+    overrides = {**FAST, "csc": True}
+    fitted = METHODS.get("coop")(make_task("coop", tiny_backbone, overrides=overrides))
+    untrained = METHODS.get("coop")(make_task("coop", tiny_backbone,
+                                              overrides={**overrides, "lr": 0.0, "warmup_lr": 0.0}))
+    assert fitted.info["train_loss_last_epoch"] < 0.2 * fitted.info["train_loss_first_epoch"]
+    assert accuracy(fitted, test) > accuracy(untrained, test) + 0.4
+
+
+def test_only_the_context_trains_and_the_backbone_is_untouched(tiny_backbone):
+    before = {k: v.clone() for k, v in tiny_backbone.model.state_dict().items()}
+    METHODS.get("coop")(make_task("coop", tiny_backbone, overrides={**FAST, "epochs": 2}))
+    after = tiny_backbone.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not any(p.requires_grad for p in tiny_backbone.model.parameters())
+    assert not tiny_backbone.model.training
+
+
+def test_memory_options_do_not_change_results(tiny_backbone):
+    """Sequence cut, class chunks (two-pass exact gradient) and checkpointing: same model."""
+    test = blobs(4, 10, 64, seed=98)
+    base = {**FAST, "epochs": 2}
+    ref = METHODS.get("coop")(make_task("coop", tiny_backbone, overrides={**base, "cut_sequence": False}))
+    for extra in ({"cut_sequence": True}, {"class_chunk": 3, "grad_checkpointing": True}):
+        other = METHODS.get("coop")(make_task("coop", tiny_backbone, overrides={**base, **extra}))
+        torch.testing.assert_close(other.logits(test.features), ref.logits(test.features),
+                                   rtol=1e-4, atol=1e-4, msg=str(extra))
+    assert ref.info["seq_len"] == tiny_backbone.context_length
+
+
+def test_same_seed_same_model_other_seed_differs(tiny_backbone):
+    test = blobs(4, 5, 64, seed=97)
+    run = lambda seed: METHODS.get("coop")(make_task("coop", tiny_backbone, seed=seed,
+                                                     overrides={**FAST, "epochs": 2}))
+    a, b, c = run(1), run(1), run(2)
+    assert torch.equal(a.logits(test.features), b.logits(test.features))
+    assert not torch.allclose(a.logits(test.features), c.logits(test.features))
+
+
+@pytest.mark.parametrize("variant,expect", [("csc", {"csc": True, "n_ctx": 4}),
+                                             ("ctx_init", {"csc": False, "n_ctx": 4}),
+                                             ("class_middle", {"n_ctx": 4}),
+                                             ("class_front", {"n_ctx": 4})])
+def test_variants_run(tiny_backbone, variant, expect):
+    fitted = METHODS.get("coop")(make_task("coop", tiny_backbone, variant=variant,
+                                           overrides={**FAST, "epochs": 1}))
+    assert expect.items() <= fitted.info.items()
+
+
+def test_ctx_init_without_training_is_the_handwritten_prompt(tiny_backbone):
+    """"a photo of a" init with lr 0: logits = zero-shot CLIP with "a photo of a {}."."""
+    task = make_task("coop", tiny_backbone, variant="ctx_init",
+                     overrides={"epochs": 1, "lr": 0.0, "warmup_lr": 0.0})
+    fitted = METHODS.get("coop")(task)
+    zs = METHODS.get("zero_shot")(task)
+    x = blobs(4, 3, 64, seed=5).features
+    torch.testing.assert_close(fitted.logits(x), zs.logits(x), rtol=1e-4, atol=1e-4)
+
+
+def test_ctx_init_with_csc_is_refused(tiny_backbone):
+    with pytest.raises(UsageError, match="csc"):
+        METHODS.get("coop")(make_task("coop", tiny_backbone, variant="ctx_init",
+                                      overrides={"csc": True, "epochs": 1}))
+
+
+@pytest.mark.parametrize("precision", ["amp_bf16", "fp16"])
+def test_low_precision_options_run_and_agree(tiny_backbone, precision):
+    test = blobs(4, 10, 64, seed=96)
+    base = {**FAST, "epochs": 2}
+    ref = METHODS.get("coop")(make_task("coop", tiny_backbone, overrides=base))
+    low = METHODS.get("coop")(make_task("coop", tiny_backbone, overrides={**base, "precision": precision}))
+    assert low.info["precision"] == precision
+    agree = (low.logits(test.features).argmax(1) == ref.logits(test.features).argmax(1)).float().mean()
+    assert agree >= 0.9
+
+
+def test_epochs_follow_shots_and_imagenet():
+    cfg = lambda ds, k: resolve_method_config(MethodSpec("coop"), ds, k)[1]["epochs"]
+    assert [cfg("dtd", k) for k in (1, 2, 4, 8, 16)] == [50, 100, 100, 200, 200]
+    assert [cfg("imagenet", k) for k in (1, 16)] == [50, 50]
