@@ -11,7 +11,10 @@ from bench.cli import main
 from results.aggregate import Labels, records_to_frame, summarize
 from results.plots import panel_titles, plot_curves
 from results.store import ResultStore
-from tests.test_report import FAILED_CELLS, MISSING_CELLS, SEEDS, demo_records, record
+try:  # tests/ as a package (tests/__init__.py) or as a plain folder on sys.path
+    from tests.test_report import FAILED_CELLS, MISSING_CELLS, SEEDS, demo_records, record
+except ImportError:
+    from test_report import FAILED_CELLS, MISSING_CELLS, SEEDS, demo_records, record
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
