@@ -1,0 +1,98 @@
+"""The feature cache returns identical features without re-encoding and heals damaged shards."""
+
+import numpy as np
+import pytest
+import torch
+
+from bench.features import DatasetFeatures, FeatureCache
+
+
+class Counter:
+    def __init__(self, dim=4):
+        self.calls = []
+        self.dim = dim
+
+    def __call__(self, missing):
+        self.calls.append(list(missing))
+        return torch.tensor([[float(i)] * self.dim for i in missing])
+
+
+def test_second_read_does_not_recompute(tmp_path):
+    cache, compute = FeatureCache(tmp_path), Counter()
+    key = {"weights": "w", "split": "test"}
+    a = cache.get(key, [3, 1, 2], compute)
+    b = cache.get(key, [3, 1, 2], compute)
+    assert compute.calls == [[3, 1, 2]]
+    assert torch.equal(a, b) and a[:, 0].tolist() == [3.0, 1.0, 2.0]
+    # Only the missing rows are computed when more are asked for.
+    cache.get(key, [1, 5, 4], compute)
+    assert compute.calls[-1] == [5, 4]
+    # A different key (other weights, view, ...) is a different entry.
+    cache.get({**key, "view": 1}, [1], compute)
+    assert compute.calls[-1] == [1]
+
+
+def test_damaged_shard_is_recomputed_with_warning(tmp_path):
+    cache, compute = FeatureCache(tmp_path), Counter()
+    key = {"k": 1}
+    cache.get(key, [0, 1], compute)
+    shard = next(cache.key_dir(key).glob("shard-*.bin"))
+    data = bytearray(shard.read_bytes())
+    data[-3] ^= 0xFF  # flip payload bits: the checksum no longer matches
+    shard.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="damaged"):
+        out = cache.get(key, [0, 1], compute)
+    assert compute.calls == [[0, 1], [0, 1]]
+    assert out[:, 0].tolist() == [0.0, 1.0]
+
+
+def test_truncated_shard_is_recomputed(tmp_path):
+    cache, compute = FeatureCache(tmp_path), Counter()
+    cache.get({"k": 2}, [0, 1, 2], compute)
+    shard = next(cache.key_dir({"k": 2}).glob("shard-*.bin"))
+    shard.write_bytes(shard.read_bytes()[:-10])
+    with pytest.warns(UserWarning):
+        cache.get({"k": 2}, [0, 1, 2], compute)
+    assert len(compute.calls) == 2
+
+
+def test_fp16_storage(tmp_path):
+    cache = FeatureCache(tmp_path, dtype="float16")
+    out = cache.get({"k": 3}, [7], lambda m: torch.tensor([[1 / 3, 2.0]]))
+    assert out.dtype == torch.float32
+    assert out[0, 0].item() == pytest.approx(np.float16(1 / 3), abs=0)
+
+
+def test_dataset_features_cached_equal_fresh(tmp_path, miniroot, tiny_backbone):
+    from datasets_registry import DATASETS
+
+    splits = DATASETS.get("eurosat").load(miniroot)
+    feats = DatasetFeatures(tiny_backbone, splits, FeatureCache(tmp_path), progress=False)
+    first = feats.eval_features("test", range(len(splits.test)))
+    encoded = feats.encode_seconds
+    again = DatasetFeatures(tiny_backbone, splits, FeatureCache(tmp_path), progress=False)
+    second = again.eval_features("test", range(len(splits.test)))
+    assert torch.equal(first, second) and again.encode_seconds == 0.0 and encoded > 0
+    # Augmented views are deterministic per (image, view) and differ between views.
+    v0 = feats.view_features([0, 1], 0)
+    fresh = DatasetFeatures(tiny_backbone, splits, FeatureCache(tmp_path / "other"), progress=False)
+    assert torch.equal(v0, fresh.view_features([0, 1], 0))
+
+
+def test_augmented_views_are_seeded_per_image_and_view(tmp_path, tiny_backbone):
+    from PIL import Image
+
+    from bench.features import ImageFiles
+
+    arr = np.add.outer(np.arange(48), 2 * np.arange(48)).astype(np.uint8)
+    Image.fromarray(np.stack([arr, arr.T, 255 - arr], axis=-1)).save(tmp_path / "a.png")
+    tf = tiny_backbone.train_transform()
+
+    def view(v):
+        return ImageFiles(tmp_path, ["a.png"], tf, view=v, image_size=32)[0][0]
+
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    assert torch.equal(view(0), view(0))
+    assert not torch.equal(view(0), view(1))
+    assert torch.equal(state, torch.get_rng_state())  # the global RNG is left alone
