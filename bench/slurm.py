@@ -39,6 +39,7 @@ SWEEP_DIR = "sweep"
 SUBMISSIONS_DIR = "submissions"
 DEFAULT_TIME = "4:00:00"  # submitit's own default (5 minutes) is too short for a real job
 POLL_S = 2.0
+END_GRACE_S = 60.0  # after every cell has a record, how long to wait for the tasks to exit
 
 # key in the YAML `slurm:` mapping -> (what it must be, CLI flag)
 SLURM_YAML_KEYS = {
@@ -529,7 +530,10 @@ def launch_submitit(jobs: list, launcher: str, options: dict, wait: bool = True)
     output = Path(outputs.pop())
     subs = load_submissions(output)
     if subs:
-        busy = active_tasks(subs[-1])
+        # only tasks that still have cells to write block a new submission (they would
+        # compute the same cells twice); a task finishing up its last cell does not
+        busy = [jid for jid in active_tasks(subs[-1])
+                if _task_pending(output, subs[-1], jid)]
         if busy:
             what = (f"scancel {subs[-1]['array_id']}" if subs[-1]["launcher"] == "slurm"
                     else "stop them")
@@ -565,6 +569,12 @@ def launch_submitit(jobs: list, launcher: str, options: dict, wait: bool = True)
         return 130
 
 
+def _task_pending(output: Path, record: dict, job_id: str) -> int:
+    task = next(t for t in record["tasks"] if t["job_id"] == job_id)
+    return sum(1 for c in task["cells"] if not (output / c["result"]).is_file()
+               and not (output / c["failed"]).is_file())
+
+
 def _cell_counts(output: Path, record: dict) -> tuple[int, int, int]:
     done = failed = pending = 0
     for task in record["tasks"]:
@@ -587,6 +597,7 @@ def wait_for(output: Path, record: dict, sjobs: list | None = None,
     total = sum(len(t["cells"]) for t in record["tasks"])
     bar = tqdm(total=total, unit="cell", desc="bench sweep", dynamic_ncols=True,
                file=sys.stderr, mininterval=0.5)
+    all_recorded = 0.0
     try:
         while True:
             done, failed, pending = _cell_counts(output, record)
@@ -596,8 +607,12 @@ def wait_for(output: Path, record: dict, sjobs: list | None = None,
             bar.set_postfix_str(f"done={done} failed={failed} pending={pending} "
                                 f"tasks running/queued={active}", refresh=False)
             bar.refresh()
-            if pending == 0 or active == 0:
+            if active == 0:
                 break
+            if pending == 0:  # every cell has a record: give the tasks a moment to exit
+                all_recorded = all_recorded or time.monotonic()
+                if time.monotonic() - all_recorded > END_GRACE_S:
+                    break
             time.sleep(poll_s)
     finally:
         bar.close()
