@@ -222,9 +222,17 @@ def launch(jobs, cfg, args) -> int:
 
 
 def _print_summary(cfg) -> None:
+    """The same tables as `bench report OUTPUT`, restricted to this run's grid."""
+    from argparse import Namespace
+
+    from bench.commands import report
+    from bench.errors import BenchError
+
+    args = Namespace(output=cfg["output"], methods=",".join(sorted({m.name for m in cfg["methods"]})),
+                     datasets=",".join(cfg["datasets"]), shots=",".join(map(str, cfg["shots"])),
+                     backbone=None, compare=None, fmt="terminal", out=None, layout="all",
+                     color="auto", standalone=False)
     try:
-        from bench.commands.report import summary_table
-    except ImportError:
-        return
-    print(summary_table(cfg["output"], methods=[m.label for m in cfg["methods"]],
-                        datasets=cfg["datasets"], shots=cfg["shots"]))
+        report.run(args)
+    except BenchError as exc:
+        print(f"bench: no table to show: {exc}", file=sys.stderr)
