@@ -595,18 +595,19 @@ def wait_for(output: Path, record: dict, sjobs: list | None = None,
     from tqdm import tqdm
 
     total = sum(len(t["cells"]) for t in record["tasks"])
+    tty = sys.stderr.isatty()
     bar = tqdm(total=total, unit="cell", desc="bench sweep", dynamic_ncols=True,
-               file=sys.stderr, mininterval=0.5)
+               file=sys.stderr, mininterval=0.5 if tty else 30)
     all_recorded = 0.0
     try:
         while True:
             done, failed, pending = _cell_counts(output, record)
             states = task_states(record)
             active = sum(1 for s in states.values() if is_active(s, record))
-            bar.n = done + failed
+            if bar.n != done + failed or tty:
+                bar.update(done + failed - bar.n)
             bar.set_postfix_str(f"done={done} failed={failed} pending={pending} "
-                                f"tasks running/queued={active}", refresh=False)
-            bar.refresh()
+                                f"tasks running/queued={active}", refresh=tty)
             if active == 0:
                 break
             if pending == 0:  # every cell has a record: give the tasks a moment to exit
