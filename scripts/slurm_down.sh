@@ -6,7 +6,8 @@
 #
 # Jobs still queued or running on the cluster are cancelled first (they belong to this cluster
 # and would otherwise outlive their slurmd). Configuration, logs and the accounting database are
-# kept, so the next slurm_up.sh starts in 2-5 s. Pass --purge to also delete the state folder.
+# kept, so the next slurm_up.sh starts in 2-5 s. Pass --purge to also delete the state folder
+# and the accounting database (a fresh start: job ids begin at 1 again).
 set -uo pipefail
 
 STATE=${BENCH_SLURM_STATE:-/var/tmp/bench-slurm}
@@ -15,6 +16,9 @@ PURGE=0
 
 log() { echo "slurm_down: $*"; }
 starttime() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; }
+
+# The cluster is going away: SLURM is no longer expected by the tests (see setup-slurm.sh).
+rm -f "$STATE/required"
 
 if [ ! -d "$STATE/pids" ]; then
     log "nothing recorded in $STATE/pids: nothing to stop"
@@ -48,6 +52,11 @@ for name in slurmd slurmctld slurmdbd mariadb munge; do
     if [ -z "$pid" ]; then
         rm -f "$STATE/pids/$name.pid"
         continue
+    fi
+    if [ "$name" = mariadb ] && [ "$PURGE" = 1 ]; then
+        # job ids restart at 1 with a fresh state folder: drop the old accounting with it
+        mariadb --protocol=socket -S /run/mysqld/mysqld.sock -uroot \
+            -e 'DROP DATABASE IF EXISTS slurm_acct_db' && log "dropped the accounting database"
     fi
     kill -TERM "$pid" 2>/dev/null
     for _ in $(seq 1 100); do  # up to 20 s (MariaDB flushes on shutdown)

@@ -229,4 +229,7 @@ node_idle() {
 }
 wait_for 60 node node_idle || { sinfo -N >&2; die "node $HOST is not idle (log: $STATE/log/slurmd.log)"; }
 wait_for 30 sacct sacct -n -X -S now-1minutes || die "sacct does not answer (log: $STATE/log/slurmdbd.log)"
+# slurmctld has registered with slurmdbd (else job records reach accounting only later)
+registered() { [ -n "$(sacctmgr -n -P list cluster "$CLUSTER" format=controlhost 2>/dev/null)" ]; }
+wait_for 30 registration registered || die "slurmctld did not register with slurmdbd (log: $STATE/log/slurmctld.log)"
 log "ready: cluster $CLUSTER, node $HOST ($(sinfo -h -N -o '%T, %c CPUs'), partition debug); state in $STATE"
