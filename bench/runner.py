@@ -4,12 +4,19 @@ Per dataset in the job: load the backbone and the dataset once, get test feature
 few-shot train/val/view features for all cells from the cache (extracting what is missing, once),
 then for each cell: sample the few-shot subset, build the Task, fit, evaluate on the test
 features, write the result. A cell that raises becomes a failed record with its traceback and
-the job goes on. Cells whose result exists (written by another process meanwhile) are skipped.
+the job goes on; a data problem found while loading or extracting (bad split file, unreadable
+image) fails every cell of that dataset with one message, and the job goes on with the next.
+
+Several processes may share one output folder: a cell runs only under its lock
+(``bench.locks``), so a cell held by another live process is skipped here, and locks and
+temporary files of killed processes are cleaned up when a job starts. A full disk stops the job
+with one message (``BenchError``); every record already written stays intact.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import logging
 import platform
 import socket
@@ -30,8 +37,9 @@ from datasets_registry import DATASETS
 from datasets_registry.fewshot import FewShotSubset, sample_fewshot, seed_everything
 from methods import METHODS
 from methods.base import FeatureSplit, Task
-from results.atomic import atomic_write_json
-from results.store import ResultStore
+from bench.locks import CellLocks
+from results.atomic import DiskFull, atomic_write_json, clean_temp_files
+from results.store import ResultStore, cell_id
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +73,12 @@ def _device(name: str) -> torch.device:
 
 
 def run_job(job) -> dict:
-    """Run every cell of ``job`` (a bench.planner.Job); returns counts of done/failed/skipped."""
-    counts = {"done": 0, "failed": 0, "skipped": 0}
+    """Run every cell of ``job`` (a bench.planner.Job); returns counts of cells done, failed,
+    skipped (a result exists) and locked (another live process holds the cell's lock)."""
+    counts = {"done": 0, "failed": 0, "skipped": 0, "locked": 0}
     store = ResultStore(job.output)
+    locks = CellLocks(store.output / "locks")
+    _clean_leftovers(job, locks)
     by_dataset: dict[str, list[dict]] = defaultdict(list)
     for cell in job.cells:
         if store.exists(cell):
@@ -78,10 +89,49 @@ def run_job(job) -> dict:
         return counts
     device = _device(job.device)
     torch.set_grad_enabled(True)
-    backbone = Backbone(job.backbone, job.pretrained, device)
-    for dataset, cells in by_dataset.items():
-        _run_dataset(job, backbone, dataset, cells, store, counts)
+    backbone = None
+    try:
+        with locks:
+            for dataset, cells in by_dataset.items():
+                mine = _lock_cells(dataset, cells, store, locks, counts)
+                if mine:
+                    backbone = backbone or Backbone(job.backbone, job.pretrained, device)
+                    _run_dataset(job, backbone, dataset, mine, store, locks, counts)
+    except DiskFull as exc:
+        raise BenchError(exc.advice()) from None
     return counts
+
+
+def _clean_leftovers(job, locks: CellLocks) -> None:
+    """Temporary files and locks left by killed processes (live writers' files are kept)."""
+    output = Path(job.output)
+    n_tmp = clean_temp_files(output)
+    cache = Path(job.cache_dir)
+    if output.resolve() not in cache.resolve().parents:
+        n_tmp += clean_temp_files(cache)
+    n_locks = locks.clean_stale()
+    if n_tmp or n_locks:
+        log.info("removed %d temporary file(s) and %d stale lock(s) left by killed runs",
+                 n_tmp, n_locks)
+
+
+def _lock_cells(dataset: str, cells, store: ResultStore, locks: CellLocks, counts) -> list[dict]:
+    """The cells this process now holds; cells done or held by another live process are left."""
+    mine, holders = [], []
+    for cell in cells:
+        holder = locks.try_acquire(cell_id(cell))
+        if holder is not None:
+            holders.append(holder)
+        elif store.exists(cell):  # finished by another process since the plan was made
+            locks.release(cell_id(cell))
+            counts["skipped"] += 1
+        else:
+            mine.append(cell)
+    if holders:
+        counts["locked"] += len(holders)
+        print(f"bench: {dataset}: {len(holders)} cell(s) skipped, another bench process is "
+              f"running them ({holders[0].describe()})", file=sys.stderr)
+    return mine
 
 
 class _Context:
@@ -100,11 +150,28 @@ class _Context:
 
     def subset(self, shots: int, seed: int) -> FewShotSubset:
         if (shots, seed) not in self.subsets:
-            self.subsets[(shots, seed)] = sample_fewshot(self.splits.train, self.splits.val, shots, seed)
+            subset = sample_fewshot(self.splits.train, self.splits.val, shots, seed)
+            if subset.short_classes:
+                note = short_classes_note(self.dataset.display_name, subset, self.splits.classnames)
+                print(f"bench: warning: {note}", file=sys.stderr)
+            self.subsets[(shots, seed)] = subset
         return self.subsets[(shots, seed)]
 
     def positions(self, split: str, items) -> list[int]:
         return [self.position[split][tuple(it)] for it in items]
+
+
+def short_classes_note(dataset: str, subset: FewShotSubset, classnames: list[str]) -> str:
+    """One line: which classes had fewer images than asked (all of them are then used)."""
+    parts = []
+    for split, short in subset.short_classes.items():
+        want = subset.shots if split == "train" else min(subset.shots, 4)
+        names = ", ".join(f"{classnames[label]!r} {n}" for label, n in sorted(short.items())[:3])
+        more = f" and {len(short) - 3} more" if len(short) > 3 else ""
+        parts.append(f"{len(short)} class(es) of {split} have fewer than {want} images "
+                     f"({names}{more})")
+    return (f"{dataset} {subset.shots}-shot seed {subset.seed}: {'; '.join(parts)}; all their "
+            f"images are used (CoOp's rule), recorded in the result as fewshot.short_classes")
 
 
 def _positions(items) -> dict:
@@ -114,39 +181,70 @@ def _positions(items) -> dict:
     return pos
 
 
-def _run_dataset(job, backbone, dataset_name, cells, store: ResultStore, counts) -> None:
+def _run_dataset(job, backbone, dataset_name, cells, store: ResultStore, locks: CellLocks,
+                 counts) -> None:
+    """Run the locked ``cells`` of one dataset, releasing each lock once its record is written.
+
+    A data problem (unreadable split file or image, ...) fails every cell of the dataset with
+    one message; the job goes on with its other datasets.
+    """
     t0 = time.perf_counter()
-    ctx = _Context(job, backbone, dataset_name)
-    # Extract everything the cells need up front, in few large batches.
-    test_pos = list(range(len(ctx.splits.test)))
-    test_feats = ctx.features.eval_features("test", test_pos)
+    try:
+        ctx = _Context(job, backbone, dataset_name)
+        test_feats, test_labels = _extract(ctx, cells)
+    except BenchError as exc:
+        _fail_dataset(dataset_name, exc, cells, backbone, store, locks, counts)
+        return
+    setup_s = time.perf_counter() - t0
+    classnames = ctx.splits.prompt_classnames
+    for cell in cells:
+        record = _run_cell(cell, ctx, backbone, classnames, test_feats, test_labels, store)
+        record["timings"]["job_setup_s"] = round(setup_s, 3)
+        store.write(record)
+        locks.release(cell_id(cell))
+        counts["done" if record["status"] == "ok" else "failed"] += 1
+
+
+def _extract(ctx: _Context, cells) -> tuple[torch.Tensor, torch.Tensor]:
+    """Extract everything the cells need up front, in few large batches; test features/labels."""
+    test_feats = ctx.features.eval_features("test", list(range(len(ctx.splits.test))))
     test_labels = torch.tensor([lbl for _, lbl in ctx.splits.test])
     n_views = max((c["config"].get("n_views", 0) for c in cells
                    if c["config"].get("feature_mode", "cached") == "cached"), default=0)
-    train_union = sorted({p for c in cells for p in ctx.positions("train", ctx.subset(c["shots"], c["seed"]).train)})
-    val_union = sorted({p for c in cells for p in ctx.positions("val", ctx.subset(c["shots"], c["seed"]).val)})
+    subsets = [ctx.subset(c["shots"], c["seed"]) for c in cells]
+    train_union = sorted({p for s in subsets for p in ctx.positions("train", s.train)})
+    val_union = sorted({p for s in subsets for p in ctx.positions("val", s.val)})
     ctx.features.eval_features("train", train_union)
     ctx.features.eval_features("val", val_union)
     for v in range(n_views):
         ctx.features.view_features(train_union, v)
-    setup_s = time.perf_counter() - t0
-    classnames = ctx.splits.prompt_classnames
+    return test_feats, test_labels
+
+
+def _fail_dataset(dataset, exc: BenchError, cells, backbone, store: ResultStore,
+                  locks: CellLocks, counts) -> None:
+    print(f"bench: error: {dataset}: {exc}\nbench: {dataset}: its {len(cells)} cell(s) are "
+          f"recorded as failed; fix the data and rerun", file=sys.stderr)
     for cell in cells:
-        if store.exists(cell):  # another process finished it meanwhile
-            counts["skipped"] += 1
-            continue
-        record = _run_cell(cell, ctx, backbone, classnames, test_feats, test_labels, store)
-        record["timings"]["job_setup_s"] = round(setup_s, 3)
+        record = _base_record(cell, backbone)
+        record["status"] = "failed"
+        record["error"] = {"type": type(exc).__name__, "message": str(exc), "traceback": "",
+                           "scope": "dataset"}
         store.write(record)
-        counts["done" if record["status"] == "ok" else "failed"] += 1
+        locks.release(cell_id(cell))
+        counts["failed"] += 1
+
+
+def _base_record(cell, backbone) -> dict:
+    return {**cell, "weights": backbone.fingerprint, "versions": versions(),
+            "host": socket.gethostname(),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "timings": {}}
 
 
 def _run_cell(cell, ctx: _Context, backbone, classnames, test_feats, test_labels,
               store: ResultStore) -> dict:
-    record = {**cell, "weights": backbone.fingerprint, "versions": versions(),
-              "host": socket.gethostname(),
-              "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "timings": {}}
+    record = _base_record(cell, backbone)
     try:
         subset = ctx.subset(cell["shots"], cell["seed"])
         split_path = store.split_path(cell["dataset"], cell["shots"], cell["seed"])
@@ -165,8 +263,12 @@ def _run_cell(cell, ctx: _Context, backbone, classnames, test_feats, test_labels
         logits = _chunked_logits(fitted, test_feats, task.device)
         record["timings"]["eval_s"] = round(time.perf_counter() - t, 4)
         record["metrics"] = evaluate(logits, test_labels)
+        # A fingerprint of every test prediction: equal across runs iff bit-identical.
+        record["logits_sha256"] = hashlib.sha256(logits.numpy().tobytes()).hexdigest()
         record["selected"] = fitted.info
         record["status"] = "ok"
+    except DiskFull:
+        raise  # not the cell's fault: stop the run with one message (see run_job)
     except Exception as exc:  # noqa: BLE001 - a failing cell must not stop the job
         record["status"] = "failed"
         record["error"] = {"type": type(exc).__name__, "message": str(exc),

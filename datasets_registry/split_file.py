@@ -55,8 +55,10 @@ def read_split_file(path: Path) -> tuple[dict[str, list[Item]], list[str]]:
         raise BenchError(f"split file {path} lists no images")
     if sorted(names) != list(range(n)):
         missing = sorted(set(range(max(names) + 1)) - set(names))[:5]
-        raise BenchError(f"split file {path}: labels must be 0..{n - 1} without gaps; labels "
-                         f"{missing} never occur (labels out of range?)")
+        top = max(names)
+        raise BenchError(f"split file {path}: label {top} ({names[top]!r}) is out of range for "
+                         f"{n} classes: labels must be 0..{n - 1} without gaps, and labels "
+                         f"{missing} never occur; the file is damaged or not a CoOp split file")
     return splits, [names[i] for i in range(n)]
 
 

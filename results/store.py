@@ -14,7 +14,8 @@ A record (``schema`` 1) holds::
     short_classes}, timings {...} (seconds), versions {...}, host, created (ISO time),
     error {type, message, traceback} (failed cells only)
 
-A rerun skips every cell with a done record; a failed record is retried and replaced.
+A rerun skips every cell with a done record; a failed record is retried and replaced. A record
+that does not parse (damaged outside this store) is never reported and its cell is rerun.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -72,7 +74,20 @@ class ResultStore:
         return self._stem(cell).with_suffix(".failed.json")
 
     def exists(self, cell: dict) -> bool:
-        return self.path_for(cell).is_file()
+        """A done record is there and readable; a damaged one (not JSON, no metrics: written
+        by something other than this store) counts as missing, with a warning, and is rerun."""
+        path = self.path_for(cell)
+        if not path.is_file():
+            return False
+        try:
+            rec = json.loads(path.read_text())
+            if rec.get("status") == "ok" and isinstance(rec.get("metrics"), dict):
+                return True
+        except (OSError, ValueError, AttributeError):
+            pass
+        warnings.warn(f"result {path} is damaged (not a complete record); its cell is run "
+                      f"again", stacklevel=2)
+        return False
 
     def write(self, record: dict) -> Path:
         """Write a record atomically; a success removes an earlier failure of the same cell."""
@@ -101,7 +116,11 @@ class ResultStore:
                     continue
             try:
                 rec = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
+                if not isinstance(rec, dict):
+                    raise ValueError("not an object")
+            except (OSError, ValueError) as exc:
+                warnings.warn(f"result {path} is damaged ({exc}); left out (rerun `bench run` "
+                              f"to recompute it)", stacklevel=2)
                 continue
             rec["_path"] = str(path)
             yield rec

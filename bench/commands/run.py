@@ -190,27 +190,46 @@ def main(args) -> int:
 
 
 def _check_writable(output: Path) -> None:
+    """Fail before any work when ``output`` cannot be created or written (as root too)."""
     import os
+    import tempfile
 
+    from bench.errors import BenchError
+    from results.atomic import DiskFull, is_disk_full
+
+    for folder in (output, *output.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise UsageError(f"--output {output}: {folder} is a file, not a folder; choose "
+                                 f"a folder you can write to")
+            break
     try:
         output.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".bench-write-test-", dir=output)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
-        raise UsageError(f"--output {output}: cannot create the folder ({exc.strerror}); "
+        if is_disk_full(exc):
+            raise BenchError(DiskFull(output, exc).advice()) from None
+        raise UsageError(f"--output {output}: cannot write there ({exc.strerror or exc}); "
                          f"choose a folder you can write to") from None
-    if not os.access(output, os.W_OK | os.X_OK):
-        raise UsageError(f"--output {output}: no write permission; choose a folder you can "
-                         f"write to")
 
 
 def launch(jobs, cfg, args) -> int:
     if cfg["launcher"] == "inprocess":
         from bench.runner import run_job
 
-        failed = 0
+        failed = locked = 0
         for i, job in enumerate(jobs, 1):
             print(f"bench: job {i}/{len(jobs)}: {job.dataset} ({len(job.cells)} cells)",
                   file=sys.stderr)
-            failed += run_job(job)["failed"]
+            counts = run_job(job)
+            failed += counts["failed"]
+            locked += counts.get("locked", 0)
+        if locked:
+            print(f"bench: {locked} cell(s) were left to another bench process running on "
+                  f"{cfg['output']}; once it has finished, rerun to pick up any it did not "
+                  f"complete", file=sys.stderr)
         if failed:
             print(f"bench: {failed} cell(s) failed; see `bench status {cfg['output']}` or the "
                   f".failed.json records; rerun to retry them", file=sys.stderr)
