@@ -168,9 +168,13 @@ class Backbone:
         ])
 
     @torch.inference_mode()
-    def encode_images(self, images: torch.Tensor, autocast: bool = False) -> torch.Tensor:
+    def encode_images(self, images: torch.Tensor, autocast: bool = False,
+                      amp_dtype: torch.dtype = torch.float16) -> torch.Tensor:
+        """Raw image features (N, D) float32 on the device; ``autocast``: fp16 (or ``amp_dtype``)
+        autocast on CUDA. ``images`` may be in pinned memory: the copy does not block."""
         images = images.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, enabled=autocast and self.device.type == "cuda"):
+        with torch.autocast(self.device.type, dtype=amp_dtype,
+                            enabled=autocast and self.device.type == "cuda"):
             return self.model.encode_image(images).float()
 
     # -- text ---------------------------------------------------------------------------------

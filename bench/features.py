@@ -165,10 +165,18 @@ class ImageFiles(torch.utils.data.Dataset):
 
 def encode_files(backbone, files: ImageFiles, batch_size: int = 64, workers: int = 0,
                  desc: str = "", autocast: bool = False, progress: bool = True) -> torch.Tensor:
-    """Encode every image of ``files`` with the frozen image encoder; (N, D) float32 on CPU."""
+    """Encode every image of ``files`` with the frozen image encoder; (N, D) float32 on CPU.
+
+    Decoding and transforms run in ``workers`` DataLoader processes (each keeps ``prefetch``
+    batches ready); on CUDA, batches come in pinned memory and are copied without blocking, the
+    model runs under inference_mode (and autocast if asked), and features stay on the device
+    until the end: one copy back instead of a synchronizing copy per batch.
+    """
+    cuda = backbone.device.type == "cuda"
+    extra = {"prefetch_factor": 4} if workers > 0 else {}
     loader = torch.utils.data.DataLoader(
         files, batch_size=batch_size, shuffle=False, num_workers=workers,
-        pin_memory=backbone.device.type == "cuda", persistent_workers=False)
+        pin_memory=cuda, persistent_workers=False, **extra)
     out = []
     bar = tqdm(total=len(files), desc=desc, unit="img", disable=not progress or None, leave=False)
     for images, errors in loader:
@@ -176,12 +184,12 @@ def encode_files(backbone, files: ImageFiles, batch_size: int = 64, workers: int
         if bad:
             raise BenchError(f"cannot read image {bad[0]} (a truncated download or not an image? "
                              f"replace the file, or check the dataset with `bench data check`)")
-        out.append(backbone.encode_images(images, autocast=autocast).cpu())
+        out.append(backbone.encode_images(images, autocast=autocast))
         bar.update(len(images))
     bar.close()
     if not out:
         return torch.empty(0, 0)
-    return torch.cat(out)
+    return torch.cat(out).cpu()
 
 
 class DatasetFeatures:
