@@ -82,6 +82,10 @@ class FeatureCache:
         self.dtype = dtype
         self.hits = 0
         self.misses = 0
+        # Decoded shards by path, valid while the file's (mtime, size) is unchanged: every cell
+        # of a job reads the same train/val/view folders, and re-reading and re-hashing them
+        # cost a full pass over the folder per cell. A shard rewritten on disk is read again.
+        self._shards: dict[Path, tuple[tuple[int, int], np.ndarray, np.ndarray]] = {}
 
     def key_dir(self, key: dict) -> Path:
         return self.root / stable_hash({**key, "storage_dtype": self.dtype})
@@ -92,8 +96,16 @@ class FeatureCache:
             return rows
         for shard in sorted(folder.glob("shard-*.bin")):
             try:
-                indices, feats = decode_shard(shard.read_bytes())
+                st = shard.stat()
+                stamp = (st.st_mtime_ns, st.st_size)
+                memo = self._shards.get(shard)
+                if memo is not None and memo[0] == stamp:
+                    indices, feats = memo[1], memo[2]
+                else:
+                    indices, feats = decode_shard(shard.read_bytes())
+                    self._shards[shard] = (stamp, indices, feats)
             except (CorruptShard, OSError) as exc:
+                self._shards.pop(shard, None)
                 warnings.warn(f"feature cache: {shard} is damaged ({exc}); deleting it and "
                               f"recomputing its features", stacklevel=2)
                 shard.unlink(missing_ok=True)
