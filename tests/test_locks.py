@@ -105,13 +105,16 @@ def test_processes_racing_for_the_same_locks_get_each_exactly_once(tmp_path):
         while time.time() < float(sys.argv[1]):
             time.sleep(0.001)
         got = [f"n{{i}}" for i in range(40) if locks.try_acquire(f"n{{i}}") is None]
-        print(" ".join(got))
+        print(" ".join(got), flush=True)
+        sys.stdin.read()  # hold the locks (stay alive) until every process has answered
         locks._stop.set()
     """)
     start = time.time() + 2.0
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(start)], stdout=subprocess.PIPE,
-                              text=True) for _ in range(4)]
-    got = [p.communicate(timeout=60)[0].split() for p in procs]
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(start)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    got = [p.stdout.readline().split() for p in procs]
+    for p in procs:
+        p.communicate(timeout=60)
     assert all(p.returncode == 0 for p in procs)
     taken = sorted(n for g in got for n in g)
     assert taken == sorted(f"n{i}" for i in range(40)), got  # each exactly once, none lost

@@ -150,9 +150,23 @@ def test_damaged_result_record_is_rerun_not_reported(run_cli, miniroot, tmp_path
     assert _fingerprint(json.loads(path.read_text())) == _fingerprint(good)
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    path.chmod(0o644)
-    path.write_bytes(data)
+def test_temp_files_of_dead_writers_are_cleaned_and_live_ones_kept(tmp_path):
+    from results.atomic import _HOST, clean_temp_files
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    names = {"dead": f".a.json~{_HOST}~{dead.pid}~x1.tmp",
+             "live": f".b.json~{_HOST}~{os.getpid()}~x2.tmp",
+             "other_young": ".c.json~elsewhere~1~x3.tmp",
+             "other_old": ".d.json~elsewhere~1~x4.tmp"}
+    for name in names.values():
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        (tmp_path / "sub" / name).write_text("{")
+    old = time.time() - 7 * 3600
+    os.utime(tmp_path / "sub" / names["other_old"], (old, old))
+    assert clean_temp_files(tmp_path) == 2
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == sorted(
+        [names["live"], names["other_young"]])
 
 
 @pytest.mark.parametrize("damage, needle", [
@@ -371,4 +385,18 @@ def test_two_concurrent_runs_compute_every_cell_exactly_once(miniroot, tmp_path)
     assert sorted(cells) == sorted(recs)  # every cell computed once: none twice, none lost
     assert len(set(pids)) == 2  # both processes did work (they shared the grid)
     assert any("another bench process" in err for _, err in results)
+    assert _leftovers(out) == []
+
+
+def test_a_failing_cell_is_recorded_and_the_others_run(run_cli, miniroot, tmp_path):
+    out = tmp_path / "out"
+    code, _, err = run_cli(*(BASE + ["--data-root", miniroot, "--datasets", "eurosat",
+                                     "--methods", "zero_shot,linear_probe", "--shots", "1,2",
+                                     "--seeds", "1", "--output", out, "--set",
+                                     "linear_probe.max_iter={by_shots: {1: 100, 2: oops}}"]))
+    assert code == 1 and "1 cell(s) failed" in err and "rerun to retry them" in err
+    recs = _records(out, failed=True)
+    failed = [r for r in recs.values() if r["status"] == "failed"]
+    assert len(recs) == 4 and len(failed) == 1
+    assert failed[0]["shots"] == 2 and "Traceback" in failed[0]["error"]["traceback"]
     assert _leftovers(out) == []
