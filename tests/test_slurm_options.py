@@ -160,3 +160,22 @@ def test_status_of_a_recorded_submission(tmp_path, capsys):
     assert "999999999 LOST" in out and str(log) in out and "MemoryError: killed" in out
     assert "dtd/m/k1/s1: KeyError: x" in out
     assert "1 pending cell(s) belong to tasks that are no longer running" in out
+
+
+def test_job_function_checkpoints_the_same_job():
+    """On a time limit or preemption submitit resubmits what checkpoint() returns: the same
+    job, which then skips the cells already written."""
+    from submitit.helpers import Checkpointable, DelayedSubmission
+
+    from bench.planner import Job
+    from bench.slurm import BenchJob
+
+    fn = BenchJob()
+    job = Job("m", None, "dtd", "/d", "/o", "/c", "cpu", [{"dataset": "dtd", "method": "x"}], {})
+    assert isinstance(fn, Checkpointable)
+    delayed = fn.checkpoint(job)
+    assert isinstance(delayed, DelayedSubmission)
+    assert delayed.function is fn and delayed.args == (job,)
+    import pickle
+
+    assert pickle.loads(pickle.dumps(delayed)).args[0].key == job.key
