@@ -117,24 +117,42 @@ class FeatureCache:
     def get(self, key: dict, indices: Sequence[int],
             compute: Callable[[list[int]], torch.Tensor]) -> torch.Tensor:
         """Features (len(indices), D) as float32; computes and stores only the missing rows."""
-        folder = self.key_dir(key)
-        rows = self._read(folder)
+        return self.get_many([key], indices, lambda missing: compute(missing)[None])[0]
+
+    def get_many(self, keys: list[dict], indices: Sequence[int],
+                 compute: Callable[[list[int]], torch.Tensor]) -> torch.Tensor:
+        """(len(keys), len(indices), D) float32 for several keys over the same indices.
+
+        ``compute(missing)`` returns (len(keys), len(missing), D): one call for the rows missing
+        under any key (so one decode of an image serves all its augmented views); each key then
+        stores only the rows it lacked.
+        """
+        folders = [self.key_dir(k) for k in keys]
+        rows = [self._read(f) for f in folders]
         wanted = list(dict.fromkeys(int(i) for i in indices))
-        missing = [i for i in wanted if i not in rows]
-        self.hits += len(wanted) - len(missing)
-        self.misses += len(missing)
+        lacking = [[i for i in wanted if i not in r] for r in rows]
+        lacking_any = set().union(*lacking) if lacking else set()
+        missing = [i for i in wanted if i in lacking_any]
+        self.misses += sum(len(m) for m in lacking)
+        self.hits += len(wanted) * len(keys) - sum(len(m) for m in lacking)
         if missing:
             feats = compute(missing).float().cpu().numpy().astype(DTYPES[self.dtype])
-            folder.mkdir(parents=True, exist_ok=True)
-            if not (folder / "key.json").exists():
-                atomic_write_json(folder / "key.json", key)
-            shard = folder / f"shard-{os.getpid()}-{uuid.uuid4().hex[:12]}.bin"
-            atomic_write_bytes(shard, encode_shard(np.asarray(missing), feats))
-            for i, row in zip(missing, feats):
-                rows[i] = row
+            where = {i: n for n, i in enumerate(missing)}
+            for key, folder, r, lack, f in zip(keys, folders, rows, lacking, feats):
+                if lack:
+                    self._write(key, folder, lack, f[[where[i] for i in lack]])
+                    r.update(zip(lack, f[[where[i] for i in lack]]))
         if not indices:
-            return torch.empty(0, 0)
-        return torch.from_numpy(np.stack([rows[int(i)] for i in indices]).astype(np.float32))
+            return torch.empty(len(keys), 0, 0)
+        return torch.from_numpy(np.stack([np.stack([r[int(i)] for i in indices]) for r in rows])
+                                .astype(np.float32))
+
+    def _write(self, key: dict, folder: Path, indices: list[int], feats: np.ndarray) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / "key.json").exists():
+            atomic_write_json(folder / "key.json", key)
+        shard = folder / f"shard-{os.getpid()}-{uuid.uuid4().hex[:12]}.bin"
+        atomic_write_bytes(shard, encode_shard(np.asarray(indices), feats))
 
 
 def view_seed(relpath: str, view: int, salt: int = 0) -> int:
@@ -144,14 +162,18 @@ def view_seed(relpath: str, view: int, salt: int = 0) -> int:
 
 
 class ImageFiles(torch.utils.data.Dataset):
-    """Loads images by relative path; ``view`` not None means seeded train augmentation."""
+    """Loads images by relative path.
 
-    def __init__(self, image_dir: Path, relpaths: list[str], transform, view: int | None = None,
-                 salt: int = 0, image_size: int = 224):
+    ``views=None``: one tensor per image (the eval transform). ``views=[v, ...]``: the image is
+    decoded once and each view gets its own seeded augmentation; items are (V, 3, H, W).
+    """
+
+    def __init__(self, image_dir: Path, relpaths: list[str], transform,
+                 views: Sequence[int] | None = None, salt: int = 0, image_size: int = 224):
         self.image_dir = Path(image_dir)
         self.relpaths = relpaths
         self.transform = transform
-        self.view = view
+        self.views = list(views) if views is not None else None
         self.salt = salt
         self.image_size = image_size
 
@@ -166,18 +188,23 @@ class ImageFiles(torch.utils.data.Dataset):
                 img.load()
                 img = img.convert("RGB")
         except (OSError, UnidentifiedImageError, ValueError) as exc:
-            blank = torch.zeros(3, self.image_size, self.image_size)
+            shape = (3, self.image_size, self.image_size)
+            blank = torch.zeros(shape if self.views is None else (len(self.views), *shape))
             return blank, f"{path}: {type(exc).__name__}: {exc}"
-        if self.view is None:
+        if self.views is None:
             return self.transform(img), ""
+        out = []
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(view_seed(rel, self.view, self.salt))
-            return self.transform(img), ""
+            for v in self.views:
+                torch.manual_seed(view_seed(rel, v, self.salt))
+                out.append(self.transform(img))
+        return torch.stack(out), ""
 
 
 def encode_files(backbone, files: ImageFiles, batch_size: int = 64, workers: int = 0,
                  desc: str = "", autocast: bool = False, progress: bool = True) -> torch.Tensor:
-    """Encode every image of ``files`` with the frozen image encoder; (N, D) float32 on CPU.
+    """Encode every image of ``files`` with the frozen image encoder: (N, D) float32 on CPU,
+    or (V, N, D) when ``files`` yields V views per image.
 
     Decoding and transforms run in ``workers`` DataLoader processes (each keeps ``prefetch``
     batches ready); on CUDA, batches come in pinned memory and are copied without blocking, the
@@ -196,19 +223,25 @@ def encode_files(backbone, files: ImageFiles, batch_size: int = 64, workers: int
         if bad:
             raise BenchError(f"cannot read image {bad[0]} (a truncated download or not an image? "
                              f"replace the file, or check the dataset with `bench data check`)")
-        out.append(backbone.encode_images(images, autocast=autocast))
+        if images.ndim == 5:  # (B, V, 3, H, W): encode all views of the batch at once
+            b, v = images.shape[:2]
+            feats = backbone.encode_images(images.flatten(0, 1), autocast=autocast)
+            out.append(feats.view(b, v, -1).transpose(0, 1))
+        else:
+            out.append(backbone.encode_images(images, autocast=autocast))
         bar.update(len(images))
     bar.close()
     if not out:
         return torch.empty(0, 0)
-    return torch.cat(out).cpu()
+    return torch.cat(out, dim=-2).cpu()
 
 
 class DatasetFeatures:
     """Features of one dataset under one backbone, through the cache.
 
     ``eval_features(split, positions)``: eval transform (PROTOCOL §1), positions into the split
-    list. ``view_features(positions, view)``: augmented view ``view`` of train images.
+    list. ``view_features(positions, n_views)``: views 0..n-1 of the train augmentation,
+    (n_views, N, D); each image is decoded once for all its missing views.
     ``online(positions, seed)``: a function epoch -> fresh augmented features (not cached).
     """
 
@@ -230,12 +263,13 @@ class DatasetFeatures:
                 "image_size": self.backbone.image_size,
                 "precision": "amp" if self.autocast and self.backbone.device.type == "cuda" else "fp32"}
 
-    def _encode(self, split: str, positions: list[int], transform, view, salt=0, desc="") -> torch.Tensor:
+    def _encode(self, split: str, positions: list[int], transform, views=None, salt=0,
+                desc="") -> torch.Tensor:
         import time
 
         items = self.splits.split(split)
         files = ImageFiles(self.splits.image_dir, [items[p][0] for p in positions], transform,
-                           view=view, salt=salt, image_size=self.backbone.image_size)
+                           views=views, salt=salt, image_size=self.backbone.image_size)
         t0 = time.perf_counter()
         feats = encode_files(self.backbone, files, self.batch_size, self.workers, desc=desc,
                              autocast=self.autocast, progress=self.progress)
@@ -248,18 +282,20 @@ class DatasetFeatures:
             lambda missing: self._encode(split, missing, self.backbone.eval_transform, None,
                                          desc=f"{self.splits.name} {split}"))
 
-    def view_features(self, positions: Sequence[int], view: int) -> torch.Tensor:
-        return self.cache.get(
-            self._key("train", "train-aug", view), positions,
-            lambda missing: self._encode("train", missing, self.backbone.train_transform(), view,
-                                         desc=f"{self.splits.name} train view {view}"))
+    def view_features(self, positions: Sequence[int], n_views: int) -> torch.Tensor:
+        keys = [self._key("train", "train-aug", v) for v in range(n_views)]
+        return self.cache.get_many(
+            keys, positions,
+            lambda missing: self._encode("train", missing, self.backbone.train_transform(),
+                                         list(range(n_views)),
+                                         desc=f"{self.splits.name} train x{n_views} views"))
 
     def online(self, positions: Sequence[int], seed: int) -> Callable[[int], torch.Tensor]:
         positions = list(positions)
 
         def encode(epoch: int) -> torch.Tensor:
             # Fresh augmentation per (seed, epoch): view index = epoch, salted by the run seed.
-            return self._encode("train", positions, self.backbone.train_transform(), epoch,
-                                salt=1_000 + seed, desc="")
+            return self._encode("train", positions, self.backbone.train_transform(), [epoch],
+                                salt=1_000 + seed, desc="")[0]
 
         return encode

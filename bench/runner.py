@@ -16,6 +16,7 @@ with one message (``BenchError``); every record already written stays intact.
 from __future__ import annotations
 
 import datetime
+from functools import lru_cache
 import hashlib
 import logging
 import platform
@@ -50,6 +51,12 @@ CORE_KEYS = ("feature_mode", "n_views")
 
 
 def versions() -> dict:
+    """Library versions recorded in every result (a copy: callers may change it)."""
+    return dict(_versions())
+
+
+@lru_cache(maxsize=None)
+def _versions() -> dict:
     import numpy
     import open_clip
     import sklearn
@@ -216,8 +223,8 @@ def _extract(ctx: _Context, cells) -> tuple[torch.Tensor, torch.Tensor]:
     val_union = sorted({p for s in subsets for p in ctx.positions("val", s.val)})
     ctx.features.eval_features("train", train_union)
     ctx.features.eval_features("val", val_union)
-    for v in range(n_views):
-        ctx.features.view_features(train_union, v)
+    if n_views:
+        ctx.features.view_features(train_union, n_views)
     return test_feats, test_labels
 
 
@@ -293,8 +300,8 @@ def _build_task(cell, ctx: _Context, backbone, classnames, subset: FewShotSubset
         views = OnlineViews(lambda e, f=ctx.features.online(train_pos, cell["seed"]): f(e).to(backbone.device))
     elif mode == "cached":
         n = max(int(cfg.get("n_views", 1)), 1)
-        stack = torch.stack([ctx.features.view_features(train_pos, v) for v in range(n)])
-        views = CachedViews(stack.to(backbone.device), cell["seed"])
+        views = CachedViews(ctx.features.view_features(train_pos, n).to(backbone.device),
+                            cell["seed"])
     else:
         raise BenchError(f"feature_mode must be 'cached' or 'online', not {mode!r}")
     return Task(dataset=cell["dataset"], classnames=classnames, templates=ctx.dataset.templates,

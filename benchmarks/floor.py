@@ -101,8 +101,8 @@ def floor_time(cells, data_root, work: Path, backbone, opts) -> dict:
     feats.eval_features("test", list(range(len(splits.test))))
     out["test_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    for v in range(n_views):
-        feats.view_features(train_union, v)
+    if n_views:
+        feats.view_features(train_union, n_views)
     out["train_views_s"] = time.perf_counter() - t
     t = time.perf_counter()
     feats.eval_features("train", train_union)
@@ -155,7 +155,7 @@ def reference_cells(cells, data_root, backbone, opts, epochs_measured: int,
                 g["lr"] = lr_at(epoch, opt)
             # fresh augmentation each epoch (view index = epoch), batches shuffled, as Dassl does
             files = ImageFiles(splits.image_dir, [p for p, _ in sub.train],
-                               backbone.train_transform(), view=epoch, salt=cell["seed"],
+                               backbone.train_transform(), views=[epoch], salt=cell["seed"],
                                image_size=backbone.image_size)
             idx = torch.randperm(len(files))
             sampler = idx.tolist()

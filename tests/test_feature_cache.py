@@ -74,9 +74,14 @@ def test_dataset_features_cached_equal_fresh(tmp_path, miniroot, tiny_backbone):
     second = again.eval_features("test", range(len(splits.test)))
     assert torch.equal(first, second) and again.encode_seconds == 0.0 and encoded > 0
     # Augmented views are deterministic per (image, view) and differ between views.
-    v0 = feats.view_features([0, 1], 0)
+    v0 = feats.view_features([0, 1], 1)
     fresh = DatasetFeatures(tiny_backbone, splits, FeatureCache(tmp_path / "other"), progress=False)
-    assert torch.equal(v0, fresh.view_features([0, 1], 0))
+    assert torch.equal(v0, fresh.view_features([0, 1], 1))
+    # Asking for more views computes only the new views, and they match a fresh extraction.
+    before = feats.cache.misses
+    three = feats.view_features([0, 1], 3)
+    assert feats.cache.misses - before == 2 * 2 and torch.equal(three[:1], v0)
+    assert torch.equal(three, fresh.view_features([0, 1], 3))
 
 
 def test_augmented_views_are_seeded_per_image_and_view(tmp_path, tiny_backbone):
@@ -89,10 +94,13 @@ def test_augmented_views_are_seeded_per_image_and_view(tmp_path, tiny_backbone):
     tf = tiny_backbone.train_transform()
 
     def view(v):
-        return ImageFiles(tmp_path, ["a.png"], tf, view=v, image_size=32)[0][0]
+        return ImageFiles(tmp_path, ["a.png"], tf, views=[v], image_size=32)[0][0][0]
 
     torch.manual_seed(123)
     state = torch.get_rng_state()
     assert torch.equal(view(0), view(0))
     assert not torch.equal(view(0), view(1))
+    # Several views from one decode equal the views made one at a time.
+    both = ImageFiles(tmp_path, ["a.png"], tf, views=[0, 1], image_size=32)[0][0]
+    assert torch.equal(both[0], view(0)) and torch.equal(both[1], view(1))
     assert torch.equal(state, torch.get_rng_state())  # the global RNG is left alone
