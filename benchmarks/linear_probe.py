@@ -1,4 +1,5 @@
-"""Linear probe: the harness's solver (torch loss/gradient + L-BFGS-B, warm-started C search)
+"""Linear probe: the harness's solver (torch, preconditioned eigenbasis L-BFGS, float32 then float64
+polish, warm-started C search)
 against scikit-learn's LogisticRegression (lbfgs) with the same C search, on synthetic 16-shot
 features (PROTOCOL §5: C grid 1e6..1e-6 then 8 bisection steps, chosen on the few-shot val set).
 

@@ -22,24 +22,215 @@ from methods import METHODS
 from methods.base import Fitted, Task
 
 
-class TorchLogReg:
-    """Multinomial logistic regression with scikit-learn's objective.
+class Basis:
+    """Exact reparametrization of the training features, shared by every fit of a C search.
 
-    The loss and its gradient are computed in torch (float64, on the task's device, analytic
-    gradient) and torch's L-BFGS drives the iterations; it stops on scikit-learn's main rule
-    (max |gradient| <= tol, which is L-BFGS-B's pgtol without bounds). Speed over scikit-learn comes
-    from warm starts along the C search and from running the matmuls on the GPU when there is one.
+    The bias is unpenalized, so centering is exact: ``x W + b = (x - mu) W + (b + mu W)``. With
+    ``Xc = X - mu = U S V^T`` (thin, rank r), the optimal W lies in the span of V (representer
+    theorem: the loss sees W only through Xc W, and any component outside span(V) only adds to the
+    penalty), so W = V Wr and the problem is solved on the r-dim features ``Xc V = U S``.
     """
 
-    def __init__(self, n_features: int, n_classes: int, device, dtype=torch.float64):
+    def __init__(self, X: torch.Tensor, rel_eps: float = 1e-10):
+        X = X.double()
+        n, d = X.shape
+        self.mu = X.mean(dim=0)
+        Xc = X - self.mu
+        if n >= d:  # eigendecomposition of the d x d scatter
+            lam, V = torch.linalg.eigh(Xc.T @ Xc)
+            keep = lam > rel_eps * lam.max().clamp_min(1e-300)
+            self.V = V[:, keep]
+            self.F = Xc @ self.V
+            self.lam = lam[keep] / n
+        else:  # n x n Gram matrix, then V = Xc^T U / s
+            lam, U = torch.linalg.eigh(Xc @ Xc.T)
+            keep = lam > rel_eps * lam.max().clamp_min(1e-300)
+            lam, U = lam[keep], U[:, keep]
+            s = lam.sqrt()
+            self.F = U * s          # = Xc V
+            self.V = (Xc.T @ U) / s
+            self.lam = lam / n      # eigenvalues of Xc^T Xc / n
+        self.n = n
+
+
+def _lbfgs(fg, theta, max_iter, check, history=10, ftol=64 * 2.220446049250313e-16, c1=1e-4):
+    """Minimize fg (returns loss, grad) from theta; stops when check(grad, theta) is True,
+    on no progress (relative loss change <= ftol) or after max_iter iterations.
+    Returns (theta, iterations, converged)."""
+    f, g = fg(theta)
+    S, Y, R = [], [], []
+    it = 0
+    if check(g, theta):
+        return theta, 0, True
+    while it < max_iter:
+        # two-loop recursion
+        q = g.clone()
+        al = []
+        for s, y, rho in zip(reversed(S), reversed(Y), reversed(R)):
+            a = rho * torch.dot(s, q)
+            q.add_(y, alpha=-a)
+            al.append(a)
+        if S:
+            q.mul_(torch.dot(S[-1], Y[-1]) / torch.dot(Y[-1], Y[-1]))
+        for (s, y, rho), a in zip(zip(S, Y, R), reversed(al)):
+            bq = rho * torch.dot(y, q)
+            q.add_(s, alpha=a - bq)
+        p = -q
+        gtp = torch.dot(g, p)
+        if gtp >= 0:  # not a descent direction: reset
+            S, Y, R = [], [], []
+            p = -g
+            gtp = torch.dot(g, p)
+        step = 1.0
+        for _ in range(40):
+            t_new = theta + step * p
+            f_new, g_new = fg(t_new)
+            if f_new <= f + c1 * step * gtp:
+                break
+            step *= 0.5 if _ < 2 else 0.1
+        else:
+            return theta, it, False
+        it += 1
+        s_, y_ = t_new - theta, g_new - g
+        sy = torch.dot(s_, y_)
+        if sy > 1e-10 * torch.dot(y_, y_):
+            S.append(s_); Y.append(y_); R.append(1.0 / sy)
+            if len(S) > history:
+                S.pop(0); Y.pop(0); R.pop(0)
+        df = f - f_new
+        theta, f, g = t_new, f_new, g_new
+        if check(g, theta):
+            return theta, it, True
+        if abs(df) <= ftol * max(abs(f), abs(f_new), 1.0):
+            return theta, it, False
+    return theta, it, False
+
+
+
+class TorchLogReg:
+    """Multinomial logistic regression with scikit-learn's objective, solved in a preconditioned basis.
+
+    The loss and its analytic gradient are computed in torch (on the task's device). By default
+    (``precondition=True``) the problem is solved in an exactly equivalent parametrization
+    (:class:`Basis`: centered features, their eigenbasis, W = V diag(h^-1/2) Z with
+    h = lambda/k + 1/(C n), the bias scaled by sqrt(k)), where the Hessian is close to the identity,
+    by a small L-BFGS (history 10, Armijo backtracking from step 1); float32 matmuls first, then a
+    float64 polish from that point. It stops on scikit-learn's rule evaluated on the ORIGINAL
+    gradient (max |dF/dW|, |dF/db| <= tol, i.e. L-BFGS-B's pgtol with no bounds) AND on the
+    preconditioned gradient (<= tol too), which makes it stop no earlier than the original rule and
+    so no farther from the optimum; or on no progress (relative change <= 64 eps, sklearn's ftol),
+    or after max_iter iterations in all. ``precondition=False`` is the previous solver: torch's
+    L-BFGS (strong Wolfe) on the raw parametrization, float64.
+    """
+
+    def __init__(self, n_features: int, n_classes: int, device, dtype=torch.float64,
+                 precondition: bool = True, fp32: bool = True):
         self.device = torch.device(device)
         self.dtype = dtype
-        self.W = torch.zeros(n_features, n_classes, device=self.device, dtype=dtype)
-        self.b = torch.zeros(n_classes, device=self.device, dtype=dtype)
+        self.precondition = precondition
+        self.fp32 = fp32
+        self._W = torch.zeros(n_features, n_classes, device=self.device, dtype=dtype)
+        self._b = torch.zeros(n_classes, device=self.device, dtype=dtype)
+        self._basis = self._Wr = self._bp = None  # solution in a Basis, expanded to (W, b) lazily
+        self.n_classes = n_classes
         self.n_iter = 0
 
+    @property
+    def W(self) -> torch.Tensor:
+        if self._W is None:
+            self._W = (self._basis.V @ self._Wr).to(self.dtype)
+        return self._W
+
+    @W.setter
+    def W(self, value):
+        self._W, self._basis = value, None
+
+    @property
+    def b(self) -> torch.Tensor:
+        if self._b is None:
+            self._b = (self._bp - self._basis.mu @ self.W.double()).to(self.dtype)
+        return self._b
+
+    @b.setter
+    def b(self, value):
+        self._b, self._basis = value, None
+
+    def warm_start_from(self, other: "TorchLogReg") -> None:
+        """Start the next fit from another model's solution (kept in its basis when it has one)."""
+        if other._basis is not None:
+            self._basis, self._Wr, self._bp = other._basis, other._Wr.clone(), other._bp.clone()
+            self._W = self._b = None
+        else:
+            self.W, self.b = other.W.clone(), other.b.clone()
+
     def fit(self, X: torch.Tensor, y: torch.Tensor, C: float, max_iter: int = 1000,
-            tol: float = 1e-4) -> "TorchLogReg":
+            tol: float = 1e-4, basis: "Basis | None" = None) -> "TorchLogReg":
+        if not self.precondition:
+            return self._fit_plain(X, y, C, max_iter, tol)
+        dev = self.device
+        B = basis if basis is not None else Basis(X.to(dev))
+        n, d = X.shape
+        k = self.n_classes
+        r = B.V.shape[1]
+        y = y.to(dev).long()
+        rows = torch.arange(n, device=dev)
+        reg = 1.0 / (C * n)
+        c = 1.0 / k                  # softmax curvature at uniform probabilities
+        h = c * B.lam + reg          # diagonal curvature model in the eigenbasis
+        hs = h.sqrt()
+        sb = 1.0 / math.sqrt(c)
+        # warm start: original (W, b) -> centered eigenbasis (Wr, b') -> (Z, beta)
+        if self._basis is B:
+            Wr, bp = self._Wr, self._bp
+        else:
+            W0, b0 = self.W.to(dev, torch.float64), self.b.to(dev, torch.float64)
+            Wr, bp = B.V.T @ W0, b0 + B.mu @ W0
+        theta = torch.cat([(Wr * hs[:, None]).reshape(-1), bp / sb])
+        self.n_iter = 0
+        sqdk = math.sqrt(d * k)
+        mu_norm = B.mu.norm().item()
+        for dtype in ([torch.float32] if self.fp32 else []) + [torch.float64]:
+            G = (B.F / hs).to(dtype)                     # n x r preconditioned features
+            ih = (reg / h).to(dtype)[:, None]            # penalty weights of Z
+            hsd, Vd, mud = hs.to(dtype)[:, None], B.V.to(dtype), B.mu.to(dtype)
+
+            @torch.no_grad()
+            def fg(th, G=G, ih=ih):
+                Z, beta = th[:r * k].view(r, k), th[r * k:]
+                z = torch.addmm(beta * sb, G, Z)
+                lse = torch.logsumexp(z, dim=1)
+                loss = (lse.sum() - z[rows, y].sum()) / n + 0.5 * (Z.pow(2) * ih).sum()
+                p = torch.exp_(z.sub_(lse[:, None]))     # softmax, in place
+                p[rows, y] -= 1.0
+                p.div_(n)
+                gZ = torch.addmm(Z * ih, G.T, p)
+                return loss.item(), torch.cat([gZ.reshape(-1), p.sum(0) * sb])
+
+            @torch.no_grad()
+            def converged(g, th, hsd=hsd, Vd=Vd, mud=mud):
+                if g.abs().max() > tol:                  # preconditioned gradient
+                    return False
+                gWr = g[:r * k].view(r, k) * hsd         # gradient in the centered eigenbasis
+                gb = g[r * k:] / sb
+                if gb.abs().max() > tol:
+                    return False
+                # ||grad W||_F >= ||gWr||_F - ||mu|| ||gb||: skip the d x r x k product when the
+                # max-norm cannot be <= tol yet
+                if gWr.norm().item() - mu_norm * gb.norm().item() > tol * sqdk:
+                    return False
+                gW = torch.addr(Vd @ gWr, mud, gb)       # = X^T p + W/(C n), original variables
+                return bool(gW.abs().max() <= tol)
+
+            theta, it, _ = _lbfgs(fg, theta.to(dtype), max_iter - self.n_iter, converged)
+            self.n_iter += it
+            theta = theta.double()
+        Z, beta = theta[:r * k].view(r, k), theta[r * k:]
+        self._basis, self._Wr, self._bp = B, Z / hs[:, None], beta * sb
+        self._W = self._b = None
+        return self
+
+    def _fit_plain(self, X, y, C, max_iter, tol):
+        """The unpreconditioned solver: torch L-BFGS on (W, b), float64 (``precondition: false``)."""
         X = X.to(self.device, self.dtype)
         n, d = X.shape
         k = self.W.shape[1]
@@ -76,6 +267,7 @@ class TorchLogReg:
         w = w.detach()
         self.W, self.b = w[:d * k].view(d, k).clone(), w[d * k:].clone()
         return self
+
 
     @torch.no_grad()
     def decision(self, X: torch.Tensor) -> torch.Tensor:
@@ -121,6 +313,13 @@ def search_C(train_X, train_y, val_X, val_y, n_classes, cfg, device):
     tol = float(cfg.get("tol", 1e-4))
     trace: list[tuple[float, float]] = []
     solved: dict[float, TorchLogReg] = {}
+    opts = {}
+    basis = None
+    if solver is TorchLogReg:
+        opts = {"precondition": bool(cfg.get("precondition", True)),
+                "fp32": bool(cfg.get("fp32_phase", True))}
+        if opts["precondition"]:  # one decomposition of the training features for every C
+            basis = Basis(train_X.to(device))
 
     done: dict[float, tuple] = {}
 
@@ -128,11 +327,12 @@ def search_C(train_X, train_y, val_X, val_y, n_classes, cfg, device):
         if C in done:  # bisection revisits the end it kept: same C, same model, same accuracy
             trace.append((float(C), done[C][1]))
             return done[C]
-        model = solver(train_X.shape[1], n_classes, device)
+        model = solver(train_X.shape[1], n_classes, device, **opts)
         if solved and isinstance(model, TorchLogReg):  # warm start from the nearest C solved
             near = min(solved, key=lambda c: abs(math.log10(c) - math.log10(C)))
-            model.W, model.b = solved[near].W.clone(), solved[near].b.clone()
-        model.fit(train_X, train_y, C, max_iter=max_iter, tol=tol)
+            model.warm_start_from(solved[near])
+        kw = {"basis": basis} if basis is not None else {}
+        model.fit(train_X, train_y, C, max_iter=max_iter, tol=tol, **kw)
         if isinstance(model, TorchLogReg):
             solved[C] = model
         acc = _accuracy(model, val_X, val_y)
