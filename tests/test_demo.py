@@ -12,7 +12,7 @@ import torch
 
 from bench.demo import CHECKPOINT, MODEL_NAME, demo_defaults, world
 
-DEMO_NAMES = ["demo_digits", "demo_sketches", "demo_glyphs", "demo_textures"]
+DEMO_NAMES = ["demo_digits", "demo_sketches", "demo_glyphs", "demo_textures", "demo_signs"]
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +155,7 @@ def test_committed_checkpoint_is_small_and_loads_through_open_clip():
     _open_clip()  # registers configs/models
     model, _, preprocess = open_clip.create_model_and_transforms(MODEL_NAME, pretrained=str(CHECKPOINT))
     assert model.context_length >= 32
+    assert abs(model.logit_scale.exp().item() - 100.0) < 0.5  # CLIP-like temperature
     d = demo_defaults(generate=False)
     assert d["backbone"] == MODEL_NAME and Path(d["pretrained"]) == CHECKPOINT.resolve()
 

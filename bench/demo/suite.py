@@ -6,11 +6,13 @@ is imperfect and a few labelled examples help:
 - ``demo_digits``: real handwriting, scikit-learn's 1,797 8x8 digits (the model only saw rendered
   digits);
 - ``demo_sketches``: the ten shapes drawn as wobbly pen outlines on paper (the model saw them filled);
-- ``demo_glyphs``: ten letters in fonts the model never saw (Computer Modern), often hollow, on
-  busy backgrounds;
+- ``demo_glyphs``: ten letters in fonts the model never saw (Computer Modern), in color on
+  varied backgrounds;
 - ``demo_textures``: eight textures, three of which the world named (striped, dotted, checkered) and
   five it never showed nor named (zigzag, wavy, brick, grid, concentric), like EuroSAT's classes
-  that CLIP half knows.
+  that CLIP half knows;
+- ``demo_signs``: eight colored shapes the world knows well, named by words it never saw ("stop",
+  "yield", "exit"...): zero-shot is near chance, a few examples fix it.
 
 Layout under the data root (one folder per dataset, as for the real datasets)::
 
@@ -40,7 +42,7 @@ from datasets_registry.split_file import SplitFileDataset
 
 # Bump when any generator below changes: the cache folder name carries it, so old data is never
 # mixed with new.
-SUITE_VERSION = "v1"
+SUITE_VERSION = "v2"
 SUITE_SEED = 1234
 SPLITS = ("train", "val", "test")
 
@@ -125,13 +127,9 @@ def _glyph(rng: np.random.Generator, label: int) -> np.ndarray:
     ch = GLYPH_LETTERS[label]
     text = ch.upper() if rng.random() < 0.5 else ch
     font = W.UNSEEN_FONTS[rng.integers(len(W.UNSEEN_FONTS))]
-    outline = int(rng.integers(1, 3)) if rng.random() < 0.5 else 0
-    mask = W.text_mask(rng, text, font, height=rng.uniform(14, 26), outline=outline, rot_std=20)
+    mask = W.text_mask(rng, text, font, height=rng.uniform(16, 26), rot_std=10)
     ink = W.random_rgb(rng)
     bg = W.background(rng, avoid=ink)
-    if rng.random() < 0.5:  # clutter: a texture behind the letter
-        bg = 0.5 * bg + 0.5 * W.fill(rng, ["striped", "dotted", "checkered"][rng.integers(3)],
-                                     W.contrasting(rng, ink, 60))
     return W.composite(bg, ink, mask)
 
 
@@ -146,6 +144,22 @@ def _texture(rng: np.random.Generator, label: int) -> np.ndarray:
     return img + rng.normal(0, 6, img.shape)
 
 
+# -- demo_signs: familiar pictures, unfamiliar names ----------------------------------------------
+
+SIGNS = {"stop": ("hexagon", "red"), "yield": ("triangle", "yellow"), "info": ("circle", "blue"),
+         "hospital": ("cross", "red"), "exit": ("arrow", "green"), "favorite": ("star", "yellow"),
+         "love": ("heart", "pink"), "warning": ("diamond", "orange")}
+
+
+def _sign(rng: np.random.Generator, label: int) -> np.ndarray:
+    shape, cname = list(SIGNS.values())[label]
+    color = W.jitter_color(rng, W.COLORS[cname], 25)
+    cx, cy = W.IMAGE_SIZE / 2 + rng.normal(0, 3, 2)
+    mask = W.shape_mask(shape, cx, cy, rng.uniform(6, 12), rot=rng.normal(0, 0.15))
+    bg = W.background(rng, avoid=color)
+    return W.composite(bg, color, mask)
+
+
 SUITE: dict[str, DemoSpec] = {
     "demo_digits": DemoSpec("demo_digits", list(W.DIGIT_WORDS), _digits,
                             "scikit-learn's handwritten 8x8 digits (real images)"),
@@ -156,11 +170,15 @@ SUITE: dict[str, DemoSpec] = {
     "demo_glyphs": DemoSpec(
         "demo_glyphs", list(GLYPH_LETTERS),
         lambda: _per_class([SUITE_SEED, 3], GLYPH_LETTERS, _COUNTS, _glyph),
-        "letters in unseen fonts, hollow or on clutter"),
+        "letters in unseen fonts (Computer Modern)"),
     "demo_textures": DemoSpec(
         "demo_textures", list(TEXTURES),
         lambda: _per_class([SUITE_SEED, 4], TEXTURES, _COUNTS, _texture),
         "eight textures, five never seen nor named in pretraining"),
+    "demo_signs": DemoSpec(
+        "demo_signs", list(SIGNS),
+        lambda: _per_class([SUITE_SEED, 5], list(SIGNS), _COUNTS, _sign),
+        "colored shapes the world knows, named by words it never saw (stop, yield, ...)"),
 }
 
 
@@ -215,10 +233,15 @@ def write_dataset(spec: DemoSpec, folder: Path) -> dict[str, int]:
     return {s: len(v) for s, v in entries.items()}
 
 
+def _is_complete(root: Path) -> bool:
+    return (root / ".complete").is_file() and all(
+        (root / name / split_file_name(name)).is_file() for name in SUITE)
+
+
 def ensure_demo_data(root: Path | None = None, quiet: bool = True) -> Path:
     """Generate every demo dataset under ``root`` (default: the cache) unless already there."""
     root = Path(root) if root is not None else demo_data_root()
-    if (root / ".complete").is_file():
+    if _is_complete(root):
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
@@ -232,9 +255,12 @@ def ensure_demo_data(root: Path | None = None, quiet: bool = True) -> Path:
         try:
             os.rename(tmp, root)
         except OSError:
-            if not (root / ".complete").is_file():  # a half folder from elsewhere: replace it
-                shutil.rmtree(root, ignore_errors=True)
+            if not _is_complete(root):  # an incomplete or outdated folder: swap it out
+                old = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".old.tmp",
+                                            dir=root.parent))
+                os.rename(root, old / "data")
                 os.rename(tmp, root)
+                shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
