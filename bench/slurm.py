@@ -64,7 +64,7 @@ _RESERVED_SBATCH = {"array", "output", "error", "open-mode", "signal", "job-name
                     "parsable"}
 _TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
              "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT", "FINISHED", "INTERRUPTED",
-             "LOST"}
+             "LOST", "GONE"}
 _BAD = _TERMINAL - {"COMPLETED", "FINISHED"}
 
 
@@ -370,11 +370,13 @@ def _expand_slurm_ids(job_id: str) -> list[str]:
 
 def slurm_states(array_ids: list[str]) -> dict[str, dict]:
     """{'12_3': {'state': 'COMPLETED', 'exit': '0:0', 'elapsed': ..., 'node': ...}} from sacct,
-    completed by squeue for tasks accounting does not know yet. Empty when neither answers."""
+    and from squeue (all states, so also tasks that ended minutes ago) where accounting lags or
+    a task is requeued. ``states[None]`` is True when squeue answered: then a task missing from
+    both is gone (e.g. cancelled before it ever started, which leaves no accounting record)."""
     ids = [a for a in array_ids if a]
+    states: dict = {None: False}
     if not ids:
-        return {}
-    states: dict[str, dict] = {}
+        return states
     out = _run(["sacct", "-X", "-n", "-P", "-o", "JobID,State,ExitCode,Elapsed,NodeList",
                 "-j", ",".join(ids)])
     for line in (out or "").splitlines():
@@ -385,14 +387,23 @@ def slurm_states(array_ids: list[str]) -> dict[str, dict]:
         for tid in _expand_slurm_ids(jid):
             states[tid] = {"state": state.split()[0] if state else "UNKNOWN", "exit": code,
                            "elapsed": elapsed, "node": node}
-    out = _run(["squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(ids)])
+    try:
+        sq = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T", "-j",
+                             ",".join(ids)], capture_output=True, text=True, timeout=20)
+        # an array the controller has forgotten entirely: "Invalid job id specified"
+        states[None] = sq.returncode == 0 or "invalid job id" in sq.stderr.lower()
+        out = sq.stdout if sq.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        out = None
     for line in (out or "").splitlines():
         jid, _, state = line.partition("|")
+        state = state.strip()
         for tid in _expand_slurm_ids(jid.strip()):
-            if tid not in states or states[tid]["state"] in _TERMINAL:
-                # squeue is ahead of accounting (e.g. a requeued task shown as done by sacct)
+            # the controller is ahead of accounting: trust it for live states (a requeued
+            # task that sacct still shows ended) and for tasks sacct does not know yet
+            if tid not in states or state not in _TERMINAL:
                 states[tid] = {**states.get(tid, {"exit": "", "elapsed": "", "node": ""}),
-                               "state": state.strip()}
+                               "state": state}
     return states
 
 
@@ -427,6 +438,8 @@ def task_states(record: dict) -> dict[str, dict]:
                                         "node": ""})
             if info["state"] == "UNKNOWN" and res is not None:
                 info["state"] = "COMPLETED" if error is None else "FAILED"
+            elif jid not in sl and sl.get(None):
+                info["state"] = "GONE"  # neither the controller nor accounting knows it
         else:
             if _pid_alive(jid):
                 info = {"state": "RUNNING"}

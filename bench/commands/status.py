@@ -105,7 +105,9 @@ def main(args) -> int:
         print(f"\nfailed tasks ({len(bad_tasks)}):", file=out)
         for task, info in bad_tasks:
             code = f", exit {info['exit']}" if info.get("exit") else ""
-            print(f"  {task['job_id']} {info['state']}{code}: {task['key']}", file=out)
+            why = (" (SLURM has no record of it: cancelled before it started?)"
+                   if info["state"] == "GONE" else "")
+            print(f"  {task['job_id']} {info['state']}{code}{why}: {task['key']}", file=out)
             print(f"    stderr: {task['stderr']}", file=out)
             print(f"    stdout: {task['stdout']}", file=out)
             for line in (str(info["error"]).strip().splitlines()[-2:] if info.get("error")
