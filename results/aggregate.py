@@ -48,17 +48,21 @@ class Labels:
     """Display names and sort order for method and dataset keys; unknown keys show as is.
 
     ``methods`` and ``datasets`` map a key (method name without variant, dataset name) to
-    ``(display name, order)``. A method label ``name:variant`` displays as ``Name (variant)``.
+    ``(display name, order)``. A method label ``name:variant`` displays as ``Name (variant)``,
+    except for the method's default variant (``default_variants``), which displays as ``Name``.
     """
 
     methods: dict[str, tuple[str, float]] = field(default_factory=dict)
     datasets: dict[str, tuple[str, float]] = field(default_factory=dict)
+    default_variants: dict[str, str] = field(default_factory=dict)
     average_name: str = "Average"
 
     def method_name(self, label: str) -> str:
         base, _, variant = label.partition(":")
         name = self.methods.get(base, (base, 0))[0]
-        return f"{name} ({variant})" if variant else name
+        if variant and variant != self.default_variants.get(base):
+            return f"{name} ({variant})"
+        return name
 
     def dataset_name(self, key: str) -> str:
         if key == AVERAGE:

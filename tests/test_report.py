@@ -356,3 +356,13 @@ def test_report_compare_published_terminal(tmp_path, capsys):
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if "62.95" in ln)
     assert "+0.05" in line and "CoOp" in line
+
+
+def test_default_variant_displays_without_suffix():
+    from results.aggregate import Labels
+
+    labels = Labels(methods={"clip_adapter_visual": ("CLIP-Adapter (visual)", 30)},
+                    default_variants={"clip_adapter_visual": "code"})
+    assert labels.method_name("clip_adapter_visual:code") == "CLIP-Adapter (visual)"
+    assert labels.method_name("clip_adapter_visual:paper") == "CLIP-Adapter (visual) (paper)"
+    assert labels.method_name("unknown:v") == "unknown (v)"
