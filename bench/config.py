@@ -93,7 +93,8 @@ def _resolve_values(cfg: dict, shots: int) -> dict:
 
 def resolve_method_config(spec: MethodSpec, dataset: str, shots: int,
                           overrides: dict | None = None) -> tuple[str | None, dict]:
-    """The config a cell runs with: defaults <- variant <- per-dataset <- overrides."""
+    """The config a cell runs with: defaults <- per-dataset <- variant <- the variant's
+    per-dataset values <- overrides (later wins)."""
     data = load_method_file(spec.name)
     variants = data.get("variants") or {}
     variant = spec.variant or data.get("default_variant")
@@ -103,14 +104,14 @@ def resolve_method_config(spec: MethodSpec, dataset: str, shots: int,
         raise UsageError(f"method {spec.name!r} has no variant {variant!r}.{hint} "
                          f"Variants: {', '.join(sorted(variants)) or 'none'}")
     cfg = copy.deepcopy(data.get("defaults") or {})
-    layers = [data.get("per_dataset") or {}]
-    if variant is not None:
+    _apply(cfg, (data.get("per_dataset") or {}).get(dataset, {}),
+           f"per-dataset values of {spec.name}", strict=False)
+    if variant is not None:  # a variant is more specific than the base per-dataset values
         vcfg = copy.deepcopy(variants[variant] or {})
-        layers.append(vcfg.pop("per_dataset", None) or {})
+        per_dataset = vcfg.pop("per_dataset", None) or {}
         _apply(cfg, vcfg, f"variant {variant!r} of {spec.name}", strict=False)
-    for per_dataset in layers:
-        if dataset in per_dataset:
-            _apply(cfg, per_dataset[dataset], f"per-dataset values of {spec.name}", strict=False)
+        _apply(cfg, per_dataset.get(dataset, {}), f"per-dataset values of {spec.name}:{variant}",
+               strict=False)
     if overrides:
         _apply(cfg, overrides, f"--set for method {spec.name!r}", strict=True)
     return variant, _resolve_values(cfg, shots)

@@ -81,8 +81,9 @@ def _device(name: str) -> torch.device:
 
 def run_job(job) -> dict:
     """Run every cell of ``job`` (a bench.planner.Job); returns counts of cells done, failed,
-    skipped (a result exists) and locked (another live process holds the cell's lock)."""
-    counts = {"done": 0, "failed": 0, "skipped": 0, "locked": 0}
+    skipped (a result exists) and locked (another live process holds the cell's lock), and
+    ``encode_s``, the seconds spent encoding images."""
+    counts = {"done": 0, "failed": 0, "skipped": 0, "locked": 0, "encode_s": 0.0}
     store = ResultStore(job.output)
     locks = CellLocks(store.output / "locks")
     _clean_leftovers(job, locks)
@@ -210,6 +211,7 @@ def _run_dataset(job, backbone, dataset_name, cells, store: ResultStore, locks: 
         store.write(record)
         locks.release(cell_id(cell))
         counts["done" if record["status"] == "ok" else "failed"] += 1
+    counts["encode_s"] += ctx.features.encode_seconds  # image encoding, incl. online views
 
 
 def _extract(ctx: _Context, cells) -> tuple[torch.Tensor, torch.Tensor]:

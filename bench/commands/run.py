@@ -220,12 +220,16 @@ def launch(jobs, cfg, args) -> int:
         from bench.runner import run_job
 
         failed = locked = 0
+        encode_s = 0.0
         for i, job in enumerate(jobs, 1):
             print(f"bench: job {i}/{len(jobs)}: {job.dataset} ({len(job.cells)} cells)",
                   file=sys.stderr)
             counts = run_job(job)
             failed += counts["failed"]
             locked += counts.get("locked", 0)
+            encode_s += counts.get("encode_s", 0.0)
+        print(f"bench: image encoding (feature extraction) took {encode_s:.1f} s of the run",
+              file=sys.stderr)
         if locked:
             print(f"bench: {locked} cell(s) were left to another bench process running on "
                   f"{cfg['output']}; once it has finished, rerun to pick up any it did not "
