@@ -40,12 +40,9 @@ def register(sub) -> None:
                                                "CPU, 8 on GPU)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    try:
-        from bench.slurm import add_slurm_arguments
-    except ImportError:
-        pass
-    else:
-        add_slurm_arguments(p)
+    from bench.slurm import add_slurm_arguments
+
+    add_slurm_arguments(p)
     p.set_defaults(func=main)
 
 
@@ -101,12 +98,16 @@ def resolve(args) -> dict:
     overrides = parse_overrides(
         (overrides_list(sweep.get("set")) + (args.overrides or [])),
         sorted({m.name for m in method_specs}))
-    output = Path(pick(args.output, sweep, "output", "bench-results")).expanduser()
-    cache_dir = pick(args.cache_dir, sweep, "cache_dir") or str(output / "cache")
+    # Absolute, so SLURM tasks that start in another working directory find them.
+    output = Path(pick(args.output, sweep, "output", "bench-results")).expanduser().resolve()
+    cache_dir = Path(pick(args.cache_dir, sweep, "cache_dir") or output / "cache").expanduser().resolve()
     device = pick(args.device, sweep, "device", "auto")
     launcher = pick(args.launcher, sweep, "launcher", "inprocess")
     if launcher not in LAUNCHERS:
         raise UsageError(f"launcher {launcher!r}: choose one of {', '.join(LAUNCHERS)}")
+    from bench.slurm import slurm_options
+
+    slurm = slurm_options(args, sweep)  # validated for every launcher: a typo fails early
     cuda = _cuda_expected(device)
     options = {
         "batch_size": pick(args.batch_size, sweep, "batch_size", 64),
@@ -123,7 +124,7 @@ def resolve(args) -> dict:
             "overrides": overrides, "output": output, "cache_dir": str(cache_dir),
             "device": device, "launcher": launcher,
             "group_by": pick(args.group_by, sweep, "group_by", "dataset"),
-            "options": options, "demo_note": demo_note}
+            "options": options, "demo_note": demo_note, "slurm": slurm}
 
 
 def _cuda_expected(device: str) -> bool:
@@ -183,8 +184,8 @@ def main(args) -> int:
     code = 0
     if jobs:
         code = launch(jobs, cfg, args)
-    print(f"bench: finished in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     if cfg["launcher"] == "inprocess" or getattr(args, "wait", True):
+        print(f"bench: finished in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         _print_summary(cfg)
     return code
 
@@ -238,10 +239,10 @@ def launch(jobs, cfg, args) -> int:
             print(f"bench: {failed} cell(s) failed; see `bench status {cfg['output']}` or the "
                   f".failed.json records; rerun to retry them", file=sys.stderr)
         return 1 if failed else 0
-    from bench.slurm import launch_submitit, slurm_options
+    from bench.slurm import launch_submitit
 
-    options = slurm_options(args, cfg["sweep"])
-    return launch_submitit(jobs, cfg["launcher"], options, wait=not getattr(args, "no_wait", False))
+    return launch_submitit(jobs, cfg["launcher"], cfg["slurm"],
+                           wait=not getattr(args, "no_wait", False))
 
 
 def _print_summary(cfg) -> None:
