@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -199,7 +200,8 @@ def summarize(frame: pd.DataFrame, *, datasets: list[str] | None = None,
     for bb, grp in frame.groupby("backbone"):
         first = grp.iloc[0]
         pre = first["pretrained"]
-        backbones[bb] = f"{first['backbone_name']} ({pre})" if pre else first["backbone_name"]
+        shown = os.path.basename(pre) if pre and os.sep in str(pre) else pre  # a checkpoint file
+        backbones[bb] = f"{first['backbone_name']} ({shown})" if pre else first["backbone_name"]
         info[bb] = (first["backbone_name"], pre)
     required = {bb: sorted(set(datasets) if datasets else set(grp["dataset"]))
                 for bb, grp in frame.groupby("backbone")}
