@@ -20,7 +20,6 @@ import argparse
 import datetime
 import difflib
 import json
-import os
 import pickle
 import re
 import shlex

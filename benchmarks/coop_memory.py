@@ -21,7 +21,6 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from _common import machine_info, machine_md, median, table, write_results
 

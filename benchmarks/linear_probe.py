@@ -62,7 +62,6 @@ def main() -> None:
     ap.add_argument("--sklearn-cap-s", type=float, default=600.0)
     args = ap.parse_args()
 
-    import numpy as np
     import torch
     from threadpoolctl import threadpool_limits
 

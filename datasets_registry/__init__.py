@@ -8,3 +8,9 @@ DATASETS = Registry("dataset", "datasets_registry")
 # root); "demo" = the built-in offline demo suite (the default without a data root).
 COOP_TAG = "coop"
 DEMO_TAG = "demo"
+
+
+def register(dataset, *, order: float, tags: tuple[str, ...]):
+    """Register a dataset object under its own name, display name and description."""
+    return DATASETS.add(dataset.name, dataset, display_name=dataset.display_name,
+                        description=dataset.description, order=order, tags=tags)

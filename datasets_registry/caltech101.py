@@ -6,7 +6,7 @@ CoOp drops `BACKGROUND_Google` and `Faces_easy` (100 classes remain) and renames
 `motorbike`; its split file already carries those names.
 """
 
-from datasets_registry import COOP_TAG, DATASETS
+from datasets_registry import COOP_TAG, register
 from datasets_registry.base import Expected
 from datasets_registry.split_file import SplitFileDataset
 
@@ -15,8 +15,7 @@ IGNORED = ("BACKGROUND_Google", "Faces_easy")
 NEW_CNAMES = {"airplanes": "airplane", "Faces": "face", "Leopards": "leopard",
               "Motorbikes": "motorbike"}
 
-DATASETS.add(
-    "caltech101",
+register(
     SplitFileDataset(
         name="caltech101",
         display_name="Caltech101",
@@ -33,5 +32,5 @@ DATASETS.add(
         source="CoOp DATASETS.md, section Caltech101",
         extra={"ignored": IGNORED, "new_cnames": NEW_CNAMES},
     ),
-    display_name="Caltech101", description=DESCRIPTION, order=2, tags=(COOP_TAG,),
+    order=2, tags=(COOP_TAG,),
 )

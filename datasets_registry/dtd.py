@@ -2,14 +2,13 @@
 `split_zhou_DescribableTextures.json`.
 """
 
-from datasets_registry import COOP_TAG, DATASETS
+from datasets_registry import COOP_TAG, register
 from datasets_registry.base import Expected
 from datasets_registry.split_file import SplitFileDataset
 
 DESCRIPTION = "47 describable textures"
 
-DATASETS.add(
-    "dtd",
+register(
     SplitFileDataset(
         name="dtd",
         display_name="DTD",
@@ -24,5 +23,5 @@ DATASETS.add(
         split_source="https://drive.google.com/file/d/1u3_QfB467jqHgNXC00UIzbLZRQCg2S7x (CoOp DATASETS.md, section DTD)",
         source="CoOp DATASETS.md, section DTD",
     ),
-    display_name="DTD", description=DESCRIPTION, order=9, tags=(COOP_TAG,),
+    order=9, tags=(COOP_TAG,),
 )

@@ -3,7 +3,7 @@
 Class names in CoOp's split file are already expanded (`AnnualCrop` -> `Annual Crop Land`).
 """
 
-from datasets_registry import COOP_TAG, DATASETS
+from datasets_registry import COOP_TAG, register
 from datasets_registry.base import Expected
 from datasets_registry.split_file import SplitFileDataset
 
@@ -17,8 +17,7 @@ NEW_CNAMES = {
     "River": "River", "SeaLake": "Sea or Lake",
 }
 
-DATASETS.add(
-    "eurosat",
+register(
     SplitFileDataset(
         name="eurosat",
         display_name="EuroSAT",
@@ -35,5 +34,5 @@ DATASETS.add(
         source="CoOp DATASETS.md, section EuroSAT",
         extra={"new_cnames": NEW_CNAMES},
     ),
-    display_name="EuroSAT", description=DESCRIPTION, order=10, tags=(COOP_TAG,),
+    order=10, tags=(COOP_TAG,),
 )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
-from datasets_registry import COOP_TAG, DATASETS
+from datasets_registry import COOP_TAG, register
 from datasets_registry.base import Dataset, DatasetSplits, Expected, Item
 
 DESCRIPTION = "100 aircraft model variants"
@@ -72,8 +72,7 @@ def _read_lines(path: Path, ds: Dataset) -> list[str]:
                          f"re-extract it from {ARCHIVE}") from None
 
 
-DATASETS.add(
-    "fgvc_aircraft",
+register(
     FGVCAircraftDataset(
         name="fgvc_aircraft",
         display_name="FGVCAircraft",
@@ -83,5 +82,5 @@ DATASETS.add(
         description=DESCRIPTION,
         source=ARCHIVE,
     ),
-    display_name="FGVCAircraft", description=DESCRIPTION, order=7, tags=(COOP_TAG,),
+    order=7, tags=(COOP_TAG,),
 )

@@ -3,14 +3,13 @@
 Class names are the folder names (`apple_pie`); prompts show `_` as a space.
 """
 
-from datasets_registry import COOP_TAG, DATASETS
+from datasets_registry import COOP_TAG, register
 from datasets_registry.base import Expected
 from datasets_registry.split_file import SplitFileDataset
 
 DESCRIPTION = "101 food dishes"
 
-DATASETS.add(
-    "food101",
+register(
     SplitFileDataset(
         name="food101",
         display_name="Food101",
@@ -25,5 +24,5 @@ DATASETS.add(
         split_source="https://drive.google.com/file/d/1QK0tGi096I0Ba6kggatX1ee6dJFIcEJl (CoOp DATASETS.md, section Food101)",
         source="CoOp DATASETS.md, section Food101",
     ),
-    display_name="Food101", description=DESCRIPTION, order=6, tags=(COOP_TAG,),
+    order=6, tags=(COOP_TAG,),
 )

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
-from datasets_registry import COOP_TAG, DATASETS
+from datasets_registry import COOP_TAG, register
 from datasets_registry.base import Dataset, DatasetSplits, Expected
 
 DESCRIPTION = "ILSVRC-2012, 1000 classes; val is the test set"
@@ -195,8 +195,7 @@ class ImageNetDataset(Dataset):
         return notes
 
 
-DATASETS.add(
-    "imagenet",
+register(
     ImageNetDataset(
         name="imagenet",
         display_name="ImageNet",
@@ -206,5 +205,5 @@ DATASETS.add(
         description=DESCRIPTION,
         source="CoOp DATASETS.md, section ImageNet",
     ),
-    display_name="ImageNet", description=DESCRIPTION, order=1, tags=(COOP_TAG,),
+    order=1, tags=(COOP_TAG,),
 )

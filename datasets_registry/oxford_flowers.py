@@ -4,14 +4,13 @@
 Class names come from `cat_to_name.json` (`"pink primrose"`, ...), already in the split file.
 """
 
-from datasets_registry import COOP_TAG, DATASETS
+from datasets_registry import COOP_TAG, register
 from datasets_registry.base import Expected
 from datasets_registry.split_file import SplitFileDataset
 
 DESCRIPTION = "102 flower species"
 
-DATASETS.add(
-    "oxford_flowers",
+register(
     SplitFileDataset(
         name="oxford_flowers",
         display_name="Flowers102",
@@ -27,5 +26,5 @@ DATASETS.add(
                      "cat_to_name.json: https://drive.google.com/file/d/1AkcxCXeK_RCGCEC_GvmWxjcjaNhu-at0)",
         source="CoOp DATASETS.md, section Flowers102",
     ),
-    display_name="Flowers102", description=DESCRIPTION, order=5, tags=(COOP_TAG,),
+    order=5, tags=(COOP_TAG,),
 )

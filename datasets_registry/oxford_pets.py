@@ -5,14 +5,13 @@ Class names are the lower-cased breed part of the file name (`Abyssinian_100` ->
 `american_bulldog_1` -> `american_bulldog`); prompts show `_` as a space.
 """
 
-from datasets_registry import COOP_TAG, DATASETS
+from datasets_registry import COOP_TAG, register
 from datasets_registry.base import Expected
 from datasets_registry.split_file import SplitFileDataset
 
 DESCRIPTION = "37 cat and dog breeds"
 
-DATASETS.add(
-    "oxford_pets",
+register(
     SplitFileDataset(
         name="oxford_pets",
         display_name="OxfordPets",
@@ -27,5 +26,5 @@ DATASETS.add(
         split_source="https://drive.google.com/file/d/1501r8Ber4nNKvmlFVQZ8SeUHTcdTTEqs (CoOp DATASETS.md, section OxfordPets)",
         source="CoOp DATASETS.md, section OxfordPets",
     ),
-    display_name="OxfordPets", description=DESCRIPTION, order=3, tags=(COOP_TAG,),
+    order=3, tags=(COOP_TAG,),
 )

@@ -5,7 +5,7 @@ Paths in the split file are relative to the dataset folder itself
 (`["cars_train/05266.jpg", 13, "2012 Audi TTS Coupe"]`).
 """
 
-from datasets_registry import COOP_TAG, DATASETS
+from datasets_registry import COOP_TAG, register
 from datasets_registry.base import Expected
 from datasets_registry.split_file import SplitFileDataset
 
@@ -21,8 +21,7 @@ class StanfordCarsDataset(SplitFileDataset):
                 (self.split_file, self.split_source)]
 
 
-DATASETS.add(
-    "stanford_cars",
+register(
     StanfordCarsDataset(
         name="stanford_cars",
         display_name="StanfordCars",
@@ -36,5 +35,5 @@ DATASETS.add(
         split_source="https://drive.google.com/file/d/1ObCFbaAgVu0I-k_Au-gIUcefirdAuizT (CoOp DATASETS.md, section StanfordCars)",
         source="CoOp DATASETS.md, section StanfordCars",
     ),
-    display_name="StanfordCars", description=DESCRIPTION, order=4, tags=(COOP_TAG,),
+    order=4, tags=(COOP_TAG,),
 )

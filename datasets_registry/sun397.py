@@ -5,14 +5,13 @@ CoOp names a class by its folder path without the letter, words reversed
 (`s/shopping_mall/indoor` -> `indoor shopping_mall`); the split file already carries them.
 """
 
-from datasets_registry import COOP_TAG, DATASETS
+from datasets_registry import COOP_TAG, register
 from datasets_registry.base import Expected
 from datasets_registry.split_file import SplitFileDataset
 
 DESCRIPTION = "397 scene categories"
 
-DATASETS.add(
-    "sun397",
+register(
     SplitFileDataset(
         name="sun397",
         display_name="SUN397",
@@ -27,5 +26,5 @@ DATASETS.add(
         split_source="https://drive.google.com/file/d/1y2RD81BYuiyvebdN-JymPfyWYcd8_MUq (CoOp DATASETS.md, section SUN397)",
         source="CoOp DATASETS.md, section SUN397",
     ),
-    display_name="SUN397", description=DESCRIPTION, order=8, tags=(COOP_TAG,),
+    order=8, tags=(COOP_TAG,),
 )

@@ -5,14 +5,13 @@ Class names split the CamelCase action at capitals with `_` (`ApplyEyeMakeup` ->
 `Apply_Eye_Makeup`); prompts show `_` as a space.
 """
 
-from datasets_registry import COOP_TAG, DATASETS
+from datasets_registry import COOP_TAG, register
 from datasets_registry.base import Expected
 from datasets_registry.split_file import SplitFileDataset
 
 DESCRIPTION = "101 human actions (middle video frames)"
 
-DATASETS.add(
-    "ucf101",
+register(
     SplitFileDataset(
         name="ucf101",
         display_name="UCF101",
@@ -27,5 +26,5 @@ DATASETS.add(
         split_source="https://drive.google.com/file/d/1I0S0q91hJfsV9Gf4xDIjgDq4AqBNJb1y (CoOp DATASETS.md, section UCF101)",
         source="CoOp DATASETS.md, section UCF101",
     ),
-    display_name="UCF101", description=DESCRIPTION, order=11, tags=(COOP_TAG,),
+    order=11, tags=(COOP_TAG,),
 )

@@ -49,7 +49,7 @@ def test_check_reports_removed_image_and_split_file_with_the_fix(root, capsys):
                        "--datasets", "dtd,eurosat,ucf101")
     assert code == 1
     assert "DTD [dtd] in dtd/: UNUSABLE" in out
-    assert f"1 of 23 image files listed for DTD are missing" in out
+    assert "1 of 23 image files listed for DTD are missing" in out
     assert f"missing: {image}" in out
     assert "dtd-r1.0.1.tar.gz" in out  # where to get the images
     assert "EuroSAT [eurosat] in eurosat/: UNUSABLE" in out

@@ -7,7 +7,6 @@ import sys
 import textwrap
 import time
 
-import pytest
 
 from bench.locks import HOST, CellLocks, is_stale, process_start, read_holder
 

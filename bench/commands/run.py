@@ -48,7 +48,7 @@ def register(sub) -> None:
 
 def resolve(args) -> dict:
     """Everything the run needs, from flags, the sweep file and defaults; validated."""
-    from bench.config import MethodSpec, parse_overrides
+    from bench.config import parse_overrides
     from bench.sweep import (DEFAULT_SEEDS, DEFAULT_SHOTS, PROTOCOL_BACKBONE, load_sweep,
                              overrides_list, parse_int_list, pick)
     from datasets_registry import COOP_TAG, DATASETS, DEMO_TAG

@@ -17,7 +17,6 @@ The checkpoint is an fp16 state_dict that open_clip loads with
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
