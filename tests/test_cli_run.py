@@ -148,3 +148,19 @@ def test_ls(run_cli):
     assert code == 0 and "EuroSAT" in out
     code, out, _ = run_cli("ls", "backbones")
     assert code == 0 and "RN50-quickgelu" in out and "openai" in out
+
+
+def test_zero_shot_and_linear_probe_over_all_eleven_datasets(run_cli, miniroot, tmp_path):
+    from datasets_registry import COOP_TAG, DATASETS
+
+    out = tmp_path / "all"
+    code, stdout, err = run_cli(*(BASE + ["--data-root", miniroot, "--datasets", "all",
+                                          "--methods", "zero_shot,linear_probe", "--shots", "1,2",
+                                          "--seeds", "1", "--output", out]))
+    assert code == 0, err
+    records = [json.loads(p.read_text()) for p in _records(out)]
+    assert {r["dataset"] for r in records} == set(DATASETS.names(COOP_TAG))
+    assert len(records) == 11 * 2 * 2 and all(r["status"] == "ok" for r in records)
+    # The table names every dataset by its display name, plus the 11-dataset average.
+    for name in ("ImageNet", "FGVCAircraft", "UCF101", "Average"):
+        assert name in stdout
