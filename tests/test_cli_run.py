@@ -40,6 +40,13 @@ def test_run_rerun_resumes_and_computes_nothing(run_cli, miniroot, tmp_path):
     code, _, err = run_cli(*(args[:-6] + ["--shots", "1,2,4", "--seeds", "1,2", "--output", out]))
     assert code == 0 and "8 to run" in err
     assert len(_records(out)) == 24
+    # ... and the report reads them back: every method and dataset by its display name.
+    code, table, err = run_cli("report", out, "--color", "never")
+    assert code == 0, err
+    for name in ("Zero-shot CLIP", "Linear probe", "EuroSAT", "DTD", "Average", "4-shot"):
+        assert name in table
+    code, _, err = run_cli("report", out, "--format", "markdown", "--out", tmp_path / "t.md")
+    assert code == 0 and "| Linear probe" in (tmp_path / "t.md").read_text()
 
 
 def test_sweep_yaml_and_set_overrides(run_cli, miniroot, tmp_path):
