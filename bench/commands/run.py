@@ -116,9 +116,10 @@ def resolve(args) -> dict:
         "autocast": sweep.get("autocast", False),
         "progress": not args.quiet,
     }
-    for flag in ("batch_size", "workers"):
-        if options[flag] < (1 if flag == "batch_size" else 0):
-            raise UsageError(f"--{flag.replace('_', '-')} must be a positive number")
+    if options["batch_size"] < 1:
+        raise UsageError("--batch-size must be a positive number")
+    if options["workers"] < 0:
+        raise UsageError("--workers must be 0 (decode in this process) or more")
     return {"sweep": sweep, "shots": shots, "seeds": seeds, "data_root": data_root,
             "backbones": backbones, "datasets": datasets, "methods": method_specs,
             "overrides": overrides, "output": output, "cache_dir": str(cache_dir),

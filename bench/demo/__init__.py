@@ -34,9 +34,3 @@ def demo_defaults(generate: bool = True) -> dict:
     root = ensure_demo_data() if generate else demo_data_root()
     return {"backbone": MODEL_NAME, "pretrained": str(CHECKPOINT.resolve()), "data_root": root}
 
-
-def demo_notice(defaults: dict | None = None) -> str:
-    """The one line `bench run` prints when it falls back to the demo."""
-    d = defaults or demo_defaults(generate=False)
-    return (f"no --data-root/--backbone given: running the offline demo (tiny CLIP {d['backbone']} "
-            f"pretrained on generated images, demo datasets in {d['data_root']}; see docs/demo.md)")
