@@ -164,6 +164,7 @@ def reference_cells(cells, data_root, backbone, opts, epochs_measured: int,
                 drop_last=len(files) >= opt.batch_size, **loader_kw)
             offset = 0
             for x, _ in loader:
+                x = x[:, 0]  # one view per image: (B, 1, 3, H, W) -> (B, 3, H, W)
                 y = labels[idx[offset:offset + len(x)]]
                 offset += len(x)
                 feats = backbone.encode_images(x).clone()  # encoder on every batch of every epoch
