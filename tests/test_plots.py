@@ -5,28 +5,16 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 from bench.cli import main
 from results.aggregate import Labels, records_to_frame, summarize
 from results.plots import panel_titles, plot_curves
 from results.store import ResultStore
-try:  # tests/ as a package (tests/__init__.py) or as a plain folder on sys.path
-    from tests.test_report import FAILED_CELLS, MISSING_CELLS, SEEDS, demo_records, record
-except ImportError:
-    from test_report import FAILED_CELLS, MISSING_CELLS, SEEDS, demo_records, record
+from tests.test_report import MISSING_CELLS, SEEDS, demo_records, record
+from tests.test_report import store_dir  # noqa: F401  (a fixture shared with the report tests)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture()
-def store_dir(tmp_path):
-    store = ResultStore(tmp_path / "out")
-    for rec in demo_records(drop=MISSING_CELLS, fail=FAILED_CELLS):
-        store.write(rec)
-    return tmp_path / "out"
 
 
 def test_plot_writes_png_and_pdf_with_one_panel_per_dataset(store_dir, tmp_path, capsys):
