@@ -49,7 +49,7 @@ def load_yaml(path: Path, what: str) -> dict:
     return data
 
 
-@dataclass
+@dataclass(frozen=True)
 class MethodSpec:
     """A method name plus an optional variant, written ``name`` or ``name:variant``."""
 
