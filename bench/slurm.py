@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import difflib
-import json
 import pickle
 import re
 import shlex
@@ -31,7 +30,7 @@ import time
 from pathlib import Path
 
 from bench.errors import BenchError, UsageError
-from results.atomic import atomic_write_json
+from results.atomic import atomic_write_json, read_json
 from results.store import ResultStore, cell_id, method_label
 
 SWEEP_DIR = "sweep"
@@ -300,9 +299,8 @@ def load_submissions(output) -> list[dict]:
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         if path.name.startswith("."):
             continue
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+        rec = read_json(path)
+        if rec is None:
             continue
         rec["_path"] = str(path)
         records.append(rec)

@@ -124,3 +124,12 @@ def clean_temp_files(folder: Path, max_age_s: float = 6 * 3600) -> int:
         except FileNotFoundError:
             pass
     return n
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON object from ``path``; None when the file is missing, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -138,13 +138,11 @@ def main(args) -> int:
 
 
 def _load(path: Path) -> dict | None:
-    import json
+    from results.atomic import read_json
 
-    try:
-        rec = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    rec["_path"] = str(path)
+    rec = read_json(path)
+    if rec is not None:
+        rec["_path"] = str(path)
     return rec
 
 
