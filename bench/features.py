@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from torchvision import transforms as T
 from tqdm import tqdm
 
 from bench.errors import BenchError
@@ -161,18 +162,50 @@ def view_seed(relpath: str, view: int, salt: int = 0) -> int:
     return int.from_bytes(digest[:7], "little")
 
 
+def split_normalization(transform):
+    """``(uint8 transform, mean, std)`` when ``transform`` is a Compose ending in ToTensor +
+    Normalize (open_clip's eval transform and our train transform), else None.
+
+    The uint8 transform stops at the image's bytes (PILToTensor); :func:`normalize_uint8` then
+    does ToTensor's /255 and Normalize's arithmetic with the same float32 operations, so the
+    result is bit-identical, and a batch crosses from the DataLoader workers (shared memory,
+    pinned memory, the copy to the GPU) at a quarter of the float32 size.
+    """
+    steps = getattr(transform, "transforms", None)
+    if not steps or len(steps) < 2 or not isinstance(steps[-1], T.Normalize):
+        return None
+    if type(steps[-2]).__name__ not in ("ToTensor", "MaybeToTensor"):
+        return None
+    norm = steps[-1]
+    return T.Compose([*steps[:-2], T.PILToTensor()]), tuple(norm.mean), tuple(norm.std)
+
+
+def normalize_uint8(images: torch.Tensor, mean, std) -> torch.Tensor:
+    """ToTensor + Normalize on a uint8 batch (..., 3, H, W), on whatever device it is on."""
+    x = images.float().div_(255)
+    shape = (3, 1, 1)
+    return x.sub_(torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(shape)).div_(
+        torch.as_tensor(std, dtype=x.dtype, device=x.device).view(shape))
+
+
 class ImageFiles(torch.utils.data.Dataset):
     """Loads images by relative path.
 
     ``views=None``: one tensor per image (the eval transform). ``views=[v, ...]``: the image is
     decoded once and each view gets its own seeded augmentation; items are (V, 3, H, W).
+    ``uint8=True`` (default): where the transform ends in ToTensor + Normalize, items are the
+    uint8 image and ``self.normalization`` holds (mean, std) for :func:`normalize_uint8`, which
+    :func:`encode_files` applies on the model's device.
     """
 
     def __init__(self, image_dir: Path, relpaths: list[str], transform,
-                 views: Sequence[int] | None = None, salt: int = 0, image_size: int = 224):
+                 views: Sequence[int] | None = None, salt: int = 0, image_size: int = 224,
+                 uint8: bool = True):
         self.image_dir = Path(image_dir)
         self.relpaths = relpaths
-        self.transform = transform
+        split = split_normalization(transform) if uint8 else None
+        self.transform = split[0] if split else transform
+        self.normalization = split[1:] if split else None
         self.views = list(views) if views is not None else None
         self.salt = salt
         self.image_size = image_size
@@ -189,7 +222,8 @@ class ImageFiles(torch.utils.data.Dataset):
                 img = img.convert("RGB")
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             shape = (3, self.image_size, self.image_size)
-            blank = torch.zeros(shape if self.views is None else (len(self.views), *shape))
+            blank = torch.zeros(shape if self.views is None else (len(self.views), *shape),
+                                dtype=torch.uint8 if self.normalization else torch.float32)
             return blank, f"{path}: {type(exc).__name__}: {exc}"
         if self.views is None:
             return self.transform(img), ""
@@ -223,6 +257,9 @@ def encode_files(backbone, files: ImageFiles, batch_size: int = 64, workers: int
         if bad:
             raise BenchError(f"cannot read image {bad[0]} (a truncated download or not an image? "
                              f"replace the file, or check the dataset with `bench data check`)")
+        if files.normalization:
+            images = normalize_uint8(images.to(backbone.device, non_blocking=True),
+                                     *files.normalization)
         if images.ndim == 5:  # (B, V, 3, H, W): encode all views of the batch at once
             b, v = images.shape[:2]
             feats = backbone.encode_images(images.flatten(0, 1), autocast=autocast)

@@ -1,26 +1,69 @@
 """GPU: feature-extraction throughput (model alone vs the whole pipeline from JPEG files on
-disk) and CoOp on 1,000 classes (peak memory, step time). Runs only where CUDA is present; on a
-machine without it, writes a JSON saying so and exits 0.
+disk), CoOp on 1,000 classes (peak memory, step time) and the linear probe's C search on the GPU.
+Runs only where CUDA is present; on a machine without it, writes a JSON saying so and exits 0.
 
-    .venv/bin/python benchmarks/gpu.py [--images 4096] [--workers 16]
+    .venv/bin/python benchmarks/gpu.py [--images 8192] [--workers 16]
 
 Extraction: RN50 and ViT-B-16 (random init, 224 px) in fp32 and under fp16 / bf16 autocast.
-"model alone": the same batches already on the GPU, encode_images in a loop. "pipeline":
+"model alone": the same batch already on the GPU, encode_images in a loop. "pipeline":
 bench.features.encode_files over generated 224 px JPEG files (DataLoader workers decode and
-transform, pinned memory, non-blocking copy, inference_mode, autocast). Target: pipeline >= 80%
-of model alone with 16 workers. CoOp: benchmarks/coop_memory.py on RN50's text tower, 1,000
-classes, default and memory-saving settings. Target: within 16 GB.
+transform, pinned memory, non-blocking copy, inference_mode, autocast), as the harness runs it:
+batches cross as uint8 and are normalized on the GPU. "pipeline, float32 transfer": the same with
+ToTensor + Normalize in the workers (the plain torchvision way), for comparison; the two must
+give identical features. Target: pipeline >= 80% of model alone with 16 workers.
+CoOp: benchmarks/coop_memory.py on RN50's text tower, 1,000 classes, default and memory-saving
+settings (precision auto = CoOp's fp16 on CUDA) and the default under bf16 autocast. Target:
+within 16 GB. Linear probe: benchmarks/linear_probe.py's harness search on the GPU (100 and
+1,000 classes); scikit-learn's side stays the CPU measurement in linear_probe.md.
+
+``--device cpu --models bench-bench-vit64`` runs the same code on the CPU with a small model
+(a dry run of the script; its numbers mean nothing). Results are written after every row, so a
+run cut short keeps what it measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import time
+from multiprocessing import Pool
 from pathlib import Path
 
-from _common import RESULTS, machine_info, machine_md, make_dtd_like, table, write_results
+from _common import RESULTS, machine_info, machine_md, table, write_results
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def _write_jpegs(job):
+    import numpy as np
+    from PIL import Image
+
+    folder, start, count, size = job
+    rng = np.random.default_rng(start)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    for i in range(start, start + count):
+        freq, angle = rng.uniform(1, 12), rng.uniform(0, 3.14)
+        wave = np.sin(2 * np.pi * freq * (xx * np.cos(angle) + yy * np.sin(angle)))
+        img = rng.uniform(40, 215, size=3)[None, None, :] + 50 * wave[..., None]
+        img = img + rng.normal(0, 20, size=(size, size, 3))
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
+            Path(folder) / f"{i:06d}.jpg", quality=90)
+
+
+def make_jpegs(folder: Path, n: int, size: int = 224) -> list[str]:
+    """``n`` generated JPEG files (textures + noise) in ``folder``, written in parallel."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"{i:06d}.jpg" for i in range(n)]
+    if all((folder / f).exists() for f in names):
+        return names
+    chunk = 256
+    with Pool(os.cpu_count()) as pool:
+        pool.map(_write_jpegs, [(str(folder), s, min(chunk, n - s), size)
+                                for s in range(0, n, chunk)])
+    return names
 
 
 def model_alone(bb, batch: int, iters: int, amp, dtype) -> float:
@@ -29,96 +72,180 @@ def model_alone(bb, batch: int, iters: int, amp, dtype) -> float:
     x = torch.randn(batch, 3, bb.image_size, bb.image_size, device=bb.device)
     for _ in range(3):
         bb.encode_images(x, autocast=amp, amp_dtype=dtype)
-    torch.cuda.synchronize()
+    sync(bb.device)
     t = time.perf_counter()
     for _ in range(iters):
         bb.encode_images(x, autocast=amp, amp_dtype=dtype)
-    torch.cuda.synchronize()
+    sync(bb.device)
     return batch * iters / (time.perf_counter() - t)
 
 
-def pipeline(bb, data_root: Path, batch: int, workers: int, amp, dtype) -> tuple[float, int]:
+def sync(device) -> None:
     import torch
 
-    from bench.features import ImageFiles, encode_files
-    from datasets_registry import DATASETS
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
-    splits = DATASETS.get("dtd").load(data_root)
-    rel = [p for p, _ in splits.train + splits.val + splits.test]
-    files = ImageFiles(splits.image_dir, rel, bb.eval_transform, image_size=bb.image_size)
+
+def pipeline(bb, folder: Path, names: list[str], batch: int, workers: int, amp, dtype,
+             uint8: bool):
+    """Images/s of encode_files over the JPEG files, and the features."""
+    from bench.features import ImageFiles, encode_files
+
     orig = bb.encode_images
     bb.encode_images = lambda images, autocast=False: orig(images, autocast=amp, amp_dtype=dtype)
     try:
-        encode_files(bb, ImageFiles(splits.image_dir, rel[:batch * 2], bb.eval_transform),
-                     batch, workers, progress=False)  # warm-up
-        torch.cuda.synchronize()
+        files = ImageFiles(folder, names, bb.eval_transform, image_size=bb.image_size, uint8=uint8)
+        warm = ImageFiles(folder, names[:batch * 2], bb.eval_transform, uint8=uint8)
+        encode_files(bb, warm, batch, workers, progress=False)
+        sync(bb.device)
         t = time.perf_counter()
-        encode_files(bb, files, batch, workers, progress=False)
-        torch.cuda.synchronize()
-        return len(rel) / (time.perf_counter() - t), len(rel)
+        feats = encode_files(bb, files, batch, workers, progress=False)
+        sync(bb.device)
+        return len(names) / (time.perf_counter() - t), feats
     finally:
         bb.encode_images = orig
 
 
+class Report:
+    """Collects rows and rewrites the JSON + Markdown after each one."""
+
+    def __init__(self, name: str, info: dict, args, out_dir: str | None):
+        self.name, self.info, self.args, self.out_dir = name, info, args, out_dir
+        self.data = {"machine": info, "args": vars(args), "extraction": [], "coop": [],
+                     "linear_probe": [], "errors": []}
+
+    def markdown(self) -> str:
+        a, d = self.args, self.data
+        rows = [[r["model"], r["precision"], r["model_alone_img_s"], r["pipeline_img_s"],
+                 f"{100 * r['ratio']:.0f}%", r.get("pipeline_float_img_s", ""),
+                 r.get("max_abs_diff_uint8_vs_float", "")] for r in d["extraction"]]
+        md = ["# GPU: extraction throughput, CoOp memory, linear probe", "",
+              f"{self.info.get('gpu', a.device)}; {a.workers} DataLoader workers, batch "
+              f"{a.batch_size}, {a.images} generated 224 px JPEGs (textures + noise), random-init "
+              "weights; model alone: the mean over "
+              f"{a.iters} batches after 3 warm-ups. Target: pipeline >= 80% of model alone.", "",
+              table(["model", "precision", "model alone img/s", "pipeline img/s",
+                     "pipeline / alone", "pipeline, float32 transfer img/s",
+                     "max |uint8 - float32 transfer| features"], rows)]
+        if d["coop"]:
+            import coop_memory
+
+            md += ["", f"## CoOp, {self.args.coop_backbone} text tower, 1,000 classes (target: within 16 GB)", "",
+                   coop_memory.render_rows(d["coop"])]
+        if d["linear_probe"]:
+            md += ["", "## Linear probe C search on the GPU (harness solver)", "",
+                   "Same synthetic features and search as benchmarks/linear_probe.py; "
+                   "scikit-learn's time is the CPU measurement committed in linear_probe.md.", "",
+                   table(["classes", "dim", "seconds", "fits", "C", "test acc"],
+                         [[r["classes"], r["dim"], r["seconds"], r["fits"], f"{r['C']:.3g}",
+                           f"{r['test_acc']:.2f}"] for r in d["linear_probe"]])]
+        if d["errors"]:
+            md += ["", "## Errors", ""] + [f"- {e}" for e in d["errors"]]
+        md += ["", "## Machine", machine_md(self.info)]
+        return "\n".join(md)
+
+    def save(self) -> None:
+        paths = write_results(self.name, self.data, self.markdown())
+        if self.out_dir:
+            for p in paths:
+                shutil.copy(p, Path(self.out_dir) / p.name)
+
+
+def extraction(args, report: Report) -> None:
+    import torch
+
+    from bench.backbone import Backbone
+
+    names = make_jpegs(Path(args.work) / "jpegs", args.images)
+    folder = Path(args.work) / "jpegs"
+    precisions = [("fp32", False, torch.float32), ("fp16", True, torch.float16),
+                  ("bf16", True, torch.bfloat16)]
+    for name in args.models.split(","):
+        bb = Backbone(name, None, args.device)
+        for label, amp, dtype in precisions:
+            alone = model_alone(bb, args.batch_size, args.iters, amp, dtype)
+            pipe, feats = pipeline(bb, folder, names, args.batch_size, args.workers, amp, dtype,
+                                   uint8=True)
+            r = {"model": name, "precision": label, "model_alone_img_s": alone,
+                 "pipeline_img_s": pipe, "ratio": pipe / alone, "images": len(names),
+                 "workers": args.workers, "batch_size": args.batch_size}
+            if not args.no_float_transfer:
+                pf, ffeats = pipeline(bb, folder, names, args.batch_size, args.workers, amp, dtype,
+                                      uint8=False)
+                r["pipeline_float_img_s"] = pf
+                r["max_abs_diff_uint8_vs_float"] = float((feats - ffeats).abs().max())
+            report.data["extraction"].append(r)
+            report.save()
+            print(r, flush=True)
+        del bb
+        if args.device == "cuda":
+            torch.cuda.empty_cache()
+
+
+def coop(args, report: Report) -> None:
+    import coop_memory
+
+    for precision, settings in (("auto", ["default", "memory_saving"]), ("amp_bf16", ["default"])):
+        report.data["coop"] += coop_memory.sweep(args.coop_backbone, [1000], settings, 3,
+                                                 args.device, precision, 4, timeout=240)
+        report.save()
+
+
+def linear_probe(args, report: Report) -> None:
+    import linear_probe as lp
+
+    lp.run_search("torch", lp.make_features(3, 8, 4, 2, 2), 3, None, args.device)  # warm-up
+    for classes in [int(c) for c in args.probe_classes.split(",")]:
+        data = lp.make_features(classes, 1024, 16, 4, 20)
+        r = lp.run_search("torch", data, classes, None, args.device)
+        report.data["linear_probe"].append({"classes": classes, "dim": 1024, **r})
+        report.save()
+        print(report.data["linear_probe"][-1], flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=4096, help="JPEG files for the pipeline run")
+    ap.add_argument("--images", type=int, default=8192, help="JPEG files for the pipeline runs")
     ap.add_argument("--workers", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--models", default="RN50,ViT-B-16")
+    ap.add_argument("--coop-backbone", default="RN50")
+    ap.add_argument("--probe-classes", default="100,1000")
+    ap.add_argument("--device", default="cuda")
     ap.add_argument("--work", default="/tmp/bench-gpu")
-    ap.add_argument("--no-coop", action="store_true")
+    ap.add_argument("--name", default="gpu", help="results file name (benchmarks/results/NAME.*)")
+    ap.add_argument("--out", help="also copy the result files into this folder")
+    ap.add_argument("--parts", default="extraction,coop,linear_probe")
+    ap.add_argument("--no-float-transfer", action="store_true",
+                    help="skip the float32-transfer comparison runs")
     args = ap.parse_args()
 
     import torch
 
     info = machine_info()
-    if not torch.cuda.is_available():
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "gpu.json").write_text(json.dumps(
+        (RESULTS / f"{args.name}.json").write_text(json.dumps(
             {"cuda": False, "note": "no CUDA on this machine: GPU benchmarks not run",
              "machine": info}, indent=2) + "\n")
-        print("gpu benchmark: no CUDA; wrote benchmarks/results/gpu.json saying so")
+        print(f"gpu benchmark: no CUDA; wrote benchmarks/results/{args.name}.json saying so")
         return
     torch.backends.cudnn.benchmark = True
-    from bench.backbone import Backbone
+    report = Report(args.name, info, args, args.out)
+    parts = {"extraction": extraction, "coop": coop, "linear_probe": linear_probe}
+    for part in args.parts.split(","):
+        t = time.perf_counter()
+        try:
+            parts[part](args, report)
+        except Exception as exc:  # noqa: BLE001 - keep the other parts' numbers
+            import traceback
 
-    classes = 64
-    per = max(args.images // classes, 3)
-    data_root = make_dtd_like(Path(args.work) / "data", classes, per - 2, 1, 1, size=224)
-    precisions = [("fp32", False, torch.float32), ("fp16", True, torch.float16),
-                  ("bf16", True, torch.bfloat16)]
-    rows, out = [], {"machine": info, "args": vars(args), "extraction": [], "coop": []}
-    for name in args.models.split(","):
-        bb = Backbone(name, None, "cuda")
-        for label, amp, dtype in precisions:
-            alone = model_alone(bb, args.batch_size, args.iters, amp, dtype)
-            pipe, n = pipeline(bb, data_root, args.batch_size, args.workers, amp, dtype)
-            r = {"model": name, "precision": label, "model_alone_img_s": alone,
-                 "pipeline_img_s": pipe, "ratio": pipe / alone, "images": n,
-                 "workers": args.workers, "batch_size": args.batch_size}
-            out["extraction"].append(r)
-            rows.append([name, label, alone, pipe, f"{100 * pipe / alone:.0f}%"])
-            print(rows[-1], flush=True)
-        del bb
-        torch.cuda.empty_cache()
-    md = ["# GPU: extraction throughput and CoOp memory", "",
-          f"{info.get('gpu')}; {args.workers} DataLoader workers, batch {args.batch_size}, "
-          f"{out['extraction'][0]['images'] if out['extraction'] else 0} generated 224 px JPEGs. "
-          "Random-init weights. Target: pipeline >= 80% of model alone.", "",
-          table(["model", "precision", "model alone img/s", "pipeline img/s", "pipeline / alone"],
-                rows)]
-    if not args.no_coop:
-        sys.path.insert(0, str(Path(__file__).parent))
-        import coop_memory
-
-        out["coop"] = coop_memory.sweep("RN50", [1000], ["default", "memory_saving"], 3, "cuda",
-                                        "auto", torch.get_num_threads())
-        md += ["", "## CoOp, RN50 text tower, 1,000 classes (target: within 16 GB)", "",
-               coop_memory.render_rows(out["coop"])]
-    md += ["", "## Machine", machine_md(info)]
-    write_results("gpu", out, "\n".join(md))
+            traceback.print_exc()
+            report.data["errors"].append(f"{part}: {type(exc).__name__}: {exc}"[:500])
+        report.data.setdefault("part_seconds", {})[part] = time.perf_counter() - t
+        report.save()
 
 
 if __name__ == "__main__":

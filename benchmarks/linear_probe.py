@@ -33,15 +33,20 @@ def make_features(classes: int, dim: int, shots: int, val: int, test: int, seed:
     return draw(shots), draw(val), draw(test)
 
 
-def run_search(solver: str, data, classes: int, time_cap: float | None):
+def run_search(solver: str, data, classes: int, time_cap: float | None, device: str = "cpu"):
     import torch
 
     from methods.linear_probe import search_C
 
+    dev = torch.device(device)
     (xtr, ytr), (xva, yva), (xte, yte) = data
+    if solver != "sklearn":
+        xtr, ytr, xva, yva, xte = (t.to(dev) for t in (xtr, ytr, xva, yva, xte))
     cfg = {"solver": solver}
     t = time.perf_counter()
-    C, model, trace = search_C(xtr, ytr, xva, yva, classes, cfg, torch.device("cpu"))
+    C, model, trace = search_C(xtr, ytr, xva, yva, classes, cfg, dev)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
     secs = time.perf_counter() - t
     acc = (model.predict(xte).cpu() == yte).double().mean().item() * 100
     return {"seconds": secs, "C": C, "test_acc": acc, "fits": len(trace)}

@@ -104,3 +104,28 @@ def test_augmented_views_are_seeded_per_image_and_view(tmp_path, tiny_backbone):
     both = ImageFiles(tmp_path, ["a.png"], tf, views=[0, 1], image_size=32)[0][0]
     assert torch.equal(both[0], view(0)) and torch.equal(both[1], view(1))
     assert torch.equal(state, torch.get_rng_state())  # the global RNG is left alone
+
+
+def test_uint8_transfer_gives_the_same_features_as_float_transforms(tmp_path, tiny_backbone):
+    """Batches cross from the loader as uint8 and are normalized on the model's device; the
+    features must be bit-identical to running ToTensor + Normalize in the loader."""
+    from PIL import Image
+
+    from bench.features import ImageFiles, encode_files
+
+    rng = np.random.default_rng(0)
+    names = []
+    for i, size in enumerate([(40, 56), (64, 48), (33, 33)]):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(tmp_path / f"{i}.jpg")
+        names.append(f"{i}.jpg")
+    Image.fromarray(rng.integers(0, 256, (30, 30), dtype=np.uint8)).save(tmp_path / "gray.png")
+    names.append("gray.png")  # grayscale: converted to RGB before either path
+    for tf, views in [(tiny_backbone.eval_transform, None),
+                      (tiny_backbone.train_transform(), [0, 3])]:
+        fast = ImageFiles(tmp_path, names, tf, views=views, image_size=32)
+        plain = ImageFiles(tmp_path, names, tf, views=views, image_size=32, uint8=False)
+        assert fast.normalization is not None and plain.normalization is None
+        assert fast[0][0].dtype == torch.uint8 and plain[0][0].dtype == torch.float32
+        a = encode_files(tiny_backbone, fast, batch_size=3, progress=False)
+        b = encode_files(tiny_backbone, plain, batch_size=3, progress=False)
+        assert a.shape == b.shape and torch.equal(a, b)
