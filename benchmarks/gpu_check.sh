@@ -9,11 +9,11 @@ mkdir -p "$out"
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 py="${PYTHON:-python3}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$out/nvidia-smi.txt"
-(cd benchmarks && timeout 360 "$py" gpu.py --out "$out") > "$out/gpu.log" 2>&1
+(cd benchmarks && timeout 300 "$py" gpu.py --out "$out") > "$out/gpu.log" 2>&1
 echo "gpu.py exit $?"; grep -v -i warn "$out/gpu.log" | tail -40
 demo="$(mktemp -d)"
 start=$(date +%s)
-BENCH_DEMO_DIR="$demo/demo" timeout 240 "$py" -m bench run --methods all --shots 1,2,4,8,16 \
+BENCH_DEMO_DIR="$demo/demo" timeout 180 "$py" -m bench run --methods all --shots 1,2,4,8,16 \
     --device cuda --output "$demo/out" --quiet > "$out/demo_cuda.log" 2>&1
 echo "demo run on cuda: exit $?, $(( $(date +%s) - start )) s"; tail -15 "$out/demo_cuda.log"
 "$py" -m bench report "$demo/out" --format markdown --layout main --out "$out/demo_cuda.md" \
