@@ -229,3 +229,21 @@ def test_demo_suite_story(tmp_path, demo_dir, capsys):
         assert curve[-1] >= zs + 5, f"{m} at 16 shots {curve[-1]:.1f} vs zero-shot {zs:.1f}"
         assert curve[-1] > curve[0], f"{m} does not improve from 1 to 16 shots: {curve}"
         assert curve[-1] >= max(curve) - 3, f"{m} drops at 16 shots: {curve}"
+
+
+def test_demo_runs_on_the_cpu_unless_a_device_is_named(demo_dir, monkeypatch):
+    """The tiny demo model is faster on the CPU than on a GPU (launch-bound): device 'auto'
+    picks the CPU for the demo even where CUDA is present; a named device or real data is kept."""
+    from bench.cli import build_parser
+    from bench.commands.run import resolve
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    parse = build_parser().parse_args
+    cfg = resolve(parse(["run", "--methods", "zero_shot"]))
+    assert cfg["device"] == "cpu" and cfg["options"]["workers"] == 0
+    assert "--device cuda" in cfg["demo_note"]
+    cfg = resolve(parse(["run", "--methods", "zero_shot", "--device", "cuda"]))
+    assert cfg["device"] == "cuda" and cfg["options"]["workers"] == 8
+    cfg = resolve(parse(["run", "--methods", "zero_shot", "--backbone", "RN50",
+                         "--pretrained", "none"]))
+    assert cfg["device"] == "auto"
