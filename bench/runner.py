@@ -142,6 +142,10 @@ def _lock_cells(dataset: str, cells, store: ResultStore, locks: CellLocks, count
     return mine
 
 
+class DatasetDataError(BenchError):
+    """A dataset's images or files failed while a cell ran: the dataset's cells fail, not one."""
+
+
 class _Context:
     """What all cells of one (backbone, dataset) share."""
 
@@ -155,6 +159,19 @@ class _Context:
             autocast=opts.get("autocast", False), progress=opts.get("progress", True))
         self.position = {s: _positions(self.splits.split(s)) for s in ("train", "val")}
         self.subsets: dict[tuple[int, int], FewShotSubset] = {}
+        self.union: dict[str, list[int]] = {}  # per split, the positions any cell uses
+        self._encoded: set[str] = set()
+
+    def eval_rows(self, split: str, positions: list[int]) -> torch.Tensor:
+        """Eval-transform features of ``positions``; the first call for a split encodes what all
+        cells of the dataset need in one pass. A data error here is the dataset's."""
+        try:
+            if split not in self._encoded:
+                self.features.eval_features(split, self.union.get(split, positions))
+                self._encoded.add(split)
+            return self.features.eval_features(split, positions)
+        except BenchError as exc:
+            raise DatasetDataError(str(exc)) from None
 
     def subset(self, shots: int, seed: int) -> FewShotSubset:
         if (shots, seed) not in self.subsets:
@@ -205,8 +222,12 @@ def _run_dataset(job, backbone, dataset_name, cells, store: ResultStore, locks: 
         return
     setup_s = time.perf_counter() - t0
     classnames = ctx.splits.prompt_classnames
-    for cell in cells:
-        record = _run_cell(cell, ctx, backbone, classnames, test_feats, test_labels, store)
+    for i, cell in enumerate(cells):
+        try:
+            record = _run_cell(cell, ctx, backbone, classnames, test_feats, test_labels, store)
+        except DatasetDataError as exc:  # train/val images that cannot be read: the rest fail
+            _fail_dataset(dataset_name, exc, cells[i:], backbone, store, locks, counts)
+            break
         record["timings"]["job_setup_s"] = round(setup_s, 3)
         store.write(record)
         locks.release(cell_id(cell))
@@ -221,12 +242,11 @@ def _extract(ctx: _Context, cells) -> tuple[torch.Tensor, torch.Tensor]:
     n_views = max((c["config"].get("n_views", 0) for c in cells
                    if c["config"].get("feature_mode", "cached") == "cached"), default=0)
     subsets = [ctx.subset(c["shots"], c["seed"]) for c in cells]
-    train_union = sorted({p for s in subsets for p in ctx.positions("train", s.train)})
-    val_union = sorted({p for s in subsets for p in ctx.positions("val", s.val)})
-    ctx.features.eval_features("train", train_union)
-    ctx.features.eval_features("val", val_union)
+    ctx.union["train"] = sorted({p for s in subsets for p in ctx.positions("train", s.train)})
+    ctx.union["val"] = sorted({p for s in subsets for p in ctx.positions("val", s.val)})
     if n_views:
-        ctx.features.view_features(train_union, n_views)
+        ctx.features.view_features(ctx.union["train"], n_views)
+    # Train and val with the eval transform: encoded on first use (see _Context.eval_rows).
     return test_feats, test_labels
 
 
@@ -276,8 +296,8 @@ def _run_cell(cell, ctx: _Context, backbone, classnames, test_feats, test_labels
         record["logits_sha256"] = hashlib.sha256(logits.numpy().tobytes()).hexdigest()
         record["selected"] = fitted.info
         record["status"] = "ok"
-    except DiskFull:
-        raise  # not the cell's fault: stop the run with one message (see run_job)
+    except (DiskFull, DatasetDataError):
+        raise  # not the cell's fault: the run (DiskFull) or the dataset (see _run_dataset)
     except Exception as exc:  # noqa: BLE001 - a failing cell must not stop the job
         record["status"] = "failed"
         record["error"] = {"type": type(exc).__name__, "message": str(exc),
@@ -291,9 +311,9 @@ def _build_task(cell, ctx: _Context, backbone, classnames, subset: FewShotSubset
     cfg = cell["config"]
     train_pos = ctx.positions("train", subset.train)
     val_pos = ctx.positions("val", subset.val)
-    train = FeatureSplit(ctx.features.eval_features("train", train_pos).to(backbone.device),
+    train = FeatureSplit(lambda: ctx.eval_rows("train", train_pos).to(backbone.device),
                          torch.tensor([l for _, l in subset.train], device=backbone.device))
-    val = FeatureSplit(ctx.features.eval_features("val", val_pos).to(backbone.device),
+    val = FeatureSplit(lambda: ctx.eval_rows("val", val_pos).to(backbone.device),
                        torch.tensor([l for _, l in subset.val], device=backbone.device))
     mode = cfg.get("feature_mode", "cached")
     if not any(k in cfg for k in CORE_KEYS):

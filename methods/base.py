@@ -15,12 +15,23 @@ from typing import Any, Callable, Protocol
 import torch
 
 
-@dataclass
 class FeatureSplit:
-    """Image features (N, D), raw from the image encoder, float32, and labels (N,)."""
+    """Image features (N, D), raw from the image encoder, float32, and labels (N,).
 
-    features: torch.Tensor
-    labels: torch.Tensor
+    ``features`` may be given as a function: it runs on first use, so images are encoded only
+    for the methods that read these features (the runner passes the eval-transform train and val
+    features this way; methods that train on augmented views never pay for them).
+    """
+
+    def __init__(self, features: "torch.Tensor | Callable[[], torch.Tensor]", labels: torch.Tensor):
+        self._features = features
+        self.labels = labels
+
+    @property
+    def features(self) -> torch.Tensor:
+        if callable(self._features):
+            self._features = self._features()
+        return self._features
 
     def __len__(self) -> int:
         return len(self.labels)

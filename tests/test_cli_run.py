@@ -171,3 +171,21 @@ def test_zero_shot_and_linear_probe_over_all_eleven_datasets(run_cli, miniroot, 
     # The table names every dataset by its display name, plus the 11-dataset average.
     for name in ("ImageNet", "FGVCAircraft", "UCF101", "Average"):
         assert name in stdout
+
+
+def _cached_keys(cache: Path) -> set[tuple]:
+    keys = [json.loads(p.read_text()) for p in cache.rglob("key.json")]
+    return {(k["dataset"], k["split"], k["transform"]) for k in keys}
+
+
+def test_eval_features_of_train_and_val_are_encoded_only_for_methods_that_read_them(
+        run_cli, miniroot, tmp_path):
+    out = tmp_path / "out"
+    args = BASE + ["--data-root", miniroot, "--datasets", "dtd", "--shots", "1,2", "--seeds", "1",
+                   "--output", out]
+    code, _, err = run_cli(*(args + ["--methods", "clip_adapter_visual", "--set", "epochs=2"]))
+    assert code == 0, err
+    assert _cached_keys(out / "cache") == {("dtd", "test", "eval"), ("dtd", "train", "train-aug")}
+    code, _, err = run_cli(*(args + ["--methods", "linear_probe"]))
+    assert code == 0, err
+    assert {("dtd", "train", "eval"), ("dtd", "val", "eval")} <= _cached_keys(out / "cache")

@@ -400,3 +400,24 @@ def test_a_failing_cell_is_recorded_and_the_others_run(run_cli, miniroot, tmp_pa
     assert len(recs) == 4 and len(failed) == 1
     assert failed[0]["shots"] == 2 and "Traceback" in failed[0]["error"]["traceback"]
     assert _leftovers(out) == []
+
+
+def test_unreadable_train_image_read_only_by_the_probe_fails_the_rest_of_its_dataset_once(
+        run_cli, data_root, tmp_path):
+    """Train images with the eval transform are encoded on first use (the linear probe): a
+    broken one then fails that dataset's remaining cells with one message, not one per cell."""
+    split = json.loads((data_root / "eurosat" / "split_zhou_EuroSAT.json").read_text())
+    victim = data_root / "eurosat" / "2750" / split["train"][0][0]
+    victim.write_text("<html>404 Not Found</html>")
+    out = tmp_path / "out"
+    code, _, err = run_cli(*(BASE + ["--data-root", data_root, "--datasets", "eurosat,dtd",
+                                     "--methods", "zero_shot,linear_probe", "--shots", "16",
+                                     "--seeds", "1,2", "--output", out]))
+    assert code == 1 and "Traceback" not in err
+    assert err.count("cannot read image") == 1 and str(victim) in err
+    recs = _records(out, failed=True)
+    assert len(recs) == 8
+    eurosat = {(r["method"], r["seed"]): r["status"] for r in recs.values()
+               if r["dataset"] == "eurosat"}
+    assert all(s == "failed" for (m, _), s in eurosat.items() if m == "linear_probe")
+    assert all(r["status"] == "ok" for r in recs.values() if r["dataset"] == "dtd")
