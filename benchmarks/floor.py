@@ -131,8 +131,9 @@ def reference_cells(cells, data_root, backbone, opts, epochs_measured: int,
     loader_kw = dict(num_workers=opts["workers"], pin_memory=False)
 
     def encode_test():
+        # float tensors from the loader, as torchvision transforms give them (the original way)
         files = ImageFiles(splits.image_dir, [p for p, _ in splits.test], backbone.eval_transform,
-                           image_size=backbone.image_size)
+                           image_size=backbone.image_size, uint8=False)
         loader = torch.utils.data.DataLoader(files, batch_size=opts["batch_size"], **loader_kw)
         return torch.cat([backbone.encode_images(x) for x, _ in loader])
 
@@ -156,7 +157,7 @@ def reference_cells(cells, data_root, backbone, opts, epochs_measured: int,
             # fresh augmentation each epoch (view index = epoch), batches shuffled, as Dassl does
             files = ImageFiles(splits.image_dir, [p for p, _ in sub.train],
                                backbone.train_transform(), views=[epoch], salt=cell["seed"],
-                               image_size=backbone.image_size)
+                               image_size=backbone.image_size, uint8=False)
             idx = torch.randperm(len(files))
             sampler = idx.tolist()
             loader = torch.utils.data.DataLoader(

@@ -189,3 +189,8 @@ def test_eval_features_of_train_and_val_are_encoded_only_for_methods_that_read_t
     code, _, err = run_cli(*(args + ["--methods", "linear_probe"]))
     assert code == 0, err
     assert {("dtd", "train", "eval"), ("dtd", "val", "eval")} <= _cached_keys(out / "cache")
+    # The first probe cell encoded the union for all; that time is encode_s, not fit_s.
+    probe = [json.loads(f.read_text())["timings"] for f in _records(out)
+             if json.loads(f.read_text())["method"] == "linear_probe"]
+    assert len(probe) == 2 and sum("encode_s" in t for t in probe) == 1
+    assert all(t["fit_s"] >= 0 for t in probe)
