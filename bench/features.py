@@ -294,11 +294,18 @@ class DatasetFeatures:
         self._list_hash = {s: stable_hash(splits.split(s)) for s in ("train", "val", "test")}
         self.encode_seconds = 0.0
 
+    def precision(self) -> str:
+        return "amp" if self.autocast and self.backbone.device.type == "cuda" else "fp32"
+
+    def describe(self) -> dict:
+        """How these features were computed and stored (recorded in every result)."""
+        return {"device": self.backbone.device.type, "precision": self.precision(),
+                "cache_dtype": self.cache.dtype}
+
     def _key(self, split: str, transform: str, view: int | None = None) -> dict:
         return {"weights": self.backbone.fingerprint, "dataset": self.splits.name, "split": split,
                 "items": self._list_hash[split], "transform": transform, "view": view,
-                "image_size": self.backbone.image_size,
-                "precision": "amp" if self.autocast and self.backbone.device.type == "cuda" else "fp32"}
+                "image_size": self.backbone.image_size, "precision": self.precision()}
 
     def _encode(self, split: str, positions: list[int], transform, views=None, salt=0,
                 desc="") -> torch.Tensor:

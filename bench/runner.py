@@ -76,6 +76,14 @@ def _versions() -> dict:
             "numpy": numpy.__version__, "sklearn": sklearn}
 
 
+def _autocast(option, device: torch.device) -> bool:
+    """fp16 autocast for image encoding: 'on', 'off', or 'auto' (on for CUDA; PROTOCOL §6: the
+    original code runs CLIP in fp16 on a GPU). Autocast never applies on a CPU."""
+    if option in (True, "on"):
+        return True
+    return option == "auto" and device.type == "cuda"
+
+
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -163,7 +171,8 @@ class _Context:
         self.features = DatasetFeatures(
             backbone, self.splits, FeatureCache(Path(job.cache_dir), opts.get("cache_dtype", "float32")),
             batch_size=opts.get("batch_size", 64), workers=opts.get("workers", 0),
-            autocast=opts.get("autocast", False), progress=opts.get("progress", True))
+            autocast=_autocast(opts.get("autocast", "auto"), backbone.device),
+            progress=opts.get("progress", True))
         self.position = {s: _positions(self.splits.split(s)) for s in ("train", "val")}
         self.subsets: dict[tuple[int, int], FewShotSubset] = {}
         self.union: dict[str, list[int]] = {}  # per split, the positions any cell uses
@@ -307,6 +316,7 @@ def _run_cell(cell, ctx: _Context, backbone, classnames, test_feats, test_labels
         # A fingerprint of every test prediction: equal across runs iff bit-identical.
         record["logits_sha256"] = hashlib.sha256(logits.numpy().tobytes()).hexdigest()
         record["selected"] = fitted.info
+        record["features"] = ctx.features.describe()
         record["status"] = "ok"
     except (DiskFull, DatasetDataError):
         raise  # not the cell's fault: the run (DiskFull) or the dataset (see _run_dataset)

@@ -37,7 +37,7 @@ SWEEP_KEYS = {
     "methods": (str, list), "shots": (int, str, list), "seeds": (int, str, list),
     "data_root": str, "output": str, "cache_dir": str, "device": str, "set": (dict, list),
     "launcher": str, "group_by": str, "batch_size": int, "workers": int, "cache_dtype": str,
-    "autocast": bool, "slurm": dict,
+    "autocast": (bool, str), "slurm": dict,
 }
 
 

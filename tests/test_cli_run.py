@@ -77,6 +77,8 @@ def test_sweep_yaml_and_set_overrides(run_cli, miniroot, tmp_path):
     (["--set", "novalue"], "expected key=value"),
     (["--batch-size", "0"], "must be a positive number"),
     (["--launcher", "cloud"], "invalid choice"),
+    (["--autocast", "maybe"], "invalid choice"),
+    (["--cache-dtype", "int8"], "invalid choice"),
 ])
 def test_bad_input_is_a_clear_usage_error(run_cli, miniroot, tmp_path, extra, needle):
     code, out, err = run_cli(*(BASE + ["--data-root", miniroot, "--output", tmp_path, "--dry-run"]
@@ -136,6 +138,45 @@ def test_malformed_and_unknown_sweep_yaml(run_cli, tmp_path):
     assert code == 2 and "'batch_size' must be int" in err
     code, _, err = run_cli("run", "--config", tmp_path / "absent.yaml", "--dry-run")
     assert code == 2 and "does not exist" in err
+    for text, needle in [("cache_dtype: fp16\n", "cache_dtype 'fp16': choose one of float32, float16"),
+                         ("autocast: sometimes\n", "autocast 'sometimes': choose one of auto, on, off")]:
+        wrong.write_text(text)
+        code, _, err = run_cli("run", "--config", wrong, "--dry-run")
+        assert code == 2 and needle in err, err
+
+
+def test_feature_options_resolve_and_are_recorded(run_cli, miniroot, tmp_path):
+    from bench.cli import build_parser
+    from bench.commands.run import resolve
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("autocast: false\ncache_dtype: float16\n")
+    argv = BASE[1:] + ["--data-root", str(miniroot), "--output", str(tmp_path / "o")]
+    opts = resolve(build_parser().parse_args(["run", *argv]))["options"]
+    assert opts["autocast"] == "auto" and opts["cache_dtype"] == "float32"  # the defaults
+    opts = resolve(build_parser().parse_args(["run", *argv, "--config", str(sweep)]))["options"]
+    assert opts["autocast"] == "off" and opts["cache_dtype"] == "float16"  # YAML false -> off
+    opts = resolve(build_parser().parse_args(["run", *argv, "--config", str(sweep),
+                                              "--autocast", "on"]))["options"]
+    assert opts["autocast"] == "on"  # the flag wins over the YAML
+    out = tmp_path / "run"
+    code, _, err = run_cli(*(BASE + ["--data-root", miniroot, "--datasets", "dtd", "--methods",
+                                     "zero_shot", "--shots", "1", "--seeds", "1", "--output", out,
+                                     "--cache-dtype", "float16", "--autocast", "on"]))
+    assert code == 0, err
+    rec = json.loads(_records(out)[0].read_text())
+    # autocast applies on CUDA only: on this CPU the features are fp32, stored as float16
+    assert rec["features"] == {"device": "cpu", "precision": "fp32", "cache_dtype": "float16"}
+
+
+def test_autocast_auto_is_on_for_cuda_only():
+    import torch
+
+    from bench.runner import _autocast
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert _autocast("auto", cuda) and not _autocast("auto", cpu)
+    assert _autocast("on", cuda) and not _autocast("off", cuda)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")

@@ -11,6 +11,9 @@ from bench.errors import UsageError
 LAUNCHERS = ("inprocess", "local", "slurm")
 
 
+AUTOCAST = ("auto", "on", "off")
+CACHE_DTYPES = ("float32", "float16")
+
 def register(sub) -> None:
     p = sub.add_parser("run", help="run a sweep of methods x datasets x shots x seeds",
                        description="Run (or resume) a sweep. Cells with a result are skipped.")
@@ -38,6 +41,12 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, help="feature extraction batch size (default 64)")
     p.add_argument("--workers", type=int, help="DataLoader workers for decoding (default 0 on "
                                                "CPU, 8 on GPU)")
+    p.add_argument("--autocast", choices=AUTOCAST,
+                   help="fp16 autocast for image encoding: auto (default) = on when the run is on "
+                        "CUDA (the original code's fp16 image encoder), never on a CPU")
+    p.add_argument("--cache-dtype", choices=CACHE_DTYPES,
+                   help="how cached features are stored (default float32; float16 halves the "
+                        "cache)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     from bench.slurm import add_slurm_arguments
@@ -118,8 +127,9 @@ def resolve(args) -> dict:
     options = {
         "batch_size": pick(args.batch_size, sweep, "batch_size", 64),
         "workers": pick(args.workers, sweep, "workers", 8 if cuda else 0),
-        "cache_dtype": sweep.get("cache_dtype", "float32"),
-        "autocast": sweep.get("autocast", False),
+        "cache_dtype": _choice(pick(args.cache_dtype, sweep, "cache_dtype", "float32"),
+                               CACHE_DTYPES, "cache_dtype"),
+        "autocast": _choice(pick(args.autocast, sweep, "autocast", "auto"), AUTOCAST, "autocast"),
         "progress": not args.quiet,
     }
     if options["batch_size"] < 1:
@@ -132,6 +142,15 @@ def resolve(args) -> dict:
             "device": device, "launcher": launcher,
             "group_by": pick(args.group_by, sweep, "group_by", "dataset"),
             "options": options, "demo_note": demo_note, "slurm": slurm}
+
+
+def _choice(value, choices, key: str) -> str:
+    """A flag or sweep value among ``choices`` (YAML true/false read as on/off)."""
+    if isinstance(value, bool):
+        value = "on" if value else "off"
+    if value not in choices:
+        raise UsageError(f"{key} {value!r}: choose one of {', '.join(choices)}")
+    return value
 
 
 def _cuda_expected(device: str) -> bool:
