@@ -420,4 +420,6 @@ def test_unreadable_train_image_read_only_by_the_probe_fails_the_rest_of_its_dat
     eurosat = {(r["method"], r["seed"]): r["status"] for r in recs.values()
                if r["dataset"] == "eurosat"}
     assert all(s == "failed" for (m, _), s in eurosat.items() if m == "linear_probe")
+    # zero-shot never reads train images: its cells (run first) keep their results
+    assert all(s == "ok" for (m, _), s in eurosat.items() if m == "zero_shot")
     assert all(r["status"] == "ok" for r in recs.values() if r["dataset"] == "dtd")
