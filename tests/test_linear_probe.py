@@ -121,14 +121,15 @@ def test_warm_start_in_basis_equals_cold_start():
 
 
 def test_every_fit_of_the_search_meets_the_stopping_rule_in_float64(monkeypatch):
-    """Search fits may skip the float64 polish only when float32 already met the rule; with raw
-    feature scales (here x30) float32 often stalls short of it, and those fits must go on."""
-    g = torch.Generator().manual_seed(4)
-    k, d, shots, tol = 10, 64, 4, 1e-4
+    """Search fits may skip the float64 polish only when float32 already met the rule; with
+    large raw feature scales (here x100) float32 can stall short of it, and those fits must go
+    on in float64."""
+    g = torch.Generator().manual_seed(16)
+    k, d, shots, tol = 10, 64, 16, 1e-4
     means = torch.randn(k, d, generator=g)
     y = torch.arange(k).repeat_interleave(shots)
-    X = 30 * (1.0 + 0.5 * means[y] + torch.randn(len(y), d, generator=g))
-    Xv = 30 * (1.0 + 0.5 * means[y] + torch.randn(len(y), d, generator=g))
+    X = 100 * (1.0 + 0.5 * means[y] + torch.randn(len(y), d, generator=g))
+    Xv = 100 * (1.0 + 0.5 * means[y] + torch.randn(len(y), d, generator=g))
     fits = []
     fit = TorchLogReg.fit
 
@@ -145,4 +146,9 @@ def test_every_fit_of_the_search_meets_the_stopping_rule_in_float64(monkeypatch)
         W, b = model.W.double(), model.b.double()
         p = torch.softmax(Xd @ W + b, dim=1) - onehot
         grad = torch.cat([(Xd.T @ p / n + W / (C * n)).reshape(-1), p.sum(0) / n])
-        assert grad.abs().max() <= 1.01 * tol, (C, grad.abs().max())  # float64 rounding slack
+        # The rule, as scikit-learn's: the gradient is within tol, or L-BFGS stopped making
+        # progress -- and then in float64, not at float32's resolution.
+        if model.converged:
+            assert grad.abs().max() <= 1.01 * tol, (C, float(grad.abs().max()))  # f64 rounding
+        else:
+            assert model.polished, C
