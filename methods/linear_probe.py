@@ -201,6 +201,7 @@ class TorchLogReg:
         c = 1.0 / k                  # softmax curvature at uniform probabilities
         h = c * B.lam + reg          # diagonal curvature model in the eigenbasis
         hs = h.sqrt()
+        pen = (reg / h)[:, None]     # penalty weights of Z (float64)
         sb = 1.0 / math.sqrt(c)
         # warm start: original (W, b) -> centered eigenbasis (Wr, b') -> (Z, beta)
         if self._basis is B:
@@ -214,16 +215,15 @@ class TorchLogReg:
         start = None
         if self._basis is B and self._data_grad is not None:
             f_data, FtP, gb_data = self._data_grad
-            Z0, ih0 = theta[:r * k].view(r, k), (reg / h)[:, None]
-            start = (f_data + 0.5 * float((Z0.pow(2) * ih0).sum()),
-                     torch.cat([(FtP / hs[:, None] + Z0 * ih0).reshape(-1), gb_data * sb]))
+            Z0 = theta[:r * k].view(r, k)
+            start = (f_data + 0.5 * float((Z0.pow(2) * pen).sum()),
+                     torch.cat([(FtP / hs[:, None] + Z0 * pen).reshape(-1), gb_data * sb]))
         self.n_iter = 0
         sqdk = math.sqrt(d * k)
         mu_norm = B.mu.norm().item()
-        phases = ([torch.float32] if self.fp32 else []) + [torch.float64]
-        for dtype in phases:
+        for dtype in ([torch.float32] if self.fp32 else []) + [torch.float64]:
             G = (B.F / hs).to(dtype)                     # n x r preconditioned features
-            ih = (reg / h).to(dtype)[:, None]            # penalty weights of Z
+            ih = pen.to(dtype)
             hsd, Vd, mud = hs.to(dtype)[:, None], B.V.to(dtype), B.mu.to(dtype)
 
             @torch.no_grad()
@@ -254,7 +254,7 @@ class TorchLogReg:
                 if gWr.norm().item() - mu_norm * gb.norm().item() > tol * sqdk:
                     return False
                 gW = torch.addr(Vd @ gWr, mud, gb)       # = X^T p + W/(C n), original variables
-                gmax[0] = max(float(gW.abs().max()), float(gb.abs().max()))
+                gmax[0] = float(torch.maximum(gW.abs().max(), gb.abs().max()))
                 return gmax[0] <= tol
 
             gmax = [math.inf]  # max |original gradient| at the last full check
@@ -271,9 +271,8 @@ class TorchLogReg:
             if done and not polish and gmax[0] <= tol / 2:
                 break
         Z, beta = theta[:r * k].view(r, k), theta[r * k:]
-        ih = (reg / h)[:, None]
-        self._data_grad = (f - 0.5 * float((Z.pow(2) * ih).sum()),
-                           (g[:r * k].view(r, k) - Z * ih) * hs[:, None], g[r * k:] / sb)
+        self._data_grad = (f - 0.5 * float((Z.pow(2) * pen).sum()),
+                           (g[:r * k].view(r, k) - Z * pen) * hs[:, None], g[r * k:] / sb)
         self._basis, self._Wr, self._bp = B, Z / hs[:, None], beta * sb
         self._W = self._b = None
         return self
