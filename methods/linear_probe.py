@@ -413,7 +413,9 @@ def search_C(train_X, train_y, val_X, val_y, n_classes, cfg, device):
             right = mid
     if final_model is None:  # bisection_steps = 0: take the grid's best
         final_C, final_model = best, fitted[best][0]
-    if basis is not None:  # the chosen fit gets the float64 polish (PROTOCOL's stopping rule)
+    if basis is not None and not (final_model.polished and final_model.converged):
+        # the chosen fit gets the float64 polish (PROTOCOL's stopping rule), unless it already
+        # met the rule in float64 during the search
         final_model.fit(train_X, train_y, final_C, max_iter=max_iter, tol=tol, basis=basis)
     return final_C, final_model, trace
 
