@@ -169,6 +169,13 @@ def test_feature_options_resolve_and_are_recorded(run_cli, miniroot, tmp_path):
     assert rec["features"] == {"device": "cpu", "precision": "fp32", "cache_dtype": "float16"}
 
 
+def test_cache_dtype_choices_are_the_caches_dtypes():
+    from bench.commands.run import CACHE_DTYPES
+    from bench.features import DTYPES
+
+    assert set(CACHE_DTYPES) == set(DTYPES)
+
+
 def test_autocast_auto_is_on_for_cuda_only():
     import torch
 

@@ -9,10 +9,11 @@ from pathlib import Path
 from bench.errors import UsageError
 
 LAUNCHERS = ("inprocess", "local", "slurm")
-
-
 AUTOCAST = ("auto", "on", "off")
+# bench.features.DTYPES's names, spelled out so `bench --help` does not import torch
+# (tests/test_cli_run.py checks they agree)
 CACHE_DTYPES = ("float32", "float16")
+
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="run a sweep of methods x datasets x shots x seeds",
