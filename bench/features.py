@@ -235,21 +235,26 @@ class ImageFiles(torch.utils.data.Dataset):
         return torch.stack(out), ""
 
 
+def image_loader(files: ImageFiles, batch_size: int, workers: int, device: torch.device):
+    """The DataLoader over ``files`` in order: ``workers`` processes decode and transform, each
+    keeping 4 batches ready; batches land in pinned memory when the model is on CUDA."""
+    extra = {"prefetch_factor": 4} if workers > 0 else {}
+    return torch.utils.data.DataLoader(
+        files, batch_size=batch_size, shuffle=False, num_workers=workers,
+        pin_memory=device.type == "cuda", persistent_workers=False, **extra)
+
+
 def encode_files(backbone, files: ImageFiles, batch_size: int = 64, workers: int = 0,
                  desc: str = "", autocast: bool = False, progress: bool = True) -> torch.Tensor:
     """Encode every image of ``files`` with the frozen image encoder: (N, D) float32 on CPU,
     or (V, N, D) when ``files`` yields V views per image.
 
-    Decoding and transforms run in ``workers`` DataLoader processes (each keeps ``prefetch``
-    batches ready); on CUDA, batches come in pinned memory and are copied without blocking, the
-    model runs under inference_mode (and autocast if asked), and features stay on the device
-    until the end: one copy back instead of a synchronizing copy per batch.
+    Decoding and transforms run in ``workers`` DataLoader processes (:func:`image_loader`); on
+    CUDA, batches come in pinned memory and are copied without blocking, the model runs under
+    inference_mode (and autocast if asked), and features stay on the device until the end: one
+    copy back instead of a synchronizing copy per batch.
     """
-    cuda = backbone.device.type == "cuda"
-    extra = {"prefetch_factor": 4} if workers > 0 else {}
-    loader = torch.utils.data.DataLoader(
-        files, batch_size=batch_size, shuffle=False, num_workers=workers,
-        pin_memory=cuda, persistent_workers=False, **extra)
+    loader = image_loader(files, batch_size, workers, backbone.device)
     out = []
     bar = tqdm(total=len(files), desc=desc, unit="img", disable=not progress or None, leave=False)
     for images, errors in loader:

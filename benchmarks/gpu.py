@@ -110,15 +110,11 @@ def pipeline(bb, folder: Path, names: list[str], batch: int, workers: int, amp, 
 def loader_alone(bb, folder: Path, names: list[str], batch: int, workers: int) -> float:
     """Images/s of the input side alone: decode, transform, pinned copy to the device and
     normalization, no model. Bounds what the pipeline can reach."""
-    import torch
-
-    from bench.features import ImageFiles, normalize_uint8
+    from bench.features import ImageFiles, image_loader, normalize_uint8
 
     files = ImageFiles(folder, names, bb.eval_transform, image_size=bb.image_size)
-    loader = torch.utils.data.DataLoader(files, batch_size=batch, num_workers=workers,
-                                         pin_memory=bb.device.type == "cuda", prefetch_factor=4)
     t = time.perf_counter()
-    for images, _ in loader:
+    for images, _ in image_loader(files, batch, workers, bb.device):
         normalize_uint8(images.to(bb.device, non_blocking=True), *files.normalization)
     sync(bb.device)
     return len(names) / (time.perf_counter() - t)
