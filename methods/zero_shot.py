@@ -1,9 +1,14 @@
-"""Zero-shot CLIP (PROTOCOL §4): logits = logit_scale * cosine(image, class text embedding).
+"""Zero-shot CLIP (docs/protocol.md §4): logits = logit_scale * cosine(image, class text embedding).
 
 ``templates`` selects the prompts: ``dataset`` (the dataset's CoOp template), ``simple7`` (the
 7-template ImageNet subset, Tip-Adapter / CLIP-Adapter ablation), ``imagenet80`` (CLIP's 80
 ImageNet templates), or an explicit list of format strings with ``{}``. An ensemble normalizes
 each template's embedding, averages and re-normalizes.
+
+``add_dataset_template`` (default true): the named ensembles (``simple7``, ``imagenet80``) also
+get the dataset's own template on every dataset but ImageNet, as CoOp's zero-shot ensemble does
+(``trainers/zsclip.py``, ``ZeroshotCLIP2``: ``if cfg.DATASET.NAME != "ImageNet": templates +=
+[CUSTOM_TEMPLATES[...]]``). An explicit list is used as given.
 """
 
 from __future__ import annotations
@@ -12,7 +17,14 @@ from methods import METHODS
 from methods.base import Fitted, Task, normalize
 
 
-def resolve_templates(choice, dataset_templates: list[str]) -> list[str]:
+ENSEMBLES = ("simple7", "imagenet80")
+NO_EXTRA_TEMPLATE = ("imagenet",)  # CoOp adds its own template on every dataset but ImageNet
+
+
+def resolve_templates(choice, dataset_templates: list[str], dataset: str | None = None,
+                      add_dataset_template: bool = False) -> list[str]:
+    """The prompt templates for ``choice``; with ``add_dataset_template``, a named ensemble
+    gets ``dataset_templates`` appended unless ``dataset`` is ImageNet (CoOp's rule)."""
     import open_clip
 
     if isinstance(choice, list):
@@ -26,6 +38,8 @@ def resolve_templates(choice, dataset_templates: list[str]) -> list[str]:
     else:
         raise ValueError(f"templates must be 'dataset', 'simple7', 'imagenet80' or a list, "
                          f"not {choice!r}")
+    if add_dataset_template and choice in ENSEMBLES and dataset not in NO_EXTRA_TEMPLATE:
+        templates += list(dataset_templates)
     bad = [t for t in templates if "{}" not in t]
     if bad:
         raise ValueError(f"templates need a '{{}}' for the class name: {bad[:3]}")
@@ -33,9 +47,10 @@ def resolve_templates(choice, dataset_templates: list[str]) -> list[str]:
 
 
 @METHODS.register("zero_shot", display_name="Zero-shot CLIP", order=0,
-                  description="no training: cosine to class prompt embeddings (PROTOCOL §4)")
+                  description="no training: cosine to class prompt embeddings (docs/protocol.md §4)")
 def zero_shot(task: Task) -> Fitted:
-    templates = resolve_templates(task.config.get("templates", "dataset"), task.templates)
+    templates = resolve_templates(task.config.get("templates", "dataset"), task.templates,
+                                  task.dataset, bool(task.config.get("add_dataset_template")))
     weights = task.backbone.class_weights(task.classnames, templates)
     scale = task.backbone.logit_scale
 

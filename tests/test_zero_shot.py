@@ -1,9 +1,9 @@
-"""Zero-shot weights follow PROTOCOL §4: per-template normalize, average, re-normalize."""
+"""Zero-shot weights follow docs/protocol.md §4: per-template normalize, average, re-normalize."""
 
 import torch
 
 from methods.zero_shot import resolve_templates, zero_shot
-from methods.base import FeatureSplit, Task
+from methods.base import FeatureSplit, Task, normalize
 from bench.views import NoViews
 
 
@@ -54,3 +54,42 @@ def test_template_choices():
             assert "templates" in str(exc)
         else:
             raise AssertionError(f"{bad!r} accepted")
+
+
+def test_ensembles_add_the_dataset_template_except_on_imagenet():
+    """CoOp trainers/zsclip.py (ZeroshotCLIP2): templates += [CUSTOM_TEMPLATES[dataset]] unless
+    the dataset is ImageNet."""
+    seven = ["itap of a {}.", "a bad photo of the {}.", "a origami {}.", "a photo of the large {}.",
+             "a {} in a video game.", "art of the {}.", "a photo of the small {}."]
+    got = resolve_templates("simple7", ["{} texture."], "dtd", add_dataset_template=True)
+    assert got == seven + ["{} texture."]
+    assert resolve_templates("simple7", ["a photo of a {}."], "imagenet",
+                             add_dataset_template=True) == seven
+    eighty = resolve_templates("imagenet80", ["a photo of {}, a type of food."], "food101",
+                               add_dataset_template=True)
+    assert len(eighty) == 81 and eighty[-1] == "a photo of {}, a type of food."
+    # off, or for 'dataset' and explicit lists, nothing is added
+    assert resolve_templates("simple7", ["{} texture."], "dtd") == seven
+    assert resolve_templates("dataset", ["{} texture."], "dtd",
+                             add_dataset_template=True) == ["{} texture."]
+    assert resolve_templates(["a {}."], ["{} texture."], "dtd",
+                             add_dataset_template=True) == ["a {}."]
+
+
+def test_ensemble_variants_resolve_with_the_dataset_template(tiny_backbone):
+    from bench.config import MethodSpec, resolve_method_config
+
+    _, cfg = resolve_method_config(MethodSpec("zero_shot", "ensemble7"), "dtd", 1)
+    assert cfg["templates"] == "simple7" and cfg["add_dataset_template"] is True
+    task = _task(tiny_backbone, "simple7")
+    task.config = cfg
+    task.dataset, task.templates = "dtd", ["{} texture."]
+    fitted = zero_shot(task)
+    assert fitted.info["n_templates"] == 8
+    want = tiny_backbone.class_weights(task.classnames,
+                                       resolve_templates("simple7", []) + ["{} texture."])
+    feats = torch.randn(4, 64)
+    torch.testing.assert_close(fitted.logits(feats),
+                               tiny_backbone.logit_scale * normalize(feats) @ want.T)
+    task.dataset = "imagenet"
+    assert zero_shot(task).info["n_templates"] == 7
