@@ -31,6 +31,7 @@ from bench.errors import UsageError
 DEFAULT_SHOTS = [1, 2, 4, 8, 16]
 DEFAULT_SEEDS = [1, 2, 3]
 PROTOCOL_BACKBONE = ("RN50-quickgelu", "openai")
+_EXAMPLES = {"shots": "1,2,4,8,16", "seeds": "1,2,3"}  # shown in the messages of each flag
 
 SWEEP_KEYS = {
     "backbone": str, "pretrained": (str, type(None)), "backbones": list, "datasets": (str, list),
@@ -66,10 +67,16 @@ def parse_int_list(value, flag: str) -> list[int]:
     elif isinstance(value, list):
         items = value
     else:
-        items = [s.strip() for s in str(value).split(",") if s.strip()]
+        items = [s.strip() for s in str(value).split(",")]
+        if items == [""]:
+            items = []
+    example = _EXAMPLES.get(flag.lstrip("-"), "1,2,3")
     if not items:
         raise UsageError(f"{flag} is empty: give a comma-separated list of positive integers, "
-                         f"e.g. {flag} 1,2,4,8,16")
+                         f"e.g. {flag} {example}")
+    if "" in items:
+        raise UsageError(f"{flag} {value!r}: item {items.index('') + 1} is empty (two commas in "
+                         f"a row, or a comma at an end); give e.g. {flag} {example}")
     out = []
     for item in items:
         try:
@@ -78,7 +85,7 @@ def parse_int_list(value, flag: str) -> list[int]:
                 raise ValueError
         except (TypeError, ValueError):
             raise UsageError(f"{flag}: {item!r} is not an integer; give a comma-separated list "
-                             f"of positive integers, e.g. {flag} 1,2,4") from None
+                             f"of positive integers, e.g. {flag} {example}") from None
         if n < 1:
             raise UsageError(f"{flag}: {n} must be >= 1")
         if n in out:

@@ -1,19 +1,25 @@
 """`bench data check`: is each dataset where it should be, complete, and the published size?
 
 ``check_dataset`` never raises for bad data: every problem becomes a line in the result, naming
-the exact path expected and where to get it.
+the exact path expected and where to get it. With ``decode=True`` every listed image is also
+opened and decoded the way `bench run` reads it (PIL, full decode, RGB), on a thread pool
+(PIL releases the GIL while decoding), so a zero-byte file, an HTML page saved as .jpg or a
+truncated download is found here rather than in the middle of a run.
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import BenchError
 from datasets_registry.base import Dataset, DatasetSplits
+from datasets_registry.split_file import outside_problem
 
 SHOW_MISSING = 5  # how many missing image paths to print
+DECODE_CHUNK = 64  # images per pool task: few futures even for ImageNet's 1.3M images
 
 
 @dataclass
@@ -29,6 +35,8 @@ class DatasetCheck:
     missing_images: int = 0
     images_checked: int = 0
     missing_examples: list[str] = field(default_factory=list)
+    images_decoded: int = 0
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, why), all of them
     splits: DatasetSplits | None = None
 
     @property
@@ -67,7 +75,47 @@ def missing_files(image_dir: Path, rels: list[str]) -> list[str]:
     return missing
 
 
-def check_dataset(ds: Dataset, data_root: Path) -> DatasetCheck:
+def default_workers() -> int:
+    return max(1, min(32, 2 * (os.cpu_count() or 1)))
+
+
+def decode_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as `bench run` reads images, or None when it decodes."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img.convert("RGB")
+    except Exception as exc:  # noqa: BLE001 - any failure of a decoder means "unreadable"
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def unreadable_images(image_dir: Path, rels: list[str], workers: int | None = None,
+                      desc: str = "", progress: bool = True) -> list[tuple[str, str]]:
+    """Decode every image in ``rels`` (relative to ``image_dir``); every one that fails, with
+    why, in list order. A progress bar goes to stderr when it is a terminal."""
+    from tqdm import tqdm
+
+    image_dir = Path(image_dir)
+    chunks = [rels[i:i + DECODE_CHUNK] for i in range(0, len(rels), DECODE_CHUNK)]
+
+    def decode_chunk(chunk):
+        return [(rel, decode_problem(image_dir / rel)) for rel in chunk]
+
+    bad = []
+    with tqdm(total=len(rels), desc=desc, unit="img", disable=None if progress else True,
+              leave=False) as bar, ThreadPoolExecutor(workers or default_workers()) as pool:
+        for results in pool.map(decode_chunk, chunks):
+            bad += [(str(image_dir / rel), why) for rel, why in results if why]
+            bar.update(len(results))
+    return bad
+
+
+def check_dataset(ds: Dataset, data_root: Path, decode: bool = False, workers: int | None = None,
+                  progress: bool = False) -> DatasetCheck:
+    """What is wrong with ``ds`` under ``data_root``; ``decode`` also decodes every image."""
     data_root = Path(data_root)
     root = ds.root(data_root)
     res = DatasetCheck(ds.name, ds.display_name, root, found=root.is_dir())
@@ -99,6 +147,14 @@ def check_dataset(ds: Dataset, data_root: Path) -> DatasetCheck:
                   "val": len(splits.val), "test": len(splits.test)}
     rels = ds.check_paths(data_root, splits)
     res.images_checked = len(rels)
+    outside = [(rel, why) for rel in rels if (why := outside_problem(rel))]
+    if outside:  # datasets without a split file (read_split_file checks its own paths)
+        rel, why = outside[0]
+        res.problems.append(f"{len(outside)} listed image path(s) leave the image folder "
+                            f"{splits.image_dir}, e.g. {rel!r}, which {why}; the lists are "
+                            f"damaged: get them again from {ds.source}")
+        return res
+    gone: list[str] = []
     if rels:
         gone = missing_files(splits.image_dir, rels)
         res.missing_images = len(gone)
@@ -109,6 +165,18 @@ def check_dataset(ds: Dataset, data_root: Path) -> DatasetCheck:
             res.problems.append(f"{len(gone)} of {len(rels)} image files listed for "
                                 f"{ds.display_name} are missing under {splits.image_dir}; "
                                 f"get the images again: {image_source}")
+    if decode:
+        present = set(gone)
+        todo = [r for r in rels if r not in present] if rels else _listed(splits)
+        res.images_decoded = len(todo)
+        res.unreadable = unreadable_images(splits.image_dir, todo, workers,
+                                           desc=f"decoding {ds.display_name}", progress=progress)
+        if res.unreadable:
+            image_source = next((src for rel, src in ds.requirements() if rel.endswith("/")),
+                                ds.source)
+            res.problems.append(f"{len(res.unreadable)} of {len(todo)} image files listed for "
+                                f"{ds.display_name} cannot be decoded (empty, truncated or not "
+                                f"an image); replace them from {image_source}")
     exp = ds.expected
     if exp is not None:
         published = {"classes": exp.classes, "train": exp.train, "val": exp.val,
@@ -120,6 +188,12 @@ def check_dataset(ds: Dataset, data_root: Path) -> DatasetCheck:
                                 f"comparable with published numbers")
     res.notes.extend(ds.check_notes(data_root, splits))
     return res
+
+
+def _listed(splits: DatasetSplits) -> list[str]:
+    """Every image path of the three lists, once each, in order."""
+    return list(dict.fromkeys(rel for items in (splits.train, splits.val, splits.test)
+                              for rel, _ in items))
 
 
 def _fmt_count(n: int, published: int | None) -> str:
@@ -138,12 +212,16 @@ def format_check(res: DatasetCheck, expected=None) -> str:
                                       for k, v in res.counts.items()))
         if res.images_checked and not res.missing_images:
             lines.append(f"  all {res.images_checked:,} listed image files present")
+        if res.images_decoded and not res.unreadable:
+            lines.append(f"  all {res.images_decoded:,} image files decode")
     for p in res.problems:
         lines.append(f"  error: {p}" if not p.startswith("  ") else f"  {p}")
     for ex in res.missing_examples:
         lines.append(f"    missing: {ex}")
     if res.missing_images > len(res.missing_examples):
         lines.append(f"    ... and {res.missing_images - len(res.missing_examples)} more")
+    for path, why in res.unreadable:
+        lines.append(f"    cannot decode: {path} ({why})")
     for w in res.warnings:
         lines.append(f"  warning: {w}")
     for n in res.notes:

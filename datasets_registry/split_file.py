@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from bench.errors import BenchError
 from datasets_registry.base import Dataset, DatasetSplits, Item
@@ -29,6 +29,7 @@ def read_split_file(path: Path) -> tuple[dict[str, list[Item]], list[str]]:
                          f"and 'test'")
     splits: dict[str, list[Item]] = {}
     names: dict[int, str] = {}
+    first: dict[int, str] = {}  # label -> where it first occurs ("entry 3 of 'test'")
     for split in ("train", "val", "test"):
         rows = data[split]
         if not isinstance(rows, list):
@@ -42,24 +43,59 @@ def read_split_file(path: Path) -> tuple[dict[str, list[Item]], list[str]]:
                 raise BenchError(f"split file {path}: entry {i} of '{split}' is {row!r}; "
                                  f"expected [relative_path, label, classname]")
             rel, label, cname = row
+            where = f"entry {i} of '{split}'"
             if label < 0:
-                raise BenchError(f"split file {path}: entry {i} of '{split}' has a negative "
-                                 f"label {label}")
+                raise BenchError(f"split file {path}: {where} has a negative label {label}")
+            problem = outside_problem(rel)
+            if problem:
+                raise BenchError(f"split file {path}: {where} has the path {rel!r}, which "
+                                 f"{problem}; paths must be relative to the dataset's image "
+                                 f"folder and stay inside it (the file is damaged or not a "
+                                 f"CoOp split file)")
             if names.setdefault(label, cname) != cname:
                 raise BenchError(f"split file {path}: label {label} is named both "
                                  f"{names[label]!r} and {cname!r}")
+            first.setdefault(label, where)
             items.append((rel, label))
         splits[split] = items
-    n = len(names)
-    if n == 0:
+    if not names:
         raise BenchError(f"split file {path} lists no images")
-    if sorted(names) != list(range(n)):
-        missing = sorted(set(range(max(names) + 1)) - set(names))[:5]
-        top = max(names)
-        raise BenchError(f"split file {path}: label {top} ({names[top]!r}) is out of range for "
-                         f"{n} classes: labels must be 0..{n - 1} without gaps, and labels "
-                         f"{missing} never occur; the file is damaged or not a CoOp split file")
-    return splits, [names[i] for i in range(n)]
+    if sorted(names) != list(range(len(names))):
+        raise BenchError(_label_range_message(path, names, first))
+    return splits, [names[i] for i in range(len(names))]
+
+
+def outside_problem(rel: str) -> str | None:
+    """Why the list path ``rel`` would leave its image folder (or name none), else None.
+
+    Lexical on purpose: an image folder that is a symlink to scratch space is fine, a path
+    with ``..`` or an absolute path is not (it could read any file the user can read).
+    """
+    if not rel.strip():
+        return "is empty"
+    if rel.startswith(("/", "\\")) or PureWindowsPath(rel).drive:
+        return "is absolute"
+    depth = 0
+    for part in rel.replace("\\", "/").split("/"):
+        depth += -1 if part == ".." else (0 if part in ("", ".") else 1)
+        if depth < 0:
+            return "leaves the image folder ('..')"
+    return None
+
+
+def _label_range_message(path: Path, names: dict[int, str], first: dict[int, str]) -> str:
+    """Labels are not 0..n-1. The classes are counted by their names: a damaged label keeps
+    its class name, so a 10-class file with one label changed to 12 still names 10 classes."""
+    n = len(set(names.values()))
+    bad = [label for label in sorted(names) if label >= n]
+    top = bad[-1]
+    same = [other for other, name in names.items() if name == names[top] and other != top]
+    also = f", which is also the name of label {same[0]}" if same else ""
+    unused = [label for label in range(n) if label not in names][:5]
+    gaps = f", and labels {unused} never occur" if unused else ""
+    return (f"split file {path}: label {top} ({names[top]!r}{also}; first at {first[top]}) "
+            f"is out of range for {n} classes: labels must be 0..{n - 1} without gaps{gaps}; "
+            f"the file is damaged or not a CoOp split file")
 
 
 def _create_hint(name: str) -> str:

@@ -131,3 +131,79 @@ def test_split_command(root, capsys):
     assert code == 0 and "wrote" in out
     code, out, _ = run(capsys, "data", "check", "--data-root", str(root), "--datasets", "dtd")
     assert code == 0
+
+
+def _tree_state(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_check_decodes_every_image_and_lists_every_bad_one(root, capsys):
+    images = root / "eurosat/2750"
+    empty = images / "Forest/Forest_12.jpg"
+    html = images / "AnnualCrop/AnnualCrop_1.jpg"
+    half = images / "AnnualCrop/AnnualCrop_2.jpg"
+    assert empty.is_file() and html.is_file() and half.is_file()
+    empty.write_bytes(b"")
+    html.write_text("<!DOCTYPE html><html><body>Quota exceeded</body></html>")
+    half.write_bytes(half.read_bytes()[:len(half.read_bytes()) // 2])
+    before = _tree_state(root)
+    code, out, err = run(capsys, "data", "check", "--data-root", str(root),
+                         "--datasets", "eurosat,dtd", "--workers", "3")
+    assert code == 1 and "Traceback" not in err
+    assert "EuroSAT [eurosat] in eurosat/: UNUSABLE" in out
+    assert "3 of 23 image files listed for EuroSAT cannot be decoded" in out
+    for bad in (empty, html, half):  # every bad file, each with why
+        assert f"cannot decode: {bad} (" in out
+    assert f"cannot decode: {half} (OSError: " in out
+    assert f"cannot decode: {empty} (UnidentifiedImageError: " in out
+    assert "DTD [dtd] in dtd/: OK" in out and "all 23 image files decode" in out
+    assert "summary: 1 of 2 usable; unusable: EuroSAT" in out
+    assert _tree_state(root) == before  # the check changes nothing
+
+    code, out, _ = run(capsys, "data", "check", "--data-root", str(root), "--datasets",
+                       "eurosat", "--fast")  # existence only: passes as before
+    assert code == 0 and "all 23 listed image files present" in out
+    assert "cannot decode" not in out and "files decode" not in out
+
+
+def test_check_decodes_imagenet_listed_by_folders(root, capsys):
+    victim = next((root / "imagenet").rglob("*.JPEG"), None) or next(
+        p for p in (root / "imagenet").rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
+    victim.write_bytes(b"")
+    code, out, _ = run(capsys, "data", "check", "--data-root", str(root), "--datasets", "imagenet")
+    assert code == 1 and f"cannot decode: {victim} (" in out
+
+
+def test_check_workers_must_be_positive(root, capsys):
+    code, _, err = run(capsys, "data", "check", "--data-root", str(root), "--workers", "0")
+    assert code == 2 and "--workers must be at least 1, got 0" in err
+
+
+@pytest.mark.parametrize("bad, why", [
+    ("../../../../etc/passwd", "leaves the image folder ('..')"),
+    ("Forest/../../../secret.jpg", "leaves the image folder ('..')"),
+    ("/etc/passwd", "is absolute"),
+])
+def test_split_paths_must_stay_inside_the_dataset(root, capsys, bad, why):
+    path = root / "eurosat/split_zhou_EuroSAT.json"
+    data = json.loads(path.read_text())
+    data["train"][2][0] = bad
+    path.write_text(json.dumps(data))
+    code, out, err = run(capsys, "data", "check", "--data-root", str(root), "--datasets", "eurosat")
+    assert code == 1 and "Traceback" not in err
+    assert (f"split file {path}: entry 2 of 'train' has the path {bad!r}, which {why}; paths "
+            f"must be relative to the dataset's image folder and stay inside it") in out
+    assert path.read_text() == json.dumps(data)
+    code, _, err = run(capsys, "data", "fewshot", "--dataset", "eurosat", "--shots", "1",
+                       "--seed", "1", "--data-root", str(root))
+    assert code == 1 and f"has the path {bad!r}, which {why}" in err
+
+
+def test_harmless_dots_in_split_paths_are_accepted():
+    from datasets_registry.split_file import outside_problem
+
+    assert outside_problem("a/./b/../c.jpg") is None
+    assert outside_problem("a..b/c...jpg") is None
+    assert outside_problem("a/../../c.jpg") == "leaves the image folder ('..')"
+    assert outside_problem("") == "is empty"

@@ -211,7 +211,8 @@ def test_unreadable_image_fails_its_dataset_once_and_others_go_on(run_cli, data_
 @pytest.mark.parametrize("content, needle", [
     ("{\"train\": [[\"a.jpg\", 0, ", "is not valid JSON"),
     ("[[\"a.jpg\", 0, \"x\"]]", "must be a JSON object with keys 'train', 'val' and 'test'"),
-    (None, "label 7 ('Forest') is out of range for 4 classes"),
+    (None, "label 7 ('Forest', which is also the name of label 1; first at entry 0 of 'test') "
+           "is out of range for 3 classes: labels must be 0..2 without gaps;"),
 ])
 def test_bad_split_file_fails_its_dataset_with_one_message(run_cli, data_root, tmp_path,
                                                             content, needle):

@@ -1,6 +1,6 @@
 """`bench data`: check a data root, print a few-shot subset, create a missing split file.
 
-    bench data check --data-root R [--datasets all|name,...]
+    bench data check --data-root R [--datasets all|name,...] [--fast]
     bench data fewshot --dataset D --shots K --seed S --data-root R
     bench data split DATASET --data-root R [--seed S]
 """
@@ -24,6 +24,11 @@ def register(subparsers) -> None:
     c.add_argument("--data-root", required=True, help="folder holding one folder per dataset")
     c.add_argument("--datasets", default="all",
                    help="comma list or patterns; 'all' = the eleven CoOp datasets (default)")
+    c.add_argument("--fast", action="store_true",
+                   help="only check that the listed image files exist (default: also decode "
+                        "every image, as `bench run` reads it)")
+    c.add_argument("--workers", type=int, default=None,
+                   help="threads decoding images (default: twice the CPU count, at most 32)")
     c.set_defaults(func=run_check)
 
     f = sub.add_parser("fewshot", help="print CoOp's few-shot subset (K per class) as JSON")
@@ -57,13 +62,15 @@ def run_check(args) -> int:
     from datasets_registry import COOP_TAG, DATASETS
     from datasets_registry.check import check_dataset, format_check
 
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
     root = data_root_arg(args.data_root)
     names = DATASETS.select(args.datasets, all_tag=COOP_TAG)
     print(f"data root: {root.resolve()}")
     results = []
     for name in names:
         ds = DATASETS.get(name)
-        res = check_dataset(ds, root)
+        res = check_dataset(ds, root, decode=not args.fast, workers=args.workers, progress=True)
         results.append(res)
         print()
         print(format_check(res, ds.expected), flush=True)
