@@ -21,7 +21,9 @@ class DatasetSplits:
     train: list[Item]
     val: list[Item]
     test: list[Item]
-    val_is_test: bool = False  # True for ImageNet: CoOp draws its val from the test set
+    # True for ImageNet: ``val`` is the train list (there is no val split); the few-shot samplers
+    # draw the val subset from train images outside the few-shot train subset, never from test.
+    val_from_train: bool = False
 
     @property
     def prompt_classnames(self) -> list[str]:
@@ -34,7 +36,7 @@ class DatasetSplits:
 
 @dataclass
 class Expected:
-    """Published sizes of the dataset (PROTOCOL §3), used by `bench data check`."""
+    """Published sizes of the dataset (docs/protocol.md §3), used by `bench data check`."""
 
     classes: int
     train: int

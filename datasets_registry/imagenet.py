@@ -5,10 +5,15 @@ Choices, following CoOp's ``datasets/imagenet.py``:
 
 - Labels are indices into the sorted list of wnid folders of ``images/train``; ``images/val``
   must hold the same folders.
-- The official val set is the **test** set, and CoOp also uses it as the val set
-  (``val = test``): the few-shot val subset (min(K, 4) per class) is drawn from it. We do the same
-  so results are comparable, and mark the splits with ``val_is_test=True`` so that anything that
-  selects hyper-parameters on val can say that, for ImageNet, this is selection on test images.
+- The official val set (``images/val``) is the **test** set, as in CoOp.
+- There is no separate val split. CoOp's ``datasets/imagenet.py`` passes the test set as ``val``
+  too but samples only train (``generate_fewshot_dataset(train)``); CoOp itself never selects
+  anything on val (last-epoch model). CoOp's ``lpclip`` is the one that draws its few-shot val
+  subset from those test images, and so searches the linear probe's C on test. bench never lets
+  a method select on test images: ImageNet's ``val`` list is the **train** list
+  (``val_from_train=True``), and the samplers (``datasets_registry/fewshot.py``) draw the few-shot
+  val subset (min(K, 4) per class) from the train images outside that cell's few-shot train
+  subset. The train subsets are unchanged by this (they are drawn first, from the same stream).
 - Class names come from ``classnames.txt`` when present; otherwise from open_clip's
   ``IMAGENET_CLASSNAMES`` (CLIP's notebook names, the same as CoOp's file) in sorted-wnid order,
   which needs exactly the 1000 standard class folders.
@@ -34,7 +39,7 @@ from bench.errors import BenchError
 from datasets_registry import COOP_TAG, register
 from datasets_registry.base import Dataset, DatasetSplits, Expected
 
-DESCRIPTION = "ILSVRC-2012, 1000 classes; val is the test set"
+DESCRIPTION = "ILSVRC-2012, 1000 classes; official val = test; few-shot val from train"
 IMAGES = ("ILSVRC2012 train and val archives from https://image-net.org/ (login needed), extracted "
           "so that images/train and images/val each hold 1000 wnid folders (n01440764, ...)")
 CLASSNAMES = ("https://drive.google.com/file/d/1-61f_ol79pViBFDG_IDlUQSwoLcn2XXF "
@@ -181,14 +186,17 @@ class ImageNetDataset(Dataset):
         classnames = imagenet_classnames(wnids, root / "classnames.txt")
         items = {s: [(f"{s}/{w}/{f}", label) for label, w in enumerate(wnids)
                      for f in files[s][w]] for s in ("train", "val")}
+        # val is the train list itself (no copy): see the module docstring
         return DatasetSplits(self.name, classnames, root / "images", items["train"],
-                             items["val"], items["val"], val_is_test=True)
+                             items["train"], items["val"], val_from_train=True)
 
     def check_paths(self, data_root: Path, splits: DatasetSplits) -> list[str]:
         return []  # the lists are the directory listing itself
 
     def check_notes(self, data_root: Path, splits: DatasetSplits) -> list[str]:
-        notes = ["val is the test set (official ILSVRC val), as in CoOp"]
+        notes = ["test is the official ILSVRC val, as in CoOp; there is no val split: few-shot "
+                 "val subsets come from train images outside the few-shot train subset, so "
+                 "nothing is selected on test images (docs/datasets.md)"]
         if not (self.root(data_root) / "classnames.txt").is_file():
             notes.append("classnames.txt not found: using open_clip's IMAGENET_CLASSNAMES "
                          f"(the same names); to pin them, get {CLASSNAMES}")
@@ -201,7 +209,7 @@ register(
         display_name="ImageNet",
         folder="imagenet",
         templates=["a photo of a {}."],
-        expected=Expected(classes=1000, train=1281167, val=50000, test=50000),
+        expected=Expected(classes=1000, train=1281167, val=1281167, test=50000),  # val = train
         description=DESCRIPTION,
         source="CoOp DATASETS.md, section ImageNet",
     ),

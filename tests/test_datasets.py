@@ -23,7 +23,7 @@ CANONICAL = ["imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_f
              "food101", "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101"]
 DISPLAY = ["ImageNet", "Caltech101", "OxfordPets", "StanfordCars", "Flowers102", "Food101",
            "FGVCAircraft", "SUN397", "DTD", "EuroSAT", "UCF101"]
-TEMPLATES = {  # PROTOCOL §4 (CoOp CUSTOM_TEMPLATES)
+TEMPLATES = {  # docs/protocol.md §4 (CoOp CUSTOM_TEMPLATES)
     "oxford_pets": "a photo of a {}, a type of pet.",
     "oxford_flowers": "a photo of a {}, a type of flower.",
     "fgvc_aircraft": "a photo of a {}, a type of aircraft.",
@@ -71,7 +71,7 @@ def test_published_sizes_match_protocol_table():
     assert sizes["caltech101"] == (100, 4128, 1649, 2465)
     assert sizes["food101"] == (101, 50500, 20200, 30300)
     assert sizes["fgvc_aircraft"] == (100, 3334, 3333, 3333)
-    assert sizes["imagenet"] == (1000, 1281167, 50000, 50000)
+    assert sizes["imagenet"] == (1000, 1281167, 1281167, 50000)  # val = the train list
     assert sizes["ucf101"] == (101, 7639, 1898, 3783)
 
 
@@ -80,7 +80,7 @@ def test_every_dataset_loads_from_the_miniature_root(miniroot, name):
     splits = DATASETS.get(name).load(miniroot)
     assert splits.classnames == MINI_CLASSNAMES[name]
     assert len(splits.train) == MINI_COUNTS["train"]
-    assert len(splits.val) == MINI_COUNTS["val"]
+    assert len(splits.val) == (MINI_COUNTS["train"] if name == "imagenet" else MINI_COUNTS["val"])
     expected_test = MINI_COUNTS["val"] if name == "imagenet" else MINI_COUNTS["test"]
     assert len(splits.test) == expected_test
     per_class = Counter(label for _, label in splits.train)
@@ -125,15 +125,31 @@ def test_fgvc_unknown_variant_is_a_clear_error(fresh_root):
         DATASETS.get("fgvc_aircraft").load(fresh_root)
 
 
-def test_imagenet_labels_by_sorted_wnid_and_val_is_test(miniroot):
+def test_imagenet_labels_by_sorted_wnid_test_is_official_val_val_is_train(miniroot):
     splits = DATASETS.get("imagenet").load(miniroot)
-    assert splits.val_is_test and splits.val == splits.test
+    assert splits.val_from_train and splits.val == splits.train
     assert splits.image_dir == miniroot / "imagenet/images"
     wnids = sorted(p.name for p in (miniroot / "imagenet/images/train").iterdir())
-    for rel, label in splits.train + splits.val:
+    for rel, label in splits.train + splits.test:
         split, wnid, _ = rel.split("/")
         assert split in ("train", "val") and wnids.index(wnid) == label
-    assert splits.train[0][0].startswith("train/") and splits.val[0][0].startswith("val/")
+    assert {r.split("/")[0] for r, _ in splits.train} == {"train"}
+    assert {r.split("/")[0] for r, _ in splits.test} == {"val"}
+
+
+@pytest.mark.parametrize("sampler", ["dassl", "lpclip"])
+def test_imagenet_fewshot_val_never_uses_test_images(miniroot, sampler):
+    """CoOp's lpclip drew ImageNet's val subset from the test images (its C search saw test);
+    bench draws it from train images outside the few-shot train subset."""
+    from datasets_registry.fewshot import SAMPLERS
+
+    splits = DATASETS.get("imagenet").load(miniroot)
+    test = set(splits.test)
+    for shots, seed in ((1, 1), (2, 2), (1, 3)):
+        sub = SAMPLERS[sampler](splits.train, splits.val, shots, seed)
+        assert sub.val and not set(sub.val) & test
+        assert not set(sub.val) & set(sub.train)
+        assert all(rel.startswith("train/") for rel, _ in sub.train + sub.val)
 
 
 def test_imagenet_listing_is_cached_and_invalidated(fresh_root, monkeypatch):
