@@ -3,11 +3,18 @@
 Records come from :class:`results.store.ResultStore` (see its docstring for the format). The
 rules, in order:
 
-1. **Which records count.** One record per (backbone, dataset, method label, shots, seed): when
-   several exist (a config changed between runs), an ``ok`` one wins over a failed one and the
-   newest (``created``) wins among equals; the others are dropped and counted in
-   ``Summary.duplicates``. Only ``ok`` records give accuracies; failed ones are counted per cell
-   (``n_failed``) so a table can show them.
+1. **Which records count.** Only sound records (:mod:`results.validate`; the store leaves damaged
+   ones out). Records are grouped by their full identity but the seed: backbone + weights
+   fingerprint, dataset, method, variant, resolved config, how features were made. Two record
+   sets that differ in anything but the seed are two rows (:func:`row_key`), labelled by what
+   differs: config values that differ from the method's defaults for that dataset and shot
+   count (``[alpha=0.6]``), the cached-views approximation (``[cached views x10]``, always), the
+   feature precision or cache dtype when one method has several (``[fp16 features]``); a
+   backbone label with several weights fingerprints becomes one table per fingerprint. When one
+   seed of a row still has several records (a copy in the older folder layout), an ``ok`` one
+   wins over a failed one and the newest (``created``) wins among equals; the others are
+   counted in ``Summary.duplicates``. Only ``ok`` records give accuracies; failed ones are
+   counted per cell (``n_failed``) so a table can show them.
 2. **Per dataset.** For each (backbone, dataset, method label, shots): ``mean`` and ``std`` of
    ``metrics.top1`` (percent) over seeds, and ``n`` = how many seeds are behind them. The std is
    the *population* std (``ddof=0``, numpy's default, as CoOp's ``parse_test_res.py`` computes
@@ -21,16 +28,19 @@ rules, in order:
    those seeds.
 
 Display names and order are not known here (``results`` knows only records): callers pass a
-:class:`Labels` built from the method and dataset registries.
+:class:`Labels` built from the method and dataset registries, and (for the config labels) a
+``default_config(method, variant, dataset, shots)`` function; without one, a row's config is
+compared with the oldest record's config of the same cell.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pandas as pd
 
@@ -39,8 +49,34 @@ from results.store import backbone_label, method_label
 AVERAGE = "__average__"  # the dataset key of the average over datasets
 DDOF = 0
 KEYS = ["backbone", "dataset", "method", "shots"]
-COLUMNS = ["backbone", "backbone_name", "pretrained", "dataset", "method", "method_base",
-           "variant", "shots", "seed", "status", "top1", "created", "path"]
+COLUMNS = ["backbone", "backbone_name", "pretrained", "weights", "dataset", "method",
+           "method_label", "method_base", "variant", "config_tag", "features_tag",
+           "approximation", "shots", "seed", "status", "top1", "created", "path"]
+# Config keys that the cached-views label covers (n_views means nothing in online mode).
+VIEW_KEYS = ("feature_mode", "n_views")
+TAG_OPEN = " ["
+
+DefaultConfig = Callable[[str, "str | None", str, int], "dict | None"]
+
+
+def split_row_key(key: str) -> tuple[str, str]:
+    """``"coop [cached views x10]"`` -> (``"coop"``, ``"cached views x10"``)."""
+    label, _, tag = key.partition(TAG_OPEN)
+    return label, tag[:-1] if tag.endswith("]") else tag
+
+
+def row_key(label: str, *tags: str) -> str:
+    """A table row: the method label, plus what sets this record set apart, in brackets."""
+    tag = ", ".join(t for t in tags if t)
+    return f"{label}{TAG_OPEN}{tag}]" if tag else label
+
+
+def approximation(config: dict) -> str:
+    """The label of an approximation of the protocol in ``config`` ("" for none): cached views
+    are V pre-encoded augmented views per image instead of a fresh augmentation every epoch."""
+    if isinstance(config, dict) and config.get("feature_mode") == "cached":
+        return f"cached views x{config.get('n_views', '?')}"
+    return ""
 
 
 # ----------------------------------------------------------------------------- labels
@@ -51,6 +87,7 @@ class Labels:
     ``methods`` and ``datasets`` map a key (method name without variant, dataset name) to
     ``(display name, order)``. A method label ``name:variant`` displays as ``Name (variant)``,
     except for the method's default variant (``default_variants``), which displays as ``Name``.
+    A row key's bracketed tag (``coop [cached views x10]``) is kept: ``CoOp [cached views x10]``.
     """
 
     methods: dict[str, tuple[str, float]] = field(default_factory=dict)
@@ -58,22 +95,24 @@ class Labels:
     default_variants: dict[str, str] = field(default_factory=dict)
     average_name: str = "Average"
 
-    def method_name(self, label: str) -> str:
+    def method_name(self, key: str) -> str:
+        label, tag = split_row_key(key)
         base, _, variant = label.partition(":")
         name = self.methods.get(base, (base, 0))[0]
         if variant and variant != self.default_variants.get(base):
-            return f"{name} ({variant})"
-        return name
+            name = f"{name} ({variant})"
+        return f"{name} [{tag}]" if tag else name
 
     def dataset_name(self, key: str) -> str:
         if key == AVERAGE:
             return self.average_name
         return self.datasets.get(key, (key, 0))[0]
 
-    def method_sort_key(self, label: str):
+    def method_sort_key(self, key: str):
+        label, tag = split_row_key(key)
         base, _, variant = label.partition(":")
         known = base in self.methods
-        return (0 if known else 1, self.methods[base][1] if known else 0, base, variant)
+        return (0 if known else 1, self.methods[base][1] if known else 0, base, variant, tag)
 
     def dataset_sort_key(self, key: str):
         if key == AVERAGE:
@@ -89,9 +128,51 @@ class Labels:
 
 
 # ----------------------------------------------------------------------------- records -> frame
-def records_to_frame(records: Iterable[dict]) -> pd.DataFrame:
-    """One row per record; ``top1`` is NaN for failed records (and for ok ones lacking it)."""
-    rows = []
+def _canon(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_fmt(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_fmt(v)}" for k, v in sorted(value.items())) + "}"
+    return str(value)
+
+
+def config_tag(config: dict, reference: dict | None) -> str:
+    """``alpha=0.6, lr=1e-05``: the values of ``config`` that differ from ``reference`` (keys in
+    both; the view keys are labelled by :func:`approximation` instead)."""
+    if not reference:
+        return ""
+    return ", ".join(f"{k}={_fmt(config[k])}" for k in sorted(config)
+                     if k not in VIEW_KEYS and k in reference
+                     and _canon(config[k]) != _canon(reference[k]))
+
+
+def _features_sig(rec: dict) -> tuple | None:
+    feats = rec.get("features")
+    if not isinstance(feats, dict):
+        return None
+    return (str(feats.get("precision")), str(feats.get("cache_dtype")))
+
+
+def _weights(rec: dict) -> str | None:
+    inputs = rec.get("inputs") if isinstance(rec.get("inputs"), dict) else {}
+    w = inputs.get("weights") or rec.get("weights")
+    return None if w is None else str(w)
+
+
+def _short_weights(fp: str) -> str:
+    return fp.rsplit(":", 1)[-1][:8]
+
+
+def records_to_frame(records: Iterable[dict],
+                     default_config: DefaultConfig | None = None) -> pd.DataFrame:
+    """One row per record, keyed by its row (:func:`row_key`); ``top1`` is NaN for failed
+    records. ``default_config(method, variant, dataset, shots)`` gives the config each record
+    is compared with for its label (None: the oldest record of the same cell)."""
+    rows, configs, sigs = [], [], []
     for rec in records:
         try:
             shots, seed = int(rec["shots"]), int(rec["seed"])
@@ -101,19 +182,81 @@ def records_to_frame(records: Iterable[dict]) -> pd.DataFrame:
             continue  # not a result record
         status = rec.get("status", "failed")
         top1 = (rec.get("metrics") or {}).get("top1") if status == "ok" else None
+        config = rec.get("config") if isinstance(rec.get("config"), dict) else {}
+        reference = None
+        if default_config is not None:
+            try:
+                reference = default_config(str(rec["method"]), rec.get("variant"),
+                                           str(rec["dataset"]), shots)
+            except Exception:  # noqa: BLE001 - a method or variant no longer registered
+                reference = None
         rows.append({
             "backbone": bb, "backbone_name": str(rec["backbone"]),
-            "pretrained": rec.get("pretrained"), "dataset": str(rec["dataset"]),
-            "method": label, "method_base": str(rec["method"]), "variant": rec.get("variant"),
+            "pretrained": rec.get("pretrained"), "weights": _weights(rec),
+            "dataset": str(rec["dataset"]), "method": label, "method_label": label,
+            "method_base": str(rec["method"]), "variant": rec.get("variant"),
+            "config_tag": config_tag(config, reference) if reference is not None else None,
+            "features_tag": "", "approximation": approximation(config),
             "shots": shots, "seed": seed, "status": status,
             "top1": float(top1) if top1 is not None else math.nan,
             "created": str(rec.get("created") or ""), "path": rec.get("_path"),
         })
+        configs.append(config)
+        sigs.append(_features_sig(rec))
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame["top1"] = frame["top1"].astype(float)
     frame["shots"] = frame["shots"].astype(int)
     frame["seed"] = frame["seed"].astype(int)
+    if frame.empty:
+        return frame
+    _fallback_config_tags(frame, configs)
+    _features_tags(frame, sigs)
+    _split_backbones_by_weights(frame)
+    frame["method"] = [row_key(lbl, c, f, a) for lbl, c, f, a in zip(
+        frame["method_label"], frame["config_tag"], frame["features_tag"], frame["approximation"])]
     return frame
+
+
+def _fallback_config_tags(frame: pd.DataFrame, configs: list[dict]) -> None:
+    """Rows without a default config: compared with the oldest record of the same cell."""
+    todo = frame["config_tag"].isna()
+    if not todo.any():
+        return
+    for _, grp in frame[todo].groupby(["backbone", "method_label", "dataset", "shots"]):
+        oldest = grp.sort_values("created", kind="stable").index[0]
+        ref = configs[frame.index.get_loc(oldest)]
+        for i in grp.index:
+            frame.at[i, "config_tag"] = config_tag(configs[frame.index.get_loc(i)], ref)
+
+
+def _features_tags(frame: pd.DataFrame, sigs: list) -> None:
+    """Where one method (on one backbone) has features made in several ways, say which."""
+    frame["_sig"] = sigs
+    for _, grp in frame.groupby(["backbone", "method_label"]):
+        known = {s for s in grp["_sig"] if s is not None}
+        if len(known) < 2:
+            continue
+        precisions = {s[0] for s in known}
+        dtypes = {s[1] for s in known}
+        for i, sig in grp["_sig"].items():
+            if sig is None:
+                continue
+            parts = ([f"{sig[0]} features"] if len(precisions) > 1 else []) + \
+                ([f"{sig[1]} cache"] if len(dtypes) > 1 else [])
+            frame.at[i, "features_tag"] = ", ".join(parts)
+    del frame["_sig"]
+
+
+def _split_backbones_by_weights(frame: pd.DataFrame) -> None:
+    """A backbone label with several weights fingerprints (a checkpoint file replaced under the
+    same name): one backbone key per fingerprint, ``label@<fingerprint>``."""
+    for bb, grp in frame.groupby("backbone"):
+        known = {w for w in grp["weights"] if w}
+        if len(known) < 2:
+            continue
+        for i, w in grp["weights"].items():
+            if w:
+                frame.at[i, "backbone"] = f"{bb}@{_short_weights(w)}"
 
 
 def _matches(value: str, patterns: list[str]) -> bool:
@@ -128,7 +271,7 @@ def select(frame: pd.DataFrame, *, methods: list[str] | None = None,
     shell patterns work everywhere."""
     keep = pd.Series(True, index=frame.index)
     if methods:
-        keep &= frame["method"].map(lambda m: _matches(m, methods)) | \
+        keep &= frame["method_label"].map(lambda m: _matches(m, methods)) | \
             frame["method_base"].map(lambda m: _matches(m, methods))
     if datasets:
         keep &= frame["dataset"].map(lambda d: _matches(d, datasets))
@@ -136,12 +279,13 @@ def select(frame: pd.DataFrame, *, methods: list[str] | None = None,
         keep &= frame["shots"].isin([int(s) for s in shots])
     if backbones:
         keep &= frame["backbone"].map(lambda b: _matches(b, backbones)) | \
+            frame["backbone"].map(lambda b: _matches(b.split("@")[0], backbones)) | \
             frame["backbone_name"].map(lambda b: _matches(b, backbones))
     return frame[keep]
 
 
 def dedupe(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """One record per (backbone, dataset, method, shots, seed): ok beats failed, newest wins."""
+    """One record per (backbone, dataset, row, shots, seed): ok beats failed, newest wins."""
     if frame.empty:
         return frame, 0
     ordered = frame.assign(_ok=frame["status"].eq("ok") & frame["top1"].notna()) \
@@ -159,10 +303,18 @@ class Summary:
     cells: pd.DataFrame
     backbones: dict[str, str]  # label -> "model (weights)"
     datasets: dict[str, list[str]]  # backbone label -> required datasets
-    methods: dict[str, list[str]]  # backbone label -> method labels
+    methods: dict[str, list[str]]  # backbone label -> row keys (method label [+ tag])
     shots: list[int]
     duplicates: int = 0
     backbone_info: dict[str, tuple] = field(default_factory=dict)  # label -> (model, weights)
+    # row key -> {"label": method label, "config": config tag, "approximation": ...}
+    rows: dict[str, dict] = field(default_factory=dict)
+
+    def approximations(self, backbone: str | None = None) -> dict[str, str]:
+        """Row key -> approximation label, for the rows (of ``backbone``) that have one."""
+        keys = self.methods.get(backbone, []) if backbone else list(self.rows)
+        return {k: self.rows[k]["approximation"] for k in keys
+                if self.rows.get(k, {}).get("approximation")}
 
     def cell(self, backbone: str, dataset: str, method: str, shots: int) -> pd.Series | None:
         c = self.cells
@@ -202,7 +354,12 @@ def summarize(frame: pd.DataFrame, *, datasets: list[str] | None = None,
         pre = first["pretrained"]
         shown = os.path.basename(pre) if pre and os.sep in str(pre) else pre  # a checkpoint file
         backbones[bb] = f"{first['backbone_name']} ({shown})" if pre else first["backbone_name"]
+        if "@" in bb:  # one of several weights under one name
+            backbones[bb] += f" [weights {bb.rsplit('@', 1)[1]}]"
         info[bb] = (first["backbone_name"], pre)
+    rows = {r.method: {"label": r.method_label, "config": r.config_tag or "",
+                       "features": r.features_tag or "", "approximation": r.approximation or ""}
+            for r in frame.drop_duplicates("method").itertuples()}
     required = {bb: sorted(set(datasets) if datasets else set(grp["dataset"]))
                 for bb, grp in frame.groupby("backbone")}
     methods = {bb: sorted(set(grp["method"])) for bb, grp in frame.groupby("backbone")}
@@ -233,13 +390,13 @@ def summarize(frame: pd.DataFrame, *, datasets: list[str] | None = None,
     if shots:
         cells = cells[cells["shots"].isin(shot_list)]
     return Summary(cells.reset_index(drop=True), backbones, required, methods, shot_list, dropped,
-                   info)
+                   info, rows)
 
 
 def summarize_records(records: Iterable[dict], *, methods=None, datasets=None, shots=None,
-                      backbones=None) -> Summary:
+                      backbones=None, default_config: DefaultConfig | None = None) -> Summary:
     """Records -> frame -> selection -> :class:`Summary`, in one call."""
-    frame = select(records_to_frame(records), methods=methods, datasets=datasets, shots=shots,
+    frame = select(records_to_frame(records, default_config), methods=methods, datasets=datasets, shots=shots,
                    backbones=backbones)
     return summarize(frame, datasets=datasets if datasets and not _has_pattern(datasets)
                      else None, shots=shots)

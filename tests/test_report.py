@@ -119,16 +119,26 @@ def test_average_over_datasets_and_partial_average(store_dir):
     assert avg["mean"] == pytest.approx(55 + 8 + (30 - 10) / 2)
 
 
-def test_newest_record_of_a_seed_wins_and_ok_beats_failed():
+def test_ok_beats_failed_and_newest_wins_within_one_identity():
     recs = [record("zero_shot", "dtd", 1, 1, top1=10.0, created="2024-01-01"),
             record("zero_shot", "dtd", 1, 1, top1=20.0, created="2024-02-01"),
             record("zero_shot", "dtd", 1, 2, top1=30.0),
             record("zero_shot", "dtd", 1, 2, status="failed", created="2025-01-01")]
-    recs[1]["config"] = {"lr": 1}  # another config: a second file for the same seed
     s = summarize(records_to_frame(recs))
     c = s.cell("RN50-quickgelu__openai", "dtd", "zero_shot", 1)
     assert c["mean"] == pytest.approx(25.0) and c["n"] == 2 and c["n_failed"] == 0
     assert s.duplicates == 2
+
+
+def test_another_config_is_another_row_never_a_duplicate():
+    recs = [record("zero_shot", "dtd", 1, 1, top1=10.0, created="2024-01-01"),
+            record("zero_shot", "dtd", 1, 1, top1=20.0, created="2024-02-01")]
+    recs[1]["config"] = {"lr": 1}
+    s = summarize(records_to_frame(recs))
+    assert s.duplicates == 0
+    assert s.methods["RN50-quickgelu__openai"] == ["zero_shot", "zero_shot [lr=1]"]
+    assert s.cell("RN50-quickgelu__openai", "dtd", "zero_shot", 1)["mean"] == 10.0
+    assert s.cell("RN50-quickgelu__openai", "dtd", "zero_shot [lr=1]", 1)["mean"] == 20.0
 
 
 def test_variants_are_separate_methods_and_display_names_fall_back():
