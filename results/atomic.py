@@ -7,7 +7,11 @@ Temporary files are named ``.<name>~<host>~<pid>~<random>.tmp``; every reader ig
 that is gone, or (another host, or a name it cannot parse) older than ``max_age_s``.
 
 A full disk (``ENOSPC``, or ``EDQUOT`` for a quota) becomes :class:`DiskFull`, an ``OSError``
-that names the file and the mount point to free space on.
+that names the file and the mount point to free space on; a folder that cannot be written
+(permissions, an immutable folder, a read-only file system) becomes :class:`NotWritable`.
+
+Files end with mode ``0666 & ~umask``, as ``open()`` would create them (``mkstemp`` makes
+``0600`` files, which collaborators on a shared cluster could not read).
 """
 
 from __future__ import annotations
@@ -42,6 +46,56 @@ class DiskFull(OSError):
                 f"results written so far are intact")
 
 
+class NotWritable(PermissionError):
+    """``path`` cannot be written: permission denied, immutable folder or read-only mount."""
+
+    exit_code = 2
+
+    def __init__(self, path: Path, cause: OSError):
+        super().__init__(cause.errno, cause.strerror or os.strerror(cause.errno or 0), str(path))
+        self.path = Path(path)
+
+    def advice(self) -> str:
+        return (f"cannot write {self.path} ({self.strerror}): choose a folder you can write to "
+                f"(--output, --cache-dir or --out), or make {self.path.parent} writable")
+
+
+def is_not_writable(exc: BaseException) -> bool:
+    return isinstance(exc, PermissionError) or (isinstance(exc, OSError)
+                                                and exc.errno == errno.EROFS)
+
+
+def _project_error(path: Path, exc: BaseException) -> BaseException | None:
+    """DiskFull / NotWritable for ``exc`` raised while writing ``path``; None for others."""
+    if isinstance(exc, (DiskFull, NotWritable)):
+        return None
+    if is_disk_full(exc):
+        return DiskFull(path, exc)
+    if is_not_writable(exc):
+        return NotWritable(path, exc)
+    return None
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (``os.umask`` sets it,
+    briefly, for every thread)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a new file gets from ``open()``: ``0666`` less the umask."""
+    return 0o666 & ~current_umask()
+
+
 def mount_point(path: Path) -> Path:
     p = Path(os.path.abspath(path))
     while not p.exists() and p != p.parent:
@@ -62,11 +116,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}~{_HOST}~{os.getpid()}~",
                                    suffix=TMP_SUFFIX, dir=path.parent)
     except OSError as exc:
-        raise (DiskFull(path, exc) if is_disk_full(exc) else exc) from None
+        raise (_project_error(path, exc) or exc) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
+            os.fchmod(fh.fileno(), file_mode())
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
@@ -74,8 +129,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        if is_disk_full(exc) and not isinstance(exc, DiskFull):
-            raise DiskFull(path, exc) from None
+        mapped = _project_error(path, exc)
+        if mapped is not None:
+            raise mapped from None
         raise
 
 

@@ -24,8 +24,9 @@ from results.atomic import atomic_write_bytes  # noqa: E402
 ZERO_SHOT = "zero_shot"
 
 
-def is_zero_shot(label: str) -> bool:
-    return label.partition(":")[0] == ZERO_SHOT
+def is_zero_shot(key: str) -> bool:
+    """A zero-shot row (any variant, any bracketed tag)."""
+    return key.partition(" [")[0].partition(":")[0] == ZERO_SHOT
 
 
 def plot_curves(summary: Summary, backbone: str, labels: Labels, *, published=None,

@@ -89,6 +89,7 @@ def build_tables(summary: Summary, labels: Labels, *, per_shot: bool = True) -> 
         ds_names = ", ".join(labels.dataset_name(d) for d in datasets)
         seeds_note = ("mean ± std over seeds (population std); (n) = seeds behind the cell, "
                       "(n/m) = n of m seeds succeeded")
+        notes = row_notes(summary, bb)
         main = Table(
             title=(f"Top-1 accuracy (%) of {bb_name}, average over {len(datasets)} "
                    f"dataset{'s' * (len(datasets) != 1)} ({ds_names}); {seeds_note}"),
@@ -96,7 +97,7 @@ def build_tables(summary: Summary, labels: Labels, *, per_shot: bool = True) -> 
             columns=[str(k) for k in summary.shots],
             rows=[labels.method_name(m) for m in methods],
             cells=[[Cell.from_row(summary.cell(bb, AVERAGE, m, k)) for k in summary.shots]
-                   for m in methods])
+                   for m in methods], notes=list(notes))
         tables.append(main)
         if not per_shot:
             continue
@@ -107,11 +108,30 @@ def build_tables(summary: Summary, labels: Labels, *, per_shot: bool = True) -> 
                 label=f"tab:{_slug(bb)}-{k}shot", group=f"{k} shot{'s' * (k != 1)}",
                 corner="Method", columns=[labels.dataset_name(d) for d in cols],
                 rows=[labels.method_name(m) for m in methods],
-                cells=[[Cell.from_row(summary.cell(bb, d, m, k)) for d in cols] for m in methods])
+                cells=[[Cell.from_row(summary.cell(bb, d, m, k)) for d in cols] for m in methods],
+                notes=list(notes))
             tables.append(t)
     for t in tables:
         t.mark_best()
     return tables
+
+
+def row_notes(summary: Summary, backbone: str) -> list[str]:
+    """What the bracketed row tags of ``backbone``'s tables mean (one line each)."""
+    notes = []
+    for tag in sorted(set(summary.approximations(backbone).values())):
+        views = tag.rsplit("x", 1)[-1]
+        notes.append(f"[{tag}]: an approximation of the protocol: trained on {views} augmented "
+                     f"views per image encoded once, not a fresh augmentation every epoch "
+                     f"(feature_mode: cached)")
+    rows = [summary.rows.get(m, {}) for m in summary.methods.get(backbone, [])]
+    if any(r.get("config") for r in rows):
+        notes.append("[key=value]: config values that differ from the method's defaults for "
+                     "that dataset and shot count")
+    if any(r.get("features") for r in rows):
+        notes.append("[fp16 features], [float16 cache]: how the image features were computed "
+                     "and stored, where one method has several")
+    return notes
 
 
 # ----------------------------------------------------------------------------- cell text
@@ -207,7 +227,8 @@ def render_latex_table(t: Table) -> str:
         r"\begin{table}[htbp]",
         r"\centering",
         rf"\caption{{{latex_escape(t.title)}. Best mean per column in bold; "
-        rf"-- = missing (superscript: datasets present/required).}}",
+        rf"-- = missing (superscript: datasets present/required)."
+        + "".join(" " + latex_escape(n) + "." for n in t.notes) + "}",
         rf"\label{{{t.label}}}",
         *([r"\small", r"\setlength{\tabcolsep}{3pt}"] if ncol > 6 else []),
         r"\begin{tabular}{l" + "c" * ncol + "}",
@@ -237,7 +258,8 @@ def render_latex(tables: list[Table], *, standalone: bool = False) -> str:
 
 # ----------------------------------------------------------------------------- CSV
 CSV_COLUMNS = ["backbone", "dataset", "dataset_name", "method", "method_name", "shots", "mean",
-               "std", "n", "n_failed", "n_datasets", "n_required"]
+               "std", "n", "n_failed", "n_datasets", "n_required", "method_label", "config",
+               "approximation", "views"]
 
 
 def render_csv(summary: Summary, labels: Labels) -> str:
@@ -249,11 +271,14 @@ def render_csv(summary: Summary, labels: Labels) -> str:
     cells["_d"] = cells["dataset"].map(labels.dataset_sort_key)
     cells = cells.sort_values(["backbone", "shots", "_m", "_d"], kind="stable")
     for _, r in cells.iterrows():
+        info = summary.rows.get(r["method"], {})
+        approx = info.get("approximation", "")
         writer.writerow([
             r["backbone"], "average" if r["dataset"] == AVERAGE else r["dataset"],
             labels.dataset_name(r["dataset"]), r["method"], labels.method_name(r["method"]),
             int(r["shots"]), _num(r["mean"]), _num(r["std"]), int(r["n"]), int(r["n_failed"]),
-            int(r["n_datasets"]), int(r["n_required"])])
+            int(r["n_datasets"]), int(r["n_required"]), info.get("label", r["method"]),
+            info.get("config", ""), approx, approx.rsplit("x", 1)[-1] if approx else ""])
     return buf.getvalue()
 
 

@@ -298,7 +298,8 @@ def test_published_numbers_are_shipped_with_sources():
 def test_protocol_matching():
     pub = next(r for r in load_published() if r.method == "coop")
     assert backbone_matches(pub, "RN50-quickgelu", "openai")
-    assert backbone_matches(pub, "RN50", "openai")
+    assert backbone_matches(pub, "rn50-quickgelu", "openai")
+    assert not backbone_matches(pub, "RN50", "openai")  # GELU text tower: not the papers' RN50
     assert not backbone_matches(pub, "RN50-quickgelu", "yfcc15m")
     assert not backbone_matches(pub, "ViT-B-16", "openai")
 
@@ -331,6 +332,22 @@ def test_compare_only_where_protocol_matches():
     comp, notes = compare(s, load_published(), backbone_names=s.backbone_info,
                           average_datasets=None)
     assert comp.empty and any("no published numbers" in n for n in notes)
+
+
+def test_plain_rn50_is_not_compared_with_published_rn50(tmp_path, capsys):
+    s = summarize(records_to_frame(_imagenet_records(backbone="RN50")))
+    comp, notes = compare(s, load_published(), backbone_names=s.backbone_info,
+                          average_datasets=None)
+    assert comp.empty
+    assert any("QuickGELU" in n and "--backbone RN50-quickgelu" in n for n in notes), notes
+    store = ResultStore(tmp_path / "o")
+    for rec in _imagenet_records(backbone="RN50"):
+        store.write(rec)
+    assert main(["report", str(tmp_path / "o"), "--compare", "published", "--layout", "main",
+                 "--color", "never"]) == 0
+    out = capsys.readouterr().out
+    assert "62.95" not in out and "58.18" not in out
+    assert "note: RN50 (openai): not compared" in out
 
 
 def test_compare_average_needs_exactly_the_eleven_datasets():

@@ -92,8 +92,26 @@ def _registry_labels():
     return labels, coop
 
 
+def _default_config():
+    """``(method, variant, dataset, shots) -> the config bench would run today`` (None for a
+    method without a config file): a row's label names the values that differ from it."""
+    from bench.config import MethodSpec, method_file, resolve_method_config
+
+    cache: dict = {}
+
+    def resolve(method, variant, dataset, shots):
+        key = (method, variant, dataset, shots)
+        if key not in cache:
+            cache[key] = (resolve_method_config(MethodSpec(method, variant), dataset, shots)[1]
+                          if method_file(method).is_file() else None)
+        return cache[key]
+
+    return resolve
+
+
 def load_summary(args):
-    """Read, select and aggregate the records that ``args`` ask for; clear errors otherwise."""
+    """Read, select and aggregate the records that ``args`` ask for; clear errors otherwise.
+    Notes on what was set aside (damaged, superseded, duplicates) go to stderr."""
     from results.aggregate import records_to_frame, select, summarize
     from results.store import ResultStore
 
@@ -101,12 +119,13 @@ def load_summary(args):
     if not store.results_dir.is_dir():
         raise UsageError(f"no results in {args.output}: {store.results_dir} does not exist "
                          f"(run `bench run --output {args.output} ...` first)")
-    frame = records_to_frame(store.iter_records(include_failed=True))
+    frame = records_to_frame(store.iter_records(include_failed=True), _default_config())
+    _note_set_aside(store)
     if frame.empty:
-        raise UsageError(f"no result records under {store.results_dir}")
+        raise UsageError(f"no usable result records under {store.results_dir}")
     methods, datasets = _split(args.methods), _split(args.datasets)
     backbones, shots = _split(args.backbone), parse_shots(args.shots)
-    _check_names("method", methods, set(frame["method"]) | set(frame["method_base"]))
+    _check_names("method", methods, set(frame["method_label"]) | set(frame["method_base"]))
     _check_names("dataset", [d for d in datasets or [] if not any(c in d for c in "*?[")],
                  set(frame["dataset"]))
     _check_names("backbone", backbones, set(frame["backbone"]) | set(frame["backbone_name"]))
@@ -114,12 +133,27 @@ def load_summary(args):
     if chosen.empty:
         raise UsageError(f"no results match the selection; found shots "
                          f"{sorted(set(frame['shots']))}, datasets "
-                         f"{sorted(set(frame['dataset']))}, methods {sorted(set(frame['method']))}")
+                         f"{sorted(set(frame['dataset']))}, methods "
+                         f"{sorted(set(frame['method_label']))}")
     exact = [d for d in datasets or [] if not any(c in d for c in "*?[")]
     required = exact if datasets and len(exact) == len(datasets) else None
     summary = summarize(chosen, datasets=required, shots=shots)
+    if summary.duplicates:
+        print(f"bench: note: {summary.duplicates} record(s) set aside: older copies of the same "
+              f"cell, seed and identity (the newest counts)", file=sys.stderr)
     labels, coop = _registry_labels()
     return summary, labels, coop
+
+
+def _note_set_aside(store) -> None:
+    if store.damaged:
+        print(f"bench: note: {len(store.damaged)} damaged record(s) set aside (named above); "
+              f"`bench run` computes their cells again", file=sys.stderr)
+    superseded = store.superseded()
+    if superseded:
+        print(f"bench: note: {len(superseded)} record(s) set aside in {store.superseded_dir}: "
+              f"replaced by runs with other inputs (or damaged); reports never read them",
+              file=sys.stderr)
 
 
 def published_comparison(summary, labels, coop):
@@ -130,7 +164,8 @@ def published_comparison(summary, labels, coop):
     except ValueError as exc:
         raise UsageError(f"the shipped published numbers cannot be read: {exc}") from None
     return compare(summary, published, backbone_names=summary.backbone_info,
-                   average_datasets=coop, method_names=labels.method_name)
+                   average_datasets=coop, method_names=labels.method_name,
+                   default_variants=labels.default_variants)
 
 
 def _write(text: str, out: Path | None) -> None:
@@ -192,8 +227,5 @@ def run(args) -> int:
         text = render_text(tables, args.fmt, color=color)
         if comparison is not None:
             text += "\n" + render_comparison(comparison[0], labels, args.fmt, comparison[1])
-    if summary.duplicates:
-        print(f"bench: note: {summary.duplicates} older record(s) of the same cell and seed "
-              f"(another config) were left out; the newest counts", file=sys.stderr)
     _write(text, args.out)
     return 0
