@@ -175,7 +175,7 @@ class CellLocks:
         body = json.dumps({**self._me, "token": token, "taken": time.time()}).encode()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             return False
         except OSError as exc:
@@ -197,7 +197,7 @@ class CellLocks:
         if age is not None and age > _BREAK_STALE_S:
             brk.unlink(missing_ok=True)
         try:
-            os.close(os.open(brk, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            os.close(os.open(brk, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:
             time.sleep(0.05)
             return False

@@ -164,6 +164,30 @@ def _cuda_expected(device: str) -> bool:
     return False
 
 
+def _check_device(device: str, launcher: str) -> None:
+    """A CUDA device this machine does not have is a usage error before any work. Not for
+    SLURM: its jobs run on other (GPU) nodes than the one submitting them."""
+    if launcher == "slurm" or not device.startswith("cuda"):
+        return
+    import torch
+
+    index = device.partition(":")[2]
+    if index and not index.isdigit():
+        raise UsageError(f"--device {device}: the GPU index must be a number, e.g. cuda:0")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        import os
+
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        seen = f", CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else ""
+        raise UsageError(f"--device {device}: no CUDA GPU is visible on this machine (torch "
+                         f"{torch.__version__}{seen}); use --device cpu (or auto), or run on a "
+                         f"GPU node (--launcher slurm)")
+    if index and int(index) >= count:
+        raise UsageError(f"--device {device}: this machine has {count} CUDA GPU(s), "
+                         f"cuda:0..cuda:{count - 1}")
+
+
 def _method_specs(value, registry) -> list:
     """``name``, ``name:variant`` and patterns -> MethodSpecs in order, without duplicates.
 
@@ -187,6 +211,7 @@ def main(args) -> int:
     from bench.planner import expand_cells, plan
 
     cfg = resolve(args)
+    _check_device(cfg["device"], cfg["launcher"])
     if cfg["demo_note"]:
         print(cfg["demo_note"], file=sys.stderr)
     cells = expand_cells(cfg["backbones"], cfg["datasets"], cfg["methods"], cfg["shots"],
@@ -240,17 +265,19 @@ def _check_writable(output: Path) -> None:
 
 def launch(jobs, cfg, args) -> int:
     if cfg["launcher"] == "inprocess":
+        from bench.errors import sigterm_as_interrupt
         from bench.runner import run_job
 
         failed = locked = 0
         encode_s = 0.0
-        for i, job in enumerate(jobs, 1):
-            print(f"bench: job {i}/{len(jobs)}: {job.dataset} ({len(job.cells)} cells)",
-                  file=sys.stderr)
-            counts = run_job(job)
-            failed += counts["failed"]
-            locked += counts.get("locked", 0)
-            encode_s += counts.get("encode_s", 0.0)
+        with sigterm_as_interrupt():  # kill/timeout/schedulers: like Ctrl-C (locks released)
+            for i, job in enumerate(jobs, 1):
+                print(f"bench: job {i}/{len(jobs)}: {job.dataset} ({len(job.cells)} cells)",
+                      file=sys.stderr)
+                counts = run_job(job)
+                failed += counts["failed"]
+                locked += counts.get("locked", 0)
+                encode_s += counts.get("encode_s", 0.0)
         print(f"bench: image encoding (feature extraction) took {encode_s:.1f} s of the run",
               file=sys.stderr)
         if locked:
