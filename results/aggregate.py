@@ -150,11 +150,19 @@ def config_tag(config: dict, reference: dict | None) -> str:
                      and _canon(config[k]) != _canon(reference[k]))
 
 
+FEATURE_PARTS = (("device", "{} features"), ("precision", "{} features"),
+                 ("cache_dtype", "{} cache"))
+
+
 def _features_sig(rec: dict) -> tuple | None:
-    feats = rec.get("features")
+    """How the record's image features were made: (device, precision, cache dtype), from its
+    ``inputs.features`` or else its ``features``; None when it does not say."""
+    inputs = rec.get("inputs") if isinstance(rec.get("inputs"), dict) else {}
+    feats = inputs.get("features") if isinstance(inputs.get("features"), dict) \
+        else rec.get("features")
     if not isinstance(feats, dict):
         return None
-    return (str(feats.get("precision")), str(feats.get("cache_dtype")))
+    return tuple(str(feats.get(k)) for k, _ in FEATURE_PARTS)
 
 
 def _weights(rec: dict) -> str | None:
@@ -236,14 +244,11 @@ def _features_tags(frame: pd.DataFrame, sigs: list) -> None:
         known = {s for s in grp["_sig"] if s is not None}
         if len(known) < 2:
             continue
-        precisions = {s[0] for s in known}
-        dtypes = {s[1] for s in known}
+        varying = [i for i in range(len(FEATURE_PARTS)) if len({s[i] for s in known}) > 1]
         for i, sig in grp["_sig"].items():
-            if sig is None:
-                continue
-            parts = ([f"{sig[0]} features"] if len(precisions) > 1 else []) + \
-                ([f"{sig[1]} cache"] if len(dtypes) > 1 else [])
-            frame.at[i, "features_tag"] = ", ".join(parts)
+            if sig is not None:
+                frame.at[i, "features_tag"] = ", ".join(
+                    FEATURE_PARTS[j][1].format(sig[j]) for j in varying)
     del frame["_sig"]
 
 

@@ -129,8 +129,8 @@ def row_notes(summary: Summary, backbone: str) -> list[str]:
         notes.append("[key=value]: config values that differ from the method's defaults for "
                      "that dataset and shot count")
     if any(r.get("features") for r in rows):
-        notes.append("[fp16 features], [float16 cache]: how the image features were computed "
-                     "and stored, where one method has several")
+        notes.append("[... features], [... cache]: the device and precision the image features "
+                     "were computed with, and how they were stored, where one method has several")
     return notes
 
 

@@ -5,6 +5,11 @@ results store, and the task states (sacct/squeue for SLURM, the process table an
 result files for local jobs). For a sweep run in-process it reads the results store alone.
 Exit code: 0 when nothing failed (all done, or still running), 1 when cells failed or tasks
 ended leaving cells without a result.
+
+A cell is done only when its record passes the one validation that `bench run` and `bench report`
+use too (results/validate.py) and is the record of that very cell (its ``cell_id``, which
+covers the cell's inputs): a damaged or stale record counts as pending, with one warning per
+damaged file.
 """
 
 from __future__ import annotations
@@ -54,19 +59,24 @@ def main(args) -> int:
         raise UsageError(f"{output} is not a folder; give the --output folder of a sweep")
     st = sweep_status(output)
     out = sys.stdout
+    store = ResultStore(output)
     if not st["submissions"]:
         # in-process sweep: the store is all there is
-        records = ResultStore(output).load_all()
-        if not records:
+        records = store.load_all()
+        if not records and not store.damaged:
             print(f"{output}: no sweep here (no results, no submissions under {output}/sweep)",
                   file=out)
             return 1
         ok = [r for r in records if r.get("status") == "ok"]
         bad = [r for r in records if r.get("status") != "ok"]
-        print(f"sweep {output} (in-process): {len(ok)} cells done, {len(bad)} failed", file=out)
+        damaged = (f", {len(store.damaged)} damaged (left out of reports; `bench run` computes "
+                   f"them again)" if store.damaged else "")
+        print(f"sweep {output} (in-process): {len(ok)} cells done, {len(bad)} failed{damaged}",
+              file=out)
         _print_failed_records(bad, args.tracebacks, out)
-        return 1 if bad else 0
+        return 1 if bad or store.damaged else 0
 
+    n_damaged = _recheck_done(st, store)
     done, failed, pending = len(st["done"]), len(st["failed"]), len(st["pending"])
     total = done + failed + pending
     latest = st["submissions"][-1]
@@ -75,6 +85,9 @@ def main(args) -> int:
     pct = 100.0 * (done + failed) / total if total else 100.0
     print(f"sweep {output}: {total} cells: {done} done, {failed} failed, {pending} pending",
           file=out)
+    if n_damaged:
+        print(f"({n_damaged} of the pending cells have a damaged record, named above; `bench run` "
+              f"computes them again)", file=out)
     print(f"{bar(done, failed, total)} {pct:5.1f}%", file=out)
     where = (f"SLURM array {latest['array_id']}" if latest["launcher"] == "slurm"
              else "local processes")
@@ -82,11 +95,12 @@ def main(args) -> int:
           f"{len(latest['tasks'])} task(s) as {where}; {len(active)} queued or running", file=out)
     print(f"submitit logs: {latest['submitit_dir']}", file=out)
     rows = []
+    done_ids = {c["id"] for c in st["done"]}
+    failed_ids = {c["id"] for c in st["failed"]}
     for task in latest["tasks"]:
         info = jobs.get(task["job_id"], {"state": "UNKNOWN"})
-        n_done = sum(1 for c in task["cells"] if (output / c["result"]).is_file())
-        n_fail = sum(1 for c in task["cells"]
-                     if not (output / c["result"]).is_file() and (output / c["failed"]).is_file())
+        n_done = sum(1 for c in task["cells"] if c["id"] in done_ids)
+        n_fail = sum(1 for c in task["cells"] if c["id"] in failed_ids)
         n_pend = len(task["cells"]) - n_done - n_fail
         rows.append((task["job_id"], info["state"], f"{n_done}/{n_fail}/{n_pend}", task["key"]))
     w0 = max(len("task"), *(len(r[0]) for r in rows))
@@ -135,6 +149,24 @@ def main(args) -> int:
     if failed:
         print(f"rerunning the same `bench run` retries the {failed} failed cell(s)", file=out)
     return 1 if failed or lost or bad_tasks else 0
+
+
+def _recheck_done(st: dict, store) -> int:
+    """Move cells whose result file is damaged or stale (another cell's identity or inputs)
+    from done to pending (failed when a sound failure record is there); returns how many were
+    damaged."""
+    output = Path(st["output"])
+    kept, n_damaged = [], 0
+    for c in st["done"]:
+        rec = store.read(output / c["result"])
+        if rec is not None and rec["status"] == "ok" and rec.get("cell_id", c["id"]) == c["id"]:
+            kept.append(c)
+            continue
+        n_damaged += rec is None
+        failure = store.read(output / c["failed"]) if (output / c["failed"]).is_file() else None
+        (st["failed"] if failure is not None else st["pending"]).append(c)
+    st["done"] = kept
+    return n_damaged
 
 
 def _load(path: Path) -> dict | None:
