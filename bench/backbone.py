@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 
 # PROTOCOL §1: CoOp/CLIP-Adapter train augmentation (not open_clip's own, which uses 0.9-1.0).
 TRAIN_CROP_SCALE = (0.08, 1.0)
+# Batches of fewer images are padded to this size before the image encoder: on a CPU, oneDNN and
+# MKL run other kernels for tiny batches, whose results differ in the last bits (measured on the
+# demo model: batches of 1-7 differ by up to 7e-6 from batches of 8 or more, which all agree), so
+# without it an image's features would depend on which batch it fell into.
+MIN_BATCH = 8
 
 
 @lru_cache(maxsize=None)
@@ -173,9 +178,13 @@ class Backbone:
         """Raw image features (N, D) float32 on the device; ``autocast``: fp16 (or ``amp_dtype``)
         autocast on CUDA. ``images`` may be in pinned memory: the copy does not block."""
         images = images.to(self.device, non_blocking=True)
+        n = images.shape[0]
+        if 0 < n < MIN_BATCH:
+            pad = images.new_zeros((MIN_BATCH - n, *images.shape[1:]))
+            images = torch.cat([images, pad])
         with torch.autocast(self.device.type, dtype=amp_dtype,
                             enabled=autocast and self.device.type == "cuda"):
-            return self.model.encode_image(images).float()
+            return self.model.encode_image(images).float()[:n]
 
     # -- text ---------------------------------------------------------------------------------
     @torch.no_grad()

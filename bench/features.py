@@ -1,14 +1,21 @@
 """Image feature extraction and the on-disk feature cache.
 
 The cache is keyed by everything that changes the numbers: backbone and weights (a content hash
-for local files), dataset, split and its exact item list, transform and view index, precision
-and storage dtype. Each key is a folder of shards; a shard holds features for some item indices,
-so later cells add only what is missing (new seeds, more shots). Shards are written atomically
-and carry a header with their shape, dtype and a SHA-256 of the payload; a shard that fails the
-check is deleted with a warning and its items are recomputed.
+for local files), dataset, split and its exact item list, transform, view index and augmentation
+salt, precision and storage dtype. Each key is a folder of shards; a shard holds features for
+some item indices, so later cells add only what is missing (new seeds, more shots). Shards are
+written atomically and carry a header with their shape, dtype and a SHA-256 of the payload; a
+shard that fails the check is deleted with a warning and its items are recomputed.
 
-Augmented views are deterministic per (image path, view index): every process that needs view v
-of an image computes the same crop, so cached and recomputed features agree.
+Every cached row also carries the identity of its image file when it was encoded: a 63-bit hash
+of the file's size and modification time in nanoseconds (``os.stat``; reading every image to hash
+its content would cost as much as decoding it). A row whose file has changed since is treated as
+missing and encoded again; rows of unchanged files are kept.
+
+Augmented views are deterministic per (image path, view index, salt): every process that needs
+view v of an image computes the same crop. The protocol's fresh views use the epoch as the view
+index and the run seed in the salt, so a (seed, image, epoch) crop is the same wherever it is
+drawn and differs between seeds.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from results.atomic import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"BENCHFEAT1\n"
+MAGIC = b"BENCHFEAT2\n"  # 2: each row carries its image file's identity (see file_identity)
 DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
@@ -45,16 +52,35 @@ class CorruptShard(Exception):
     pass
 
 
-def encode_shard(indices: np.ndarray, features: np.ndarray) -> bytes:
+def file_identity(path: Path) -> int:
+    """A 63-bit identity of an image file from ``os.stat``: size and mtime in nanoseconds.
+
+    Replacing a file (a new download, an edited image) changes it; reading the file does not.
+    A missing file gets -1 (its features are then never taken from the cache).
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return -1
+    digest = hashlib.blake2b(f"{st.st_size}:{st.st_mtime_ns}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def encode_shard(indices: np.ndarray, features: np.ndarray, stamps: np.ndarray | None = None
+                 ) -> bytes:
     idx = np.ascontiguousarray(indices, dtype=np.int64).tobytes()
+    if stamps is None:
+        stamps = np.full(len(indices), -1, dtype=np.int64)
+    stamp_bytes = np.ascontiguousarray(stamps, dtype=np.int64).tobytes()
     feats = np.ascontiguousarray(features).tobytes()
-    payload = idx + feats
+    payload = idx + stamp_bytes + feats
     header = {"n": int(len(indices)), "dim": int(features.shape[1]), "dtype": str(features.dtype),
               "sha256": hashlib.sha256(payload).hexdigest()}
     return MAGIC + json.dumps(header).encode() + b"\n" + payload
 
 
-def decode_shard(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+def decode_shard(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indices, file identities, features) of a shard; raises CorruptShard."""
     if not data.startswith(MAGIC):
         raise CorruptShard("bad magic")
     end = data.find(b"\n", len(MAGIC))
@@ -66,13 +92,14 @@ def decode_shard(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptShard(f"bad header: {exc}") from None
     payload = data[end + 1:]
-    if len(payload) != n * 8 + n * dim * dtype.itemsize:
+    if len(payload) != n * 16 + n * dim * dtype.itemsize:
         raise CorruptShard(f"size {len(payload)} does not match header (n={n}, dim={dim}, {dtype})")
     if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
         raise CorruptShard("checksum mismatch")
     indices = np.frombuffer(payload[:n * 8], dtype=np.int64)
-    feats = np.frombuffer(payload[n * 8:], dtype=dtype).reshape(n, dim)
-    return indices, feats
+    stamps = np.frombuffer(payload[n * 8:n * 16], dtype=np.int64)
+    feats = np.frombuffer(payload[n * 16:], dtype=dtype).reshape(n, dim)
+    return indices, stamps, feats
 
 
 class FeatureCache:
@@ -86,13 +113,15 @@ class FeatureCache:
         # Decoded shards by path, valid while the file's (mtime, size) is unchanged: every cell
         # of a job reads the same train/val/view folders, and re-reading and re-hashing them
         # cost a full pass over the folder per cell. A shard rewritten on disk is read again.
-        self._shards: dict[Path, tuple[tuple[int, int], np.ndarray, np.ndarray]] = {}
+        self._shards: dict[Path, tuple[tuple[int, int], np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def key_dir(self, key: dict) -> Path:
-        return self.root / stable_hash({**key, "storage_dtype": self.dtype})
+        return self.root / stable_hash({**key, "storage_dtype": self.dtype, "format": 2})
 
-    def _read(self, folder: Path) -> dict[int, np.ndarray]:
-        rows: dict[int, np.ndarray] = {}
+    def _read(self, folder: Path) -> dict[int, dict[int, np.ndarray]]:
+        """Rows of a key folder: index -> {file identity when encoded: features} (an image
+        replaced since has rows under its old and its new identity)."""
+        rows: dict[int, dict[int, np.ndarray]] = {}
         if not folder.is_dir():
             return rows
         for shard in sorted(folder.glob("shard-*.bin")):
@@ -101,37 +130,46 @@ class FeatureCache:
                 stamp = (st.st_mtime_ns, st.st_size)
                 memo = self._shards.get(shard)
                 if memo is not None and memo[0] == stamp:
-                    indices, feats = memo[1], memo[2]
+                    indices, idents, feats = memo[1:]
                 else:
-                    indices, feats = decode_shard(shard.read_bytes())
-                    self._shards[shard] = (stamp, indices, feats)
+                    indices, idents, feats = decode_shard(shard.read_bytes())
+                    self._shards[shard] = (stamp, indices, idents, feats)
             except (CorruptShard, OSError) as exc:
                 self._shards.pop(shard, None)
                 warnings.warn(f"feature cache: {shard} is damaged ({exc}); deleting it and "
                               f"recomputing its features", stacklevel=2)
                 shard.unlink(missing_ok=True)
                 continue
-            for i, row in zip(indices.tolist(), feats):
-                rows[i] = row
+            for i, ident, row in zip(indices.tolist(), idents.tolist(), feats):
+                rows.setdefault(i, {})[ident] = row
         return rows
 
     def get(self, key: dict, indices: Sequence[int],
-            compute: Callable[[list[int]], torch.Tensor]) -> torch.Tensor:
+            compute: Callable[[list[int]], torch.Tensor],
+            identity: Callable[[int], int] | None = None) -> torch.Tensor:
         """Features (len(indices), D) as float32; computes and stores only the missing rows."""
-        return self.get_many([key], indices, lambda missing: compute(missing)[None])[0]
+        return self.get_many([key], indices, lambda missing: compute(missing)[None], identity)[0]
 
     def get_many(self, keys: list[dict], indices: Sequence[int],
-                 compute: Callable[[list[int]], torch.Tensor]) -> torch.Tensor:
+                 compute: Callable[[list[int]], torch.Tensor],
+                 identity: Callable[[int], int] | None = None) -> torch.Tensor:
         """(len(keys), len(indices), D) float32 for several keys over the same indices.
 
         ``compute(missing)`` returns (len(keys), len(missing), D): one call for the rows missing
         under any key (so one decode of an image serves all its augmented views); each key then
-        stores only the rows it lacked.
+        stores only the rows it lacked. ``identity(i)`` is the current identity of item i's file
+        (:func:`file_identity`): a cached row encoded from a different file is missing.
         """
         folders = [self.key_dir(k) for k in keys]
         rows = [self._read(f) for f in folders]
         wanted = list(dict.fromkeys(int(i) for i in indices))
-        lacking = [[i for i in wanted if i not in r] for r in rows]
+        ident = {i: (identity(i) if identity else -1) for i in wanted}
+
+        def current(r: dict, i: int) -> bool:
+            got = r.get(i)
+            return bool(got) and (identity is None or (ident[i] != -1 and ident[i] in got))
+
+        lacking = [[i for i in wanted if not current(r, i)] for r in rows]
         lacking_any = set().union(*lacking) if lacking else set()
         missing = [i for i in wanted if i in lacking_any]
         self.misses += sum(len(m) for m in lacking)
@@ -141,19 +179,27 @@ class FeatureCache:
             where = {i: n for n, i in enumerate(missing)}
             for key, folder, r, lack, f in zip(keys, folders, rows, lacking, feats):
                 if lack:
-                    self._write(key, folder, lack, f[[where[i] for i in lack]])
-                    r.update(zip(lack, f[[where[i] for i in lack]]))
+                    new = f[[where[i] for i in lack]]
+                    idents = np.array([ident[i] for i in lack], dtype=np.int64)
+                    self._write(key, folder, lack, new, idents)
+                    for i, row in zip(lack, new):
+                        r.setdefault(i, {})[ident[i]] = row
         if not indices:
             return torch.empty(len(keys), 0, 0)
-        return torch.from_numpy(np.stack([np.stack([r[int(i)] for i in indices]) for r in rows])
-                                .astype(np.float32))
+        def row(r: dict, i: int) -> np.ndarray:
+            got = r[i]
+            return got[ident[i]] if identity is not None else next(iter(got.values()))
 
-    def _write(self, key: dict, folder: Path, indices: list[int], feats: np.ndarray) -> None:
+        return torch.from_numpy(np.stack([np.stack([row(r, int(i)) for i in indices])
+                                          for r in rows]).astype(np.float32))
+
+    def _write(self, key: dict, folder: Path, indices: list[int], feats: np.ndarray,
+               idents: np.ndarray) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         if not (folder / "key.json").exists():
             atomic_write_json(folder / "key.json", key)
         shard = folder / f"shard-{os.getpid()}-{uuid.uuid4().hex[:12]}.bin"
-        atomic_write_bytes(shard, encode_shard(np.asarray(indices), feats))
+        atomic_write_bytes(shard, encode_shard(np.asarray(indices), feats, idents))
 
 
 def view_seed(relpath: str, view: int, salt: int = 0) -> int:
@@ -230,7 +276,9 @@ class ImageFiles(torch.utils.data.Dataset):
         out = []
         with torch.random.fork_rng(devices=[]):
             for v in self.views:
-                torch.manual_seed(view_seed(rel, v, self.salt))
+                # The CPU generator only: torch.manual_seed also queues a CUDA seeding call with a
+                # formatted stack trace (about 2 ms each, and a queue that grows per crop).
+                torch.default_generator.manual_seed(view_seed(rel, v, self.salt))
                 out.append(self.transform(img))
         return torch.stack(out), ""
 
@@ -254,7 +302,9 @@ def encode_files(backbone, files: ImageFiles, batch_size: int = 64, workers: int
     inference_mode (and autocast if asked), and features stay on the device until the end: one
     copy back instead of a synchronizing copy per batch.
     """
-    loader = image_loader(files, batch_size, workers, backbone.device)
+    # With V views per image, a batch holds about ``batch_size`` crops (at least one image).
+    per_batch = batch_size if files.views is None else max(1, batch_size // len(files.views))
+    loader = image_loader(files, per_batch, workers, backbone.device)
     out = []
     bar = tqdm(total=len(files), desc=desc, unit="img", disable=not progress or None, leave=False)
     for images, errors in loader:
@@ -278,13 +328,22 @@ def encode_files(backbone, files: ImageFiles, batch_size: int = 64, workers: int
     return torch.cat(out, dim=-2).cpu()
 
 
+# The train augmentations a method may ask for (methods.base.ViewSpec.transform): the crop scale
+# of RandomResizedCrop (bicubic) + horizontal flip + CLIP normalization.
+TRAIN_TRANSFORMS = {
+    "protocol": (0.08, 1.0),  # docs/protocol.md §1: CoOp's and CLIP-Adapter's augmentation
+    "tip": (0.5, 1.0),  # docs/protocol.md §8: Tip-Adapter's cache augmentation
+}
+
+
 class DatasetFeatures:
     """Features of one dataset under one backbone, through the cache.
 
-    ``eval_features(split, positions)``: eval transform (PROTOCOL §1), positions into the split
-    list. ``view_features(positions, n_views)``: views 0..n-1 of the train augmentation,
-    (n_views, N, D); each image is decoded once for all its missing views.
-    ``online(positions, seed)``: a function epoch -> fresh augmented features (not cached).
+    ``eval_features(split, positions)``: eval transform (docs/protocol.md §1), positions into the
+    split list, cached. ``augmented(positions, views, transform, salt)``: (V, N, D) features of
+    augmented views of train images (each image decoded once for all its views); cached on disk
+    unless ``cache=False`` (the protocol's per-epoch views, which are many and read once per run:
+    see bench.views.EpochViewStore).
     """
 
     def __init__(self, backbone, splits, cache: FeatureCache, batch_size: int = 64,
@@ -297,7 +356,9 @@ class DatasetFeatures:
         self.autocast = autocast
         self.progress = progress
         self._list_hash = {s: stable_hash(splits.split(s)) for s in ("train", "val", "test")}
+        self._identities: dict[str, dict[int, int]] = {"train": {}, "val": {}, "test": {}}
         self.encode_seconds = 0.0
+        self.encoded_images = 0
 
     def precision(self) -> str:
         return "amp" if self.autocast and self.backbone.device.type == "cuda" else "fp32"
@@ -312,6 +373,18 @@ class DatasetFeatures:
                 "items": self._list_hash[split], "transform": transform, "view": view,
                 "image_size": self.backbone.image_size, "precision": self.precision()}
 
+    def identity(self, split: str) -> Callable[[int], int]:
+        """position -> :func:`file_identity` of that image, each file stat'ed once per job."""
+        memo = self._identities[split]
+        items = self.splits.split(split)
+
+        def ident(position: int) -> int:
+            if position not in memo:
+                memo[position] = file_identity(self.splits.image_dir / items[position][0])
+            return memo[position]
+
+        return ident
+
     def _encode(self, split: str, positions: list[int], transform, views=None, salt=0,
                 desc="") -> torch.Tensor:
         import time
@@ -323,28 +396,32 @@ class DatasetFeatures:
         feats = encode_files(self.backbone, files, self.batch_size, self.workers, desc=desc,
                              autocast=self.autocast, progress=self.progress)
         self.encode_seconds += time.perf_counter() - t0
+        self.encoded_images += len(positions) * (len(views) if views is not None else 1)
         return feats
 
     def eval_features(self, split: str, positions: Sequence[int]) -> torch.Tensor:
         return self.cache.get(
             self._key(split, "eval"), positions,
             lambda missing: self._encode(split, missing, self.backbone.eval_transform, None,
-                                         desc=f"{self.splits.name} {split}"))
+                                         desc=f"{self.splits.name} {split}"),
+            self.identity(split))
 
-    def view_features(self, positions: Sequence[int], n_views: int) -> torch.Tensor:
-        keys = [self._key("train", "train-aug", v) for v in range(n_views)]
-        return self.cache.get_many(
-            keys, positions,
-            lambda missing: self._encode("train", missing, self.backbone.train_transform(),
-                                         list(range(n_views)),
-                                         desc=f"{self.splits.name} train x{n_views} views"))
+    def augmented(self, positions: Sequence[int], views: Sequence[int], transform: str,
+                  salt: str, cache: bool = True, desc: str = "") -> torch.Tensor:
+        """(len(views), len(positions), D): view ``v`` of each train image under the named
+        train ``transform`` (TRAIN_TRANSFORMS), its crop drawn from a generator keyed by
+        (image path, v, salt)."""
+        if transform not in TRAIN_TRANSFORMS:
+            raise BenchError(f"unknown train transform {transform!r}; known: "
+                             f"{', '.join(TRAIN_TRANSFORMS)}")
+        views = list(views)
+        tf = self.backbone.train_transform(scale=TRAIN_TRANSFORMS[transform])
+        desc = desc or f"{self.splits.name} train x{len(views)} views"
 
-    def online(self, positions: Sequence[int], seed: int) -> Callable[[int], torch.Tensor]:
-        positions = list(positions)
+        def compute(missing: list[int]) -> torch.Tensor:
+            return self._encode("train", missing, tf, views, salt=salt, desc=desc)
 
-        def encode(epoch: int) -> torch.Tensor:
-            # Fresh augmentation per (seed, epoch): view index = epoch, salted by the run seed.
-            return self._encode("train", positions, self.backbone.train_transform(), [epoch],
-                                salt=1_000 + seed, desc="")[0]
-
-        return encode
+        if not cache:
+            return compute(list(positions))
+        keys = [self._key("train", f"aug:{transform}:{salt}", v) for v in views]
+        return self.cache.get_many(keys, positions, compute, self.identity("train"))

@@ -65,6 +65,9 @@ def plan(cells: list[dict], *, data_root: str, output: str, cache_dir: str, devi
     """Group the cells that still need running into jobs (in grid order)."""
     if group_by not in GROUPINGS:
         raise UsageError(f"unknown grouping {group_by!r}; choose one of {', '.join(GROUPINGS)}")
+    from bench.identity import attach_inputs
+
+    attach_inputs(cells, data_root, device, options or {})
     store = ResultStore(output)
     todo = [c for c in cells if not (skip_done and store.exists(c))]
     keys = GROUPINGS[group_by]

@@ -33,9 +33,11 @@ from bench.backbone import Backbone
 from bench.errors import BenchError
 from bench.evaluate import evaluate
 from bench.features import DatasetFeatures, FeatureCache
-from bench.views import CachedViews, NoViews, OnlineViews
+from bench.identity import draw_subset, sampler_of
+from bench.views import (CachedViews, EpochViewStore, FixedViews, NoViews, cached_salt,
+                         epoch_salt, resolve_views)
 from datasets_registry import DATASETS
-from datasets_registry.fewshot import FewShotSubset, sample_fewshot, seed_everything
+from datasets_registry.fewshot import FewShotSubset, seed_everything
 from methods import METHODS
 from methods.base import FeatureSplit, Task
 from bench.locks import CellLocks
@@ -44,10 +46,11 @@ from results.store import ResultStore, cell_id
 
 log = logging.getLogger(__name__)
 
-# Config keys every learned method may carry, read by the core (not by the method):
-#   feature_mode: cached | online   how augmented train views are produced
-#   n_views: int                    how many augmented views are encoded per image (cached mode)
-CORE_KEYS = ("feature_mode", "n_views")
+# Config keys read by the core (not by the method):
+#   feature_mode: online | cached   for methods whose ViewSpec is per_epoch (bench.views)
+#   n_views: int                    views per image in cached mode, or a fixed-views method's V
+#   fewshot_sampler: dassl | lpclip the few-shot sampler (datasets_registry.fewshot.SAMPLERS)
+CORE_KEYS = ("feature_mode", "n_views", "fewshot_sampler")
 
 
 def versions() -> dict:
@@ -98,7 +101,8 @@ def run_job(job) -> dict:
     """Run every cell of ``job`` (a bench.planner.Job); returns counts of cells done, failed,
     skipped (a result exists) and locked (another live process holds the cell's lock), and
     ``encode_s``, the seconds spent encoding images."""
-    counts = {"done": 0, "failed": 0, "skipped": 0, "locked": 0, "encode_s": 0.0}
+    counts = {"done": 0, "failed": 0, "skipped": 0, "locked": 0, "encode_s": 0.0,
+              "view_encodes": 0}
     store = ResultStore(job.output)
     locks = CellLocks(store.output / "locks")
     _clean_leftovers(job, locks)
@@ -174,9 +178,15 @@ class _Context:
             autocast=_autocast(opts.get("autocast", "auto"), backbone.device),
             progress=opts.get("progress", True))
         self.position = {s: _positions(self.splits.split(s)) for s in ("train", "val")}
-        self.subsets: dict[tuple[int, int], FewShotSubset] = {}
+        self.subsets: dict[tuple[int, int, str], FewShotSubset] = {}
         self.union: dict[str, list[int]] = {}  # per split, the positions any cell uses
         self._encoded: set[str] = set()
+        # The protocol's per-epoch views: per (transform, seed), the epochs each train position
+        # is trained on by some cell, the store once built, and how many cells still read it.
+        self.epoch_needs: dict[tuple[str, int], dict[int, int]] = defaultdict(dict)
+        self.epoch_readers: dict[tuple[str, int], int] = defaultdict(int)
+        self.epoch_stores: dict[tuple[str, int], EpochViewStore] = {}
+        self.store_stats = {"images": 0, "encoded_views": 0, "peak_bytes": 0}
 
     def eval_rows(self, split: str, positions: list[int]) -> torch.Tensor:
         """Eval-transform features of ``positions``; the first call for a split encodes what all
@@ -189,17 +199,51 @@ class _Context:
         except BenchError as exc:
             raise DatasetDataError(str(exc)) from None
 
-    def subset(self, shots: int, seed: int) -> FewShotSubset:
-        if (shots, seed) not in self.subsets:
-            subset = sample_fewshot(self.splits.train, self.splits.val, shots, seed)
+    def subset(self, shots: int, seed: int, sampler: str = "dassl") -> FewShotSubset:
+        key = (shots, seed, sampler)
+        if key not in self.subsets:
+            subset = draw_subset(self.splits, shots, seed, sampler)
             if subset.short_classes:
                 note = short_classes_note(self.dataset.display_name, subset, self.splits.classnames)
                 print(f"bench: warning: {note}", file=sys.stderr)
-            self.subsets[(shots, seed)] = subset
-        return self.subsets[(shots, seed)]
+            self.subsets[key] = subset
+        return self.subsets[key]
+
+    def cell_subset(self, cell) -> FewShotSubset:
+        return self.subset(cell["shots"], cell["seed"], sampler_of(cell["config"]))
 
     def positions(self, split: str, items) -> list[int]:
         return [self.position[split][tuple(it)] for it in items]
+
+    def epoch_views(self, transform: str, seed: int, positions: list[int]):
+        """The cell's rows of the (transform, seed) view store, built on first use (every
+        (image, epoch) the seed's cells need, encoded once) and freed after its last reader."""
+        key = (transform, seed)
+        if key not in self.epoch_stores:
+            salt = epoch_salt(transform, seed)
+            dtype = torch.float16 if self.features.cache.dtype == "float16" else torch.float32
+
+            def encode(pos: list[int], n_epochs: int) -> torch.Tensor:
+                return self.features.augmented(
+                    pos, range(n_epochs), transform, salt, cache=False,
+                    desc=f"{self.splits.name} seed {seed}: {len(pos)} img x {n_epochs} epochs")
+
+            try:
+                store = EpochViewStore(self.epoch_needs[key], encode, dtype)
+            except BenchError as exc:
+                raise DatasetDataError(str(exc)) from None
+            self.epoch_stores[key] = store
+            self.store_stats["images"] += len(store.where)
+            self.store_stats["encoded_views"] += store.n_encoded
+            self.store_stats["peak_bytes"] = max(self.store_stats["peak_bytes"],
+                                                 sum(s.nbytes() for s in self.epoch_stores.values()))
+        return self.epoch_stores[key]
+
+    def done_reading(self, transform: str, seed: int) -> None:
+        key = (transform, seed)
+        self.epoch_readers[key] -= 1
+        if self.epoch_readers[key] <= 0:
+            self.epoch_stores.pop(key, None)
 
 
 def short_classes_note(dataset: str, subset: FewShotSubset, classnames: list[str]) -> str:
@@ -230,6 +274,9 @@ def _run_dataset(job, backbone, dataset_name, cells, store: ResultStore, locks: 
     one message; the job goes on with its other datasets.
     """
     t0 = time.perf_counter()
+    # By seed (stable): the protocol's view store of a seed is built for its first cell and
+    # freed after its last, so one seed's store is in memory at a time.
+    cells = sorted(cells, key=lambda c: c["seed"])
     try:
         ctx = _Context(job, backbone, dataset_name)
         test_feats, test_labels = _extract(ctx, cells)
@@ -244,24 +291,54 @@ def _run_dataset(job, backbone, dataset_name, cells, store: ResultStore, locks: 
         except DatasetDataError as exc:  # train/val images that cannot be read: the rest fail
             _fail_dataset(dataset_name, exc, cells[i:], backbone, store, locks, counts)
             break
+        finally:
+            views = _views_of(cell)
+            if views["mode"] == "online":
+                ctx.done_reading(views["transform"], cell["seed"])
         record["timings"]["job_setup_s"] = round(setup_s, 3)
         store.write(record)
         locks.release(cell_id(cell))
         counts["done" if record["status"] == "ok" else "failed"] += 1
     counts["encode_s"] += ctx.features.encode_seconds  # image encoding, incl. online views
+    counts["view_encodes"] += ctx.store_stats["encoded_views"]
+
+
+def _views_of(cell) -> dict:
+    """The train views a cell gets (planned into ``cell["inputs"]``; resolved here otherwise)."""
+    planned = (cell.get("inputs") or {}).get("views")
+    if planned:
+        return planned
+    spec = METHODS.entry(cell["method"]).extra.get("views")
+    return resolve_views(spec, cell["config"], cell["seed"])
 
 
 def _extract(ctx: _Context, cells) -> tuple[torch.Tensor, torch.Tensor]:
-    """Extract everything the cells need up front, in few large batches; test features/labels."""
+    """Extract what the cells need up front, in few large batches; test features/labels.
+
+    Test features once for every cell; V cached or fixed views of the union of the images that
+    need them; the protocol's per-epoch views are only planned here (which image for how many
+    epochs, per seed) and encoded when the seed's first cell runs (_Context.epoch_views).
+    """
     test_feats = ctx.features.eval_features("test", list(range(len(ctx.splits.test))))
     test_labels = torch.tensor([lbl for _, lbl in ctx.splits.test])
-    n_views = max((c["config"].get("n_views", 0) for c in cells
-                   if c["config"].get("feature_mode", "cached") == "cached"), default=0)
-    subsets = [ctx.subset(c["shots"], c["seed"]) for c in cells]
+    subsets = [ctx.cell_subset(c) for c in cells]
     ctx.union["train"] = sorted({p for s in subsets for p in ctx.positions("train", s.train)})
     ctx.union["val"] = sorted({p for s in subsets for p in ctx.positions("val", s.val)})
-    if n_views:
-        ctx.features.view_features(ctx.union["train"], n_views)
+    fixed: dict[tuple, set[int]] = defaultdict(set)
+    for cell, subset in zip(cells, subsets):
+        views = _views_of(cell)
+        train_pos = ctx.positions("train", subset.train)
+        if views["mode"] == "online":
+            key = (views["transform"], cell["seed"])
+            needs = ctx.epoch_needs[key]
+            for p in train_pos:
+                needs[p] = max(needs.get(p, 0), views["epochs"])
+            ctx.epoch_readers[key] += 1
+        elif views["mode"] in ("cached", "fixed"):
+            fixed[(views["transform"], views["n_views"], cell["seed"])].update(train_pos)
+    for (transform, n_views, seed), positions in fixed.items():
+        ctx.features.augmented(sorted(positions), range(n_views), transform,
+                               cached_salt(transform, seed))
     # Train and val with the eval transform: encoded on first use (see _Context.eval_rows).
     return test_feats, test_labels
 
@@ -291,22 +368,27 @@ def _run_cell(cell, ctx: _Context, backbone, classnames, test_feats, test_labels
               store: ResultStore) -> dict:
     record = _base_record(cell, backbone)
     try:
-        subset = ctx.subset(cell["shots"], cell["seed"])
+        subset = ctx.cell_subset(cell)
         split_path = store.split_path(cell["dataset"], cell["shots"], cell["seed"])
+        if sampler_of(cell["config"]) != "dassl":
+            split_path = split_path.with_name(
+                f"{split_path.stem}-{sampler_of(cell['config'])}{split_path.suffix}")
         if not split_path.exists():
             atomic_write_json(split_path, subset.to_json())
         record["fewshot"] = {"path": str(split_path.relative_to(store.output)),
                              "n_train": len(subset.train), "n_val": len(subset.val),
                              "short_classes": subset.to_json()["short_classes"]}
+        enc0 = ctx.features.encode_seconds
         task = _build_task(cell, ctx, backbone, classnames, subset)
         fit = METHODS.get(cell["method"])
         seed_everything(cell["seed"])
-        enc0, t = ctx.features.encode_seconds, time.perf_counter()
+        enc1, t = ctx.features.encode_seconds, time.perf_counter()
         fitted = fit(task)
-        # Images this cell caused to be encoded (the dataset's eval-transform train/val union,
-        # on first use; online views) are not fitting time.
+        # Images this cell caused to be encoded (its seed's view store when it is the first
+        # reader; the dataset's eval-transform train/val union, on first use) are not fitting.
         encode_s = ctx.features.encode_seconds - enc0
-        record["timings"]["fit_s"] = round(time.perf_counter() - t - encode_s, 4)
+        record["timings"]["fit_s"] = round(
+            time.perf_counter() - t - (ctx.features.encode_seconds - enc1), 4)
         if encode_s:
             record["timings"]["encode_s"] = round(encode_s, 4)
         t = time.perf_counter()
@@ -317,6 +399,7 @@ def _run_cell(cell, ctx: _Context, backbone, classnames, test_feats, test_labels
         record["logits_sha256"] = hashlib.sha256(logits.numpy().tobytes()).hexdigest()
         record["selected"] = fitted.info
         record["features"] = ctx.features.describe()
+        record["views"] = task.train_views.describe()
         record["status"] = "ok"
     except (DiskFull, DatasetDataError):
         raise  # not the cell's fault: the run (DiskFull) or the dataset (see _run_dataset)
@@ -337,20 +420,20 @@ def _build_task(cell, ctx: _Context, backbone, classnames, subset: FewShotSubset
                          torch.tensor([l for _, l in subset.train], device=backbone.device))
     val = FeatureSplit(lambda: ctx.eval_rows("val", val_pos).to(backbone.device),
                        torch.tensor([l for _, l in subset.val], device=backbone.device))
-    mode = cfg.get("feature_mode", "cached")
-    if not any(k in cfg for k in CORE_KEYS):
-        views = NoViews()
-    elif mode == "online":
-        views = OnlineViews(lambda e, f=ctx.features.online(train_pos, cell["seed"]): f(e).to(backbone.device))
-    elif mode == "cached":
-        n = max(int(cfg.get("n_views", 1)), 1)
-        views = CachedViews(ctx.features.view_features(train_pos, n).to(backbone.device),
-                            cell["seed"])
+    views = _views_of(cell)
+    if views["mode"] == "online":
+        store = ctx.epoch_views(views["transform"], cell["seed"], train_pos)
+        train_views = store.views(train_pos, backbone.device, views)
+    elif views["mode"] in ("cached", "fixed"):
+        feats = ctx.features.augmented(train_pos, range(views["n_views"]), views["transform"],
+                                       cached_salt(views["transform"], cell["seed"]))
+        kind = CachedViews if views["mode"] == "cached" else FixedViews
+        train_views = kind(feats.to(backbone.device), cell["seed"], views)
     else:
-        raise BenchError(f"feature_mode must be 'cached' or 'online', not {mode!r}")
+        train_views = NoViews()
     return Task(dataset=cell["dataset"], classnames=classnames, templates=ctx.dataset.templates,
                 shots=cell["shots"], seed=cell["seed"], config=cfg, device=backbone.device,
-                train=train, val=val, train_views=views, backbone=backbone)
+                train=train, val=val, train_views=train_views, backbone=backbone)
 
 
 def _chunked_logits(fitted, feats: torch.Tensor, device, chunk: int = 8192) -> torch.Tensor:

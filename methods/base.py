@@ -37,18 +37,61 @@ class FeatureSplit:
         return len(self.labels)
 
 
+# Train transforms the core can apply to the few-shot train images (bench.backbone):
+#   "protocol": RandomResizedCrop(scale 0.08-1, bicubic) + horizontal flip (CoOp, CLIP-Adapter)
+#   "tip":      RandomResizedCrop(scale 0.5-1, bicubic) + horizontal flip (Tip-Adapter's cache)
+VIEW_TRANSFORMS = ("protocol", "tip")
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """What augmented train views a method needs, declared where it registers
+    (``METHODS.register(..., views=ViewSpec(...))``); the core prepares exactly that.
+
+    * ``kind="none"``: no augmented views (zero-shot, linear probe: eval-transform features only).
+    * ``kind="per_epoch"``: the protocol of methods that train for ``config[epochs_key]`` epochs on
+      a fresh augmentation of every train image in every epoch (CoOp, CLIP-Adapter). The crop of
+      (seed, image, epoch) is drawn from a generator keyed by exactly that, encoded once, and read
+      by every method and shot count of that seed. The config key ``feature_mode: cached``
+      (``n_views`` views pre-encoded once, the same for every seed) is an opt-in approximation
+      of it that every report labels.
+    * ``kind="fixed"``: ``n_views`` augmented views per image are the method's own protocol
+      (Tip-Adapter averages 10); ``Task.train_views.all()`` gives them, (V, N, D). The config key
+      ``n_views``, when present, overrides the declared number.
+    """
+
+    kind: str = "none"
+    transform: str = "protocol"
+    n_views: int = 0
+    epochs_key: str = "epochs"
+
+    def __post_init__(self):
+        if self.kind not in ("none", "per_epoch", "fixed"):
+            raise ValueError(f"ViewSpec.kind must be none, per_epoch or fixed, not {self.kind!r}")
+        if self.transform not in VIEW_TRANSFORMS:
+            raise ValueError(f"ViewSpec.transform must be one of {VIEW_TRANSFORMS}")
+
+
+NO_VIEWS = ViewSpec("none")
+PER_EPOCH_VIEWS = ViewSpec("per_epoch")
+
+
 class TrainViews(Protocol):
-    """Augmented views of the few-shot train images (PROTOCOL §1 train augmentation).
+    """Augmented views of the few-shot train images (docs/protocol.md §1 train augmentation).
 
     ``for_epoch(e)`` gives one view per train image for epoch ``e`` (N, D), rows in the order of
-    ``Task.train``. In ``cached`` mode it picks among a fixed number of pre-encoded views; in
-    ``online`` mode it encodes fresh augmentations, as the original code did.
+    ``Task.train``. ``mode`` is ``online`` (the protocol: a fresh augmentation of every image in
+    every epoch, keyed by (seed, image, epoch)), ``cached`` (one of ``n_views`` pre-encoded views
+    per image and epoch: the opt-in approximation), ``fixed`` (a method's own V views; ``all()``
+    gives them) or ``none``.
     """
 
     mode: str
     n_views: int
 
     def for_epoch(self, epoch: int) -> torch.Tensor: ...
+
+    def describe(self) -> dict: ...
 
 
 class TextBackbone(Protocol):

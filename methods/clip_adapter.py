@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from bench.errors import UsageError
 from methods import METHODS
 from methods._training import OptimConfig, accuracy, seeded_rng, train
-from methods.base import Fitted, Task, normalize
+from methods.base import PER_EPOCH_VIEWS, Fitted, Task, normalize
 
 
 class Adapter(nn.Module):
@@ -157,21 +157,21 @@ def fit_adapter(task: Task, branches: str) -> Fitted:
 
 
 @METHODS.register("clip_adapter_visual", display_name="CLIP-Adapter (visual)", order=30,
-                  description="residual bottleneck adapter on the image feature "
+                  views=PER_EPOCH_VIEWS, description="residual bottleneck adapter on the image feature "
                               "(Gao et al. 2023; the released variant)")
 def fit_visual(task: Task) -> Fitted:
     return fit_adapter(task, "visual")
 
 
 @METHODS.register("clip_adapter_text", display_name="CLIP-Adapter (text)", order=31,
-                  description="residual bottleneck adapter on the class text embeddings "
+                  views=PER_EPOCH_VIEWS, description="residual bottleneck adapter on the class text embeddings "
                               "(Gao et al. 2023; described, not released)")
 def fit_text(task: Task) -> Fitted:
     return fit_adapter(task, "text")
 
 
 @METHODS.register("clip_adapter_both", display_name="CLIP-Adapter (both)", order=32,
-                  description="residual bottleneck adapters on image and text features "
+                  views=PER_EPOCH_VIEWS, description="residual bottleneck adapters on image and text features "
                               "(Gao et al. 2023; described, not released)")
 def fit_both(task: Task) -> Fitted:
     return fit_adapter(task, "visual+text")

@@ -38,7 +38,7 @@ from torch.utils.checkpoint import checkpoint
 from bench.errors import UsageError
 from methods import METHODS
 from methods._training import OptimConfig, seeded_generator, train
-from methods.base import Fitted, Task, normalize
+from methods.base import PER_EPOCH_VIEWS, Fitted, Task, normalize
 
 PRECISIONS = ("auto", "fp32", "fp16", "amp_bf16", "amp_fp16")
 POSITIONS = ("end", "middle", "front")
@@ -246,7 +246,7 @@ def _chunks(n: int, size: int | None, device) -> list[torch.Tensor]:
     return list(idx.split(size)) if size else [idx]
 
 
-@METHODS.register("coop", display_name="CoOp", order=20,
+@METHODS.register("coop", display_name="CoOp", order=20, views=PER_EPOCH_VIEWS,
                   description="learned prompt context through the frozen text encoder "
                               "(Zhou et al. 2022)")
 def fit(task: Task) -> Fitted:

@@ -73,15 +73,49 @@ def test_dataset_features_cached_equal_fresh(tmp_path, miniroot, tiny_backbone):
     again = DatasetFeatures(tiny_backbone, splits, FeatureCache(tmp_path), progress=False)
     second = again.eval_features("test", range(len(splits.test)))
     assert torch.equal(first, second) and again.encode_seconds == 0.0 and encoded > 0
-    # Augmented views are deterministic per (image, view) and differ between views.
-    v0 = feats.view_features([0, 1], 1)
+    # Augmented views are deterministic per (image, view, salt) and differ between views.
+    v0 = feats.augmented([0, 1], [0], "protocol", "s")
     fresh = DatasetFeatures(tiny_backbone, splits, FeatureCache(tmp_path / "other"), progress=False)
-    assert torch.equal(v0, fresh.view_features([0, 1], 1))
+    assert torch.equal(v0, fresh.augmented([0, 1], [0], "protocol", "s"))
     # Asking for more views computes only the new views, and they match a fresh extraction.
     before = feats.cache.misses
-    three = feats.view_features([0, 1], 3)
+    three = feats.augmented([0, 1], range(3), "protocol", "s")
     assert feats.cache.misses - before == 2 * 2 and torch.equal(three[:1], v0)
-    assert torch.equal(three, fresh.view_features([0, 1], 3))
+    assert torch.equal(three, fresh.augmented([0, 1], range(3), "protocol", "s"))
+    # Uncached views equal the cached ones.
+    assert torch.equal(three, fresh.augmented([0, 1], range(3), "protocol", "s", cache=False))
+
+
+def test_replaced_image_is_reencoded_and_unchanged_ones_are_not(tmp_path, tiny_backbone):
+    """The cache key covers each image file's identity (size, mtime_ns): an image replaced at
+    the same path is encoded again, the others come from the cache."""
+    import os
+    import shutil
+
+    from PIL import Image
+
+    from datasets_registry.base import DatasetSplits
+
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    items = [(f"{i}.png", i) for i in range(3)]
+    splits = DatasetSplits("t", ["a", "b", "c"], tmp_path, items, [], items)
+
+    def features():
+        f = DatasetFeatures(tiny_backbone, splits, FeatureCache(tmp_path / "cache"), progress=False)
+        return f, f.eval_features("test", range(3))
+
+    _, first = features()
+    shutil.copy(tmp_path / "2.png", tmp_path / "1.png")  # 1.png now holds image 2
+    st = os.stat(tmp_path / "2.png")
+    os.utime(tmp_path / "1.png", ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    again, second = features()
+    assert again.encoded_images == 1  # only the replaced image
+    assert torch.equal(second[0], first[0]) and torch.equal(second[2], first[2])
+    assert torch.equal(second[1], first[2]) and not torch.equal(second[1], first[1])
+    third, _ = features()
+    assert third.encoded_images == 0
 
 
 def test_augmented_views_are_seeded_per_image_and_view(tmp_path, tiny_backbone):

@@ -1,0 +1,119 @@
+"""What a result is made of: the fingerprint of a cell's inputs, computed at plan time.
+
+``attach_inputs(cells, ...)`` sets ``cell["inputs"]`` on every cell::
+
+    split     hash of the dataset's lists as loaded (class names; train/val/test items): the
+              split file, or the folder listing for ImageNet
+    test      hash of the test images' file identities (size + mtime_ns, os.stat only)
+    subset    hash of the cell's few-shot train/val items (its sampler, shots and seed) and of
+              their files' identities
+    weights   the backbone weights' fingerprint (tag, or a content hash of a local file)
+    features  how image features are made: device type, precision, cache storage dtype
+    views     the train views the cell's method gets (bench.views.resolve_views)
+
+The resolved method config is part of the cell itself. A done record counts as done only if its
+``inputs`` equal the cell's (results.store.ResultStore.exists); otherwise the cell runs again and
+the old record is moved aside. Only ``os.stat`` touches the images: a warm rerun of the demo
+stats each image once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.views import resolve_views
+from datasets_registry.fewshot import SAMPLERS
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def sampler_of(config: dict) -> str:
+    name = config.get("fewshot_sampler", "dassl")
+    if name not in SAMPLERS:
+        from bench.errors import UsageError
+
+        raise UsageError(f"fewshot_sampler must be one of {', '.join(SAMPLERS)}, not {name!r}")
+    return name
+
+
+def draw_subset(splits, shots: int, seed: int, sampler: str = "dassl"):
+    return SAMPLERS[sampler](splits.train, splits.val, shots, seed)
+
+
+class _DatasetInputs:
+    """Fingerprints of one dataset's lists and images, computed once per plan."""
+
+    def __init__(self, dataset, data_root: str):
+        from bench.features import file_identity
+
+        self._ident = file_identity
+        try:
+            self.splits = dataset.load(Path(data_root))
+        except (BenchError, OSError):  # unreadable data: the run reports it per dataset
+            self.splits = None
+            self.split = self.test = None
+            return
+        s = self.splits
+        self.split = _hash({"classnames": s.classnames, "train": s.train, "val": s.val,
+                            "test": s.test})
+        self.test = self._files([rel for rel, _ in s.test])
+        self._subsets: dict = {}
+
+    def _files(self, relpaths) -> str:
+        return _hash([(rel, self._ident(self.splits.image_dir / rel)) for rel in relpaths])
+
+    def subset(self, shots: int, seed: int, sampler: str) -> str | None:
+        if self.splits is None:
+            return None
+        key = (shots, seed, sampler)
+        if key not in self._subsets:
+            sub = draw_subset(self.splits, shots, seed, sampler)
+            items = [rel for rel, _ in sub.train] + [rel for rel, _ in sub.val]
+            self._subsets[key] = _hash({"sampler": sampler, "train": sub.train, "val": sub.val,
+                                        "files": self._files(items)})
+        return self._subsets[key]
+
+
+def feature_inputs(device: str, options: dict) -> dict:
+    """How features will be made, resolved the way the runner resolves them."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device).type
+    autocast = options.get("autocast", "auto")
+    amp = dev == "cuda" and (autocast in (True, "on") or autocast == "auto")
+    return {"device": dev, "precision": "amp" if amp else "fp32",
+            "cache_dtype": options.get("cache_dtype", "float32")}
+
+
+def attach_inputs(cells: list[dict], data_root: str, device: str, options: dict) -> None:
+    """Set ``cell["inputs"]`` on every cell (see the module docstring)."""
+    from bench.backbone import resolve_pretrained, weights_fingerprint
+    from datasets_registry import DATASETS
+    from methods import METHODS
+
+    features = feature_inputs(device, options or {})
+    datasets: dict[str, _DatasetInputs] = {}
+    weights: dict[tuple, str] = {}
+    for cell in cells:
+        name = cell["dataset"]
+        if name not in datasets:
+            datasets[name] = _DatasetInputs(DATASETS.get(name), data_root)
+        ds = datasets[name]
+        wkey = (cell["backbone"], cell["pretrained"])
+        if wkey not in weights:
+            weights[wkey] = weights_fingerprint(cell["backbone"],
+                                                resolve_pretrained(*wkey))
+        spec = METHODS.entry(cell["method"]).extra.get("views")
+        cell["inputs"] = {
+            "split": ds.split, "test": ds.test,
+            "subset": ds.subset(cell["shots"], cell["seed"], sampler_of(cell["config"])),
+            "weights": weights[wkey], "features": features,
+            "views": resolve_views(spec, cell["config"], cell["seed"]),
+        }
