@@ -11,10 +11,10 @@ def register(sub) -> None:
 
 def main(args) -> int:
     if args.what == "methods":
+        from bench.catalog import method_catalog
         from bench.config import load_method_file, variants_of
-        from methods import METHODS
 
-        for e in METHODS.entries():
+        for e in method_catalog():  # read from the source: importing methods means torch
             variants = variants_of(e.name)
             default = load_method_file(e.name).get("default_variant")
             vtext = ""

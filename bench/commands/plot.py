@@ -14,6 +14,7 @@ from bench.commands.report import add_selection_args, load_summary, published_co
 from bench.errors import UsageError
 
 FORMATS = ("png", "pdf", "svg")
+MIN_DPI, MAX_DPI = 10, 2400  # at 2400 dpi the default 4-panel-wide figure is 34,560 px wide
 
 
 def register(subparsers) -> None:
@@ -39,6 +40,9 @@ def run(args) -> int:
                          f"{args.formats!r}")
     if args.ncols < 1:
         raise UsageError("--ncols must be at least 1")
+    if not MIN_DPI <= args.dpi <= MAX_DPI:
+        raise UsageError(f"--dpi must be between {MIN_DPI} and {MAX_DPI} (dots per inch of the "
+                         f"PNG; default 150), got {args.dpi}")
     summary, labels, coop = load_summary(args)
     if len(summary.backbones) > 1 and args.out is not None:
         raise UsageError(f"the results hold {len(summary.backbones)} backbones "

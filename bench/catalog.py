@@ -1,0 +1,91 @@
+"""Names, display names, order and descriptions of the registered methods, without importing them.
+
+Method modules import torch at the top (seconds of start-up), but `bench ls methods` and
+`bench report` only need what each ``@METHODS.register(...)`` decorator says. This module reads
+those decorators from the source with ``ast``: literal arguments only. When a module registers a
+method with a non-literal name, display name, order or description, or cannot be parsed, it
+falls back to the real registry (correct, only slower). tests/test_cli_startup.py checks that
+both give the same entries.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+_FIELDS = ("display_name", "order", "description")
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    display_name: str
+    description: str
+    order: float
+
+
+class _NotLiteral(Exception):
+    pass
+
+
+def _register_calls(tree: ast.AST):
+    """Every call ``METHODS.register(...)`` or ``METHODS.add(...)``."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr in ("register", "add") \
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "METHODS":
+            yield node
+
+
+def _info(call: ast.Call) -> MethodInfo:
+    if call.func.attr == "add":  # METHODS.add(name, obj, ...): let the registry answer
+        raise _NotLiteral
+    try:
+        name = ast.literal_eval(call.args[0])
+        kw = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg in _FIELDS}
+    except (ValueError, TypeError, SyntaxError, IndexError):
+        raise _NotLiteral from None
+    if not isinstance(name, str):
+        raise _NotLiteral
+    return MethodInfo(name, kw.get("display_name") or name, kw.get("description", ""),
+                      float(kw.get("order", 1000.0)))
+
+
+def _methods_folder() -> Path | None:
+    spec = importlib.util.find_spec("methods")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _from_source() -> list[MethodInfo] | None:
+    folder = _methods_folder()
+    if folder is None:
+        return None
+    found: dict[str, MethodInfo] = {}
+    try:
+        for path in sorted(folder.glob("*.py")):
+            if path.name.startswith("_"):
+                continue
+            for call in _register_calls(ast.parse(path.read_text(encoding="utf-8"))):
+                info = _info(call)
+                if info.name in found:
+                    return None  # registered twice: the registry's error message says it best
+                found[info.name] = info
+    except (OSError, SyntaxError, UnicodeDecodeError, _NotLiteral):
+        return None
+    return sorted(found.values(), key=lambda m: (m.order, m.name))
+
+
+def _from_registry() -> list[MethodInfo]:
+    from methods import METHODS
+
+    return [MethodInfo(e.name, e.display_name, e.description, e.order)
+            for e in METHODS.entries()]
+
+
+def method_catalog(light: bool = True) -> list[MethodInfo]:
+    """The registered methods in registry order; ``light`` reads them without importing."""
+    return (_from_source() if light else None) or _from_registry()
