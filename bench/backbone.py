@@ -23,7 +23,7 @@ from configs import MODEL_DIR
 
 log = logging.getLogger(__name__)
 
-# PROTOCOL §1: CoOp/CLIP-Adapter train augmentation (not open_clip's own, which uses 0.9-1.0).
+# docs/protocol.md §1: CoOp/CLIP-Adapter train augmentation (not open_clip's own, which uses 0.9-1.0).
 TRAIN_CROP_SCALE = (0.08, 1.0)
 # Batches of fewer images are padded to this size before the image encoder: on a CPU, oneDNN and
 # MKL run other kernels for tiny batches, whose results differ in the last bits (measured on the
@@ -162,7 +162,7 @@ class Backbone:
 
     # -- images -------------------------------------------------------------------------------
     def train_transform(self, scale=TRAIN_CROP_SCALE):
-        """PROTOCOL §1 train augmentation: RandomResizedCrop (bicubic), flip, CLIP normalization."""
+        """docs/protocol.md §1 train augmentation: RandomResizedCrop (bicubic), flip, CLIP normalization."""
         return T.Compose([
             T.RandomResizedCrop(self.image_size, scale=scale,
                                 interpolation=T.InterpolationMode.BICUBIC),
@@ -196,7 +196,7 @@ class Backbone:
         return torch.cat(out)
 
     def class_weights(self, classnames: list[str], templates: list[str]) -> torch.Tensor:
-        """Zero-shot classifier (PROTOCOL §4): normalize per template, average, re-normalize.
+        """Zero-shot classifier (docs/protocol.md §4): normalize per template, average, re-normalize.
 
         Memoized per (classnames, templates): text features that do not change are computed once.
         """

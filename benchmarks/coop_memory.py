@@ -1,5 +1,5 @@
 """CoOp: time per training step and peak memory against the number of classes, for the default
-settings and the memory-saving ones (PROTOCOL §9: the text encoder runs over every class prompt
+settings and the memory-saving ones (docs/protocol.md §9: the text encoder runs over every class prompt
 every step, forward and backward).
 
     .venv/bin/python benchmarks/coop_memory.py [--classes 10,100,1000] [--backbone bench-bench-vit64]

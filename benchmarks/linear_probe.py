@@ -1,7 +1,7 @@
 """Linear probe: the harness's solver (torch, preconditioned eigenbasis L-BFGS, float32 then float64
 polish, warm-started C search)
 against scikit-learn's LogisticRegression (lbfgs) with the same C search, on synthetic 16-shot
-features (PROTOCOL §5: C grid 1e6..1e-6 then 8 bisection steps, chosen on the few-shot val set).
+features (docs/protocol.md §5: C grid 1e6..1e-6 then 8 bisection steps, chosen on the few-shot val set).
 
     .venv/bin/python benchmarks/linear_probe.py [--classes 100,1000] [--dim 1024]
 
@@ -137,7 +137,7 @@ def main() -> None:
             print(rows[-1], flush=True)
     md = ["# Linear probe: harness solver vs scikit-learn (C search included)", "",
           "16-shot synthetic features (Gaussian class clusters), 4 val and "
-          f"{args.test} test per class; C grid 1e6..1e-6 + 8 bisection steps on val (PROTOCOL §5). "
+          f"{args.test} test per class; C grid 1e6..1e-6 + 8 bisection steps on val (docs/protocol.md §5). "
           f"Harness time: median of {args.repeats} runs (1 run above 200 classes); {args.threads} thread(s) for torch and "
           "BLAS in both. Targets: within 0.1 points of scikit-learn, at least 10x faster. Fits: "
           "models fitted (the bisection revisits some C; both sides reuse those). Optimum acc: "

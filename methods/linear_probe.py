@@ -1,4 +1,4 @@
-"""Linear probe (PROTOCOL §5): L2-regularized multinomial logistic regression on raw features.
+"""Linear probe (docs/protocol.md §5): L2-regularized multinomial logistic regression on raw features.
 
 The objective is scikit-learn's ``LogisticRegression(penalty="l2", C=C)``::
 
@@ -414,14 +414,14 @@ def search_C(train_X, train_y, val_X, val_y, n_classes, cfg, device):
     if final_model is None:  # bisection_steps = 0: take the grid's best
         final_C, final_model = best, fitted[best][0]
     if basis is not None and not (final_model.polished and final_model.converged):
-        # the chosen fit gets the float64 polish (PROTOCOL's stopping rule), unless it already
+        # the chosen fit gets the float64 polish (scikit-learn's stopping rule, docs/protocol.md §5), unless it already
         # met the rule in float64 during the search
         final_model.fit(train_X, train_y, final_C, max_iter=max_iter, tol=tol, basis=basis)
     return final_C, final_model, trace
 
 
 @METHODS.register("linear_probe", display_name="Linear probe", order=10,
-                  description="logistic regression on frozen image features, C on val (PROTOCOL §5)")
+                  description="logistic regression on frozen image features, C on val (docs/protocol.md §5)")
 def linear_probe(task: Task) -> Fitted:
     cfg = task.config
     device = task.device
