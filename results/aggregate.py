@@ -140,14 +140,17 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def config_tag(config: dict, reference: dict | None) -> str:
+def config_tag(config: dict, reference: dict | None, keys: Iterable[str] = ()) -> str:
     """``alpha=0.6, lr=1e-05``: the values of ``config`` that differ from ``reference`` (keys in
-    both; the view keys are labelled by :func:`approximation` instead)."""
+    both), and ``X unset`` for a key of ``keys`` (those other records of the cell have) that
+    ``config`` lacks; the view keys are labelled by :func:`approximation` instead."""
     if not reference:
         return ""
-    return ", ".join(f"{k}={_fmt(config[k])}" for k in sorted(config)
-                     if k not in VIEW_KEYS and k in reference
-                     and _canon(config[k]) != _canon(reference[k]))
+    parts = [f"{k}={_fmt(config[k])}" for k in sorted(config)
+             if k not in VIEW_KEYS and k in reference and _canon(config[k]) != _canon(reference[k])]
+    parts += [f"{k} unset" for k in sorted(set(keys) - set(config))
+              if k not in VIEW_KEYS and k in reference]
+    return ", ".join(parts)
 
 
 FEATURE_PARTS = (("device", "{} features"), ("precision", "{} features"),
@@ -180,7 +183,7 @@ def records_to_frame(records: Iterable[dict],
     """One row per record, keyed by its row (:func:`row_key`); ``top1`` is NaN for failed
     records. ``default_config(method, variant, dataset, shots)`` gives the config each record
     is compared with for its label (None: the oldest record of the same cell)."""
-    rows, configs, sigs = [], [], []
+    rows, configs, refs, sigs = [], [], [], []
     for rec in records:
         try:
             shots, seed = int(rec["shots"]), int(rec["seed"])
@@ -203,13 +206,14 @@ def records_to_frame(records: Iterable[dict],
             "pretrained": rec.get("pretrained"), "weights": _weights(rec),
             "dataset": str(rec["dataset"]), "method": label, "method_label": label,
             "method_base": str(rec["method"]), "variant": rec.get("variant"),
-            "config_tag": config_tag(config, reference) if reference is not None else None,
+            "config_tag": "",
             "features_tag": "", "approximation": approximation(config),
             "shots": shots, "seed": seed, "status": status,
             "top1": float(top1) if top1 is not None else math.nan,
             "created": str(rec.get("created") or ""), "path": rec.get("_path"),
         })
         configs.append(config)
+        refs.append(reference)
         sigs.append(_features_sig(rec))
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame["top1"] = frame["top1"].astype(float)
@@ -217,7 +221,7 @@ def records_to_frame(records: Iterable[dict],
     frame["seed"] = frame["seed"].astype(int)
     if frame.empty:
         return frame
-    _fallback_config_tags(frame, configs)
+    _config_tags(frame, configs, refs)
     _features_tags(frame, sigs)
     _split_backbones_by_weights(frame)
     frame["method"] = [row_key(lbl, c, f, a) for lbl, c, f, a in zip(
@@ -225,16 +229,16 @@ def records_to_frame(records: Iterable[dict],
     return frame
 
 
-def _fallback_config_tags(frame: pd.DataFrame, configs: list[dict]) -> None:
-    """Rows without a default config: compared with the oldest record of the same cell."""
-    todo = frame["config_tag"].isna()
-    if not todo.any():
-        return
-    for _, grp in frame[todo].groupby(["backbone", "method_label", "dataset", "shots"]):
-        oldest = grp.sort_values("created", kind="stable").index[0]
-        ref = configs[frame.index.get_loc(oldest)]
+def _config_tags(frame: pd.DataFrame, configs: list[dict], refs: list) -> None:
+    """Each record's config tag, against its default config (or, without one, the oldest
+    record of the same cell); a key that another record of the cell has and this one lacks (a
+    record from before the key existed) counts as a difference."""
+    for _, grp in frame.groupby(["backbone", "method_label", "dataset", "shots"]):
+        keys = set().union(*(configs[i].keys() for i in grp.index))
+        oldest = configs[grp.sort_values("created", kind="stable").index[0]]
         for i in grp.index:
-            frame.at[i, "config_tag"] = config_tag(configs[frame.index.get_loc(i)], ref)
+            ref = refs[i] if refs[i] is not None else oldest
+            frame.at[i, "config_tag"] = config_tag(configs[i], ref, keys)
 
 
 def _features_tags(frame: pd.DataFrame, sigs: list) -> None:

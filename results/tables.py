@@ -127,7 +127,8 @@ def row_notes(summary: Summary, backbone: str) -> list[str]:
     rows = [summary.rows.get(m, {}) for m in summary.methods.get(backbone, [])]
     if any(r.get("config") for r in rows):
         notes.append("[key=value]: config values that differ from the method's defaults for "
-                     "that dataset and shot count")
+                     "that dataset and shot count; [key unset]: records written before the key "
+                     "existed")
     if any(r.get("features") for r in rows):
         notes.append("[... features], [... cache]: the device and precision the image features "
                      "were computed with, and how they were stored, where one method has several")

@@ -250,6 +250,20 @@ def test_two_configs_under_one_label_are_two_labelled_rows(tmp_path, capsys):
     assert "set aside" not in cap.err  # nothing dropped
 
 
+def test_a_record_from_before_a_config_key_existed_is_its_own_row():
+    from results.aggregate import records_to_frame, summarize
+
+    new = default_config("zero_shot", None, "dtd", 1)
+    old = {k: v for k, v in new.items() if k != sorted(new)[0]}
+    recs = [ok(cell(config=new), top1=50.0, created="2025-01-02"),
+            ok(cell(config=old), top1=40.0, created="2024-01-01")]
+    from bench.commands.report import _default_config
+    s = summarize(records_to_frame(recs, _default_config()))
+    assert s.duplicates == 0
+    assert s.methods["RN50-quickgelu__openai"] == ["zero_shot",
+                                                   f"zero_shot [{sorted(new)[0]} unset]"]
+
+
 def test_cached_views_are_labelled_in_every_format(tmp_path, capsys):
     out = tmp_path / "out"
     _two_config_store(out)
