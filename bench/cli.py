@@ -117,8 +117,9 @@ def _os_error(exc: OSError, argv) -> int:
         print(f"bench: error: {exc.advice()}", file=sys.stderr)
         return NotWritable.exit_code
     if is_not_writable(exc) and exc.filename:
-        print(f"bench: error: {exc.filename}: {exc.strerror}; check its permissions, or choose "
-              f"a folder you can write to (--output, --cache-dir or --out)", file=sys.stderr)
+        print(f"bench: error: permission denied: {exc.filename} ({exc.strerror}): fix its "
+              f"permissions, or choose a folder you can write to (--output, --cache-dir or "
+              f"--out)", file=sys.stderr)
         return NotWritable.exit_code
     return _internal_error(exc, argv)
 
@@ -126,6 +127,7 @@ def _os_error(exc: OSError, argv) -> int:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     argv = sys.argv[1:] if argv is None else list(argv)
+    _warned.clear()  # once per command (tests call main() many times in one process)
     previous_showwarning = install_warning_format()
     try:
         return _run(argv)
