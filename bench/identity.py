@@ -23,7 +23,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, UsageError
 from bench.views import resolve_views
 from datasets_registry.fewshot import SAMPLERS
 
@@ -35,8 +35,6 @@ def _hash(obj) -> str:
 def sampler_of(config: dict) -> str:
     name = config.get("fewshot_sampler", "dassl")
     if name not in SAMPLERS:
-        from bench.errors import UsageError
-
         raise UsageError(f"fewshot_sampler must be one of {', '.join(SAMPLERS)}, not {name!r}")
     return name
 
@@ -108,8 +106,10 @@ def attach_inputs(cells: list[dict], data_root: str, device: str, options: dict)
         ds = datasets[name]
         wkey = (cell["backbone"], cell["pretrained"])
         if wkey not in weights:
-            weights[wkey] = weights_fingerprint(cell["backbone"],
-                                                resolve_pretrained(*wkey))
+            try:
+                weights[wkey] = weights_fingerprint(cell["backbone"], resolve_pretrained(*wkey))
+            except UsageError:  # reported by `bench run` before planning; the cell then fails
+                weights[wkey] = f"{cell['backbone']}:unresolved:{cell['pretrained']}"
         spec = METHODS.entry(cell["method"]).extra.get("views")
         cell["inputs"] = {
             "split": ds.split, "test": ds.test,

@@ -80,7 +80,7 @@ def _versions() -> dict:
 
 
 def _autocast(option, device: torch.device) -> bool:
-    """fp16 autocast for image encoding: 'on', 'off', or 'auto' (on for CUDA; PROTOCOL §6: the
+    """fp16 autocast for image encoding: 'on', 'off', or 'auto' (on for CUDA; docs/protocol.md §6: the
     original code runs CLIP in fp16 on a GPU). Autocast never applies on a CPU."""
     if option in (True, "on"):
         return True

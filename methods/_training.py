@@ -1,6 +1,6 @@
 """The training loop shared by the methods that learn something by SGD (CoOp, CLIP-Adapter).
 
-One way to do each thing, matching CoOp's Dassl setup (PROTOCOL §6):
+One way to do each thing, matching CoOp's Dassl setup (docs/protocol.md §6):
 
 * optimizer: SGD (momentum, weight decay, no dampening, no Nesterov);
 * schedule, per epoch: ``warmup_epochs`` epochs at the constant ``warmup_lr``, then cosine

@@ -1,4 +1,4 @@
-"""CLIP-Adapter (Gao et al., IJCV 2023, arXiv 2110.04544), PROTOCOL §7: three registered methods.
+"""CLIP-Adapter (Gao et al., IJCV 2023, arXiv 2110.04544), docs/protocol.md §7: three registered methods.
 
 A bottleneck adapter ``A(x) = ReLU(W2 ReLU(W1 x))`` (released code: two ReLUs, no biases,
 ``W1: d -> d/reduction``, ``W2: d/reduction -> d``; the paper's equation has only the first ReLU:

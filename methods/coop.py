@@ -1,4 +1,4 @@
-"""CoOp: context optimization (Zhou et al., IJCV 2022), PROTOCOL §6.
+"""CoOp: context optimization (Zhou et al., IJCV 2022), docs/protocol.md §6.
 
 M learnable context vectors replace the hand-written part of the prompt. For class c the text
 encoder reads ``[SOS] [ctx x M] [class tokens] [.] [EOT]`` (class position ``end``), or

@@ -31,7 +31,7 @@ def _plan(cells, tmp_path, **kw):
 
 
 def _ok(store, cell):
-    store.write({**cell, "status": "ok", "metrics": {"top1": 1.0}})
+    store.write({**cell, "status": "ok", "metrics": {"top1": 1.0, "mean_per_class": 1.0, "n_test": 100}})
 
 
 def test_expand_is_the_full_grid_with_unique_cells(cells):
@@ -113,6 +113,7 @@ def test_another_config_is_another_cell(tmp_path):
     """A result with other config values does not satisfy a cell (the config is in its id)."""
     store = ResultStore(tmp_path)
     base = expand_cells(BACKBONES[:1], ["dtd"], [MethodSpec("linear_probe")], [1], [1])
+    assert len(_plan(base, tmp_path)) == 1  # planning fingerprints the cell's inputs
     _ok(store, base[0])
     other = expand_cells(BACKBONES[:1], ["dtd"], [MethodSpec("linear_probe")], [1], [1],
                          {"linear_probe": {"max_iter": 10}})

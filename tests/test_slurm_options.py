@@ -125,7 +125,8 @@ def test_status_of_an_inprocess_sweep(tmp_path, capsys):
     store = ResultStore(tmp_path)
     base = {"backbone": "m", "pretrained": None, "dataset": "dtd", "method": "zero_shot",
             "variant": None, "config": {}, "shots": 1}
-    store.write({**base, "seed": 1, "status": "ok", "metrics": {"top1": 50.0}})
+    store.write({**base, "seed": 1, "status": "ok",
+                 "metrics": {"top1": 50.0, "mean_per_class": 50.0, "n_test": 100}})
     store.write({**base, "seed": 2, "status": "failed",
                  "error": {"type": "ValueError", "message": "boom", "traceback": "Tb line"}})
     assert main(["status", str(tmp_path), "--tracebacks"]) == 1
@@ -139,12 +140,18 @@ def test_status_of_a_recorded_submission(tmp_path, capsys):
     from bench.cli import main
     from results.atomic import atomic_write_json
 
+    from results.store import cell_id
+
     (tmp_path / "results").mkdir()
-    (tmp_path / "results" / "a.json").write_text("{}")
+    done = {"backbone": "m", "pretrained": None, "dataset": "dtd", "method": "m",
+            "variant": None, "config": {}, "shots": 1, "seed": 1, "status": "ok",
+            "metrics": {"top1": 50.0, "mean_per_class": 50.0, "n_test": 100}}
+    (tmp_path / "results" / "a.json").write_text(json.dumps({**done, "cell_id": cell_id(done)}))
     (tmp_path / "results" / "b.failed.json").write_text(json.dumps(
         {"dataset": "dtd", "method": "m", "variant": None, "shots": 1, "seed": 1,
          "error": {"type": "KeyError", "message": "x"}}))
-    cells = [{"id": i, "label": f"dtd/m/k1/s{i}", "result": f"results/{n}.json",
+    ids = {1: cell_id(done), 2: "b-id", 3: "c-id"}  # a done record must be its cell's own
+    cells = [{"id": ids[i], "label": f"dtd/m/k1/s{i}", "result": f"results/{n}.json",
               "failed": f"results/{n}.failed.json"} for i, n in ((1, "a"), (2, "b"), (3, "c"))]
     log = tmp_path / "99_0_log.err"
     log.write_text("Traceback ...\nMemoryError: killed\n")
