@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 from functools import lru_cache
 import hashlib
+import json
 import logging
 import platform
 import socket
@@ -373,8 +374,7 @@ def _run_cell(cell, ctx: _Context, backbone, classnames, test_feats, test_labels
         if sampler_of(cell["config"]) != "dassl":
             split_path = split_path.with_name(
                 f"{split_path.stem}-{sampler_of(cell['config'])}{split_path.suffix}")
-        if not split_path.exists():
-            atomic_write_json(split_path, subset.to_json())
+        _write_subset(split_path, subset.to_json())
         record["fewshot"] = {"path": str(split_path.relative_to(store.output)),
                              "n_train": len(subset.train), "n_val": len(subset.val),
                              "short_classes": subset.to_json()["short_classes"]}
@@ -410,6 +410,16 @@ def _run_cell(cell, ctx: _Context, backbone, classnames, test_feats, test_labels
         print(f"bench: cell {cell['dataset']}/{cell['method']}/k{cell['shots']}/s{cell['seed']} "
               f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     return record
+
+
+def _write_subset(path: Path, subset: dict) -> None:
+    """The portable few-shot subset file, rewritten when the split it came from changed."""
+    try:
+        if json.loads(path.read_text()) == subset:
+            return
+    except (OSError, ValueError):
+        pass
+    atomic_write_json(path, subset)
 
 
 def _build_task(cell, ctx: _Context, backbone, classnames, subset: FewShotSubset) -> Task:
