@@ -105,11 +105,15 @@ def unreadable_images(image_dir: Path, rels: list[str], workers: int | None = No
         return [(rel, decode_problem(image_dir / rel)) for rel in chunk]
 
     bad = []
-    with tqdm(total=len(rels), desc=desc, unit="img", disable=None if progress else True,
-              leave=False) as bar, ThreadPoolExecutor(workers or default_workers()) as pool:
-        for results in pool.map(decode_chunk, chunks):
-            bad += [(str(image_dir / rel), why) for rel, why in results if why]
-            bar.update(len(results))
+    pool = ThreadPoolExecutor(workers or default_workers())
+    try:
+        with tqdm(total=len(rels), desc=desc, unit="img", disable=None if progress else True,
+                  leave=False) as bar:
+            for results in pool.map(decode_chunk, chunks):
+                bad += [(str(image_dir / rel), why) for rel, why in results if why]
+                bar.update(len(results))
+    finally:  # on Ctrl-C, drop the chunks not started instead of decoding them all first
+        pool.shutdown(wait=True, cancel_futures=True)
     return bad
 
 
