@@ -35,6 +35,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision import transforms as T
 from tqdm import tqdm
 
+from bench.augment import CropFlip
 from bench.errors import BenchError
 from results.atomic import atomic_write_bytes, atomic_write_json
 
@@ -246,12 +247,18 @@ class ImageFiles(torch.utils.data.Dataset):
 
     def __init__(self, image_dir: Path, relpaths: list[str], transform,
                  views: Sequence[int] | None = None, salt: int = 0, image_size: int = 224,
-                 uint8: bool = True):
+                 uint8: bool = True, augment: CropFlip | None = None):
         self.image_dir = Path(image_dir)
         self.relpaths = relpaths
-        split = split_normalization(transform) if uint8 else None
-        self.transform = split[0] if split else transform
-        self.normalization = split[1:] if split else None
+        self.augment = augment
+        if augment is not None:  # views by bench.augment.CropFlip, uint8, normalized later
+            if views is None:
+                raise ValueError("augment needs views")
+            self.transform, self.normalization = None, (augment.mean, augment.std)
+        else:
+            split = split_normalization(transform) if uint8 else None
+            self.transform = split[0] if split else transform
+            self.normalization = split[1:] if split else None
         self.views = list(views) if views is not None else None
         self.salt = salt
         self.image_size = image_size
@@ -273,6 +280,9 @@ class ImageFiles(torch.utils.data.Dataset):
             return blank, f"{path}: {type(exc).__name__}: {exc}"
         if self.views is None:
             return self.transform(img), ""
+        if self.augment is not None:
+            crops = np.stack([self.augment(img, view_seed(rel, v, self.salt)) for v in self.views])
+            return torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous(), ""
         out = []
         with torch.random.fork_rng(devices=[]):
             for v in self.views:
@@ -386,12 +396,13 @@ class DatasetFeatures:
         return ident
 
     def _encode(self, split: str, positions: list[int], transform, views=None, salt=0,
-                desc="") -> torch.Tensor:
+                desc="", augment: CropFlip | None = None) -> torch.Tensor:
         import time
 
         items = self.splits.split(split)
         files = ImageFiles(self.splits.image_dir, [items[p][0] for p in positions], transform,
-                           views=views, salt=salt, image_size=self.backbone.image_size)
+                           views=views, salt=salt, image_size=self.backbone.image_size,
+                           augment=augment)
         t0 = time.perf_counter()
         feats = encode_files(self.backbone, files, self.batch_size, self.workers, desc=desc,
                              autocast=self.autocast, progress=self.progress)
@@ -409,17 +420,19 @@ class DatasetFeatures:
     def augmented(self, positions: Sequence[int], views: Sequence[int], transform: str,
                   salt: str, cache: bool = True, desc: str = "") -> torch.Tensor:
         """(len(views), len(positions), D): view ``v`` of each train image under the named
-        train ``transform`` (TRAIN_TRANSFORMS), its crop drawn from a generator keyed by
-        (image path, v, salt)."""
+        train ``transform`` (TRAIN_TRANSFORMS, by bench.augment.CropFlip), its crop drawn from a
+        generator keyed by (image path, v, salt)."""
         if transform not in TRAIN_TRANSFORMS:
             raise BenchError(f"unknown train transform {transform!r}; known: "
                              f"{', '.join(TRAIN_TRANSFORMS)}")
         views = list(views)
-        tf = self.backbone.train_transform(scale=TRAIN_TRANSFORMS[transform])
+        augment = CropFlip(self.backbone.image_size, TRAIN_TRANSFORMS[transform],
+                           self.backbone.mean, self.backbone.std)
         desc = desc or f"{self.splits.name} train x{len(views)} views"
 
         def compute(missing: list[int]) -> torch.Tensor:
-            return self._encode("train", missing, tf, views, salt=salt, desc=desc)
+            return self._encode("train", missing, None, views, salt=salt, desc=desc,
+                                augment=augment)
 
         if not cache:
             return compute(list(positions))

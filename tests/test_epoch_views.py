@@ -46,12 +46,16 @@ class PlainLoopViews:
     n_views = 0
 
     def __init__(self, backbone, image_dir, relpaths, seed):
+        from torchvision import transforms as T
+
+        from bench.augment import CropFlip
         from bench.features import view_seed
         from bench.views import epoch_salt
 
         self.backbone, self.image_dir, self.relpaths = backbone, image_dir, relpaths
         self.seed_of = lambda rel, epoch: view_seed(rel, epoch, epoch_salt("protocol", seed))
-        self.transform = backbone.train_transform(scale=(0.08, 1.0))
+        self.crop = CropFlip(backbone.image_size, (0.08, 1.0), backbone.mean, backbone.std)
+        self.to_input = T.Compose([T.ToTensor(), T.Normalize(backbone.mean, backbone.std)])
         self.epochs_seen = []
 
     def for_epoch(self, epoch):
@@ -59,8 +63,7 @@ class PlainLoopViews:
         crops = []
         for rel in self.relpaths:
             img = Image.open(self.image_dir / rel).convert("RGB")
-            torch.default_generator.manual_seed(self.seed_of(rel, epoch))
-            crops.append(self.transform(img))
+            crops.append(self.to_input(self.crop.pil(img, self.seed_of(rel, epoch))))
         return self.backbone.encode_images(torch.stack(crops))
 
     def describe(self):
