@@ -42,7 +42,7 @@ from datasets_registry.fewshot import FewShotSubset, seed_everything
 from methods import METHODS
 from methods.base import FeatureSplit, Task
 from bench.locks import CellLocks
-from results.atomic import DiskFull, atomic_write_json, clean_temp_files
+from results.atomic import DiskFull, NotWritable, atomic_write_json, clean_temp_files
 from results.store import ResultStore, cell_id
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def run_job(job) -> dict:
                 if mine:
                     backbone = backbone or Backbone(job.backbone, job.pretrained, device)
                     _run_dataset(job, backbone, dataset, mine, store, locks, counts)
-    except DiskFull as exc:
+    except (DiskFull, NotWritable) as exc:
         raise BenchError(exc.advice()) from None
     return counts
 
@@ -401,8 +401,8 @@ def _run_cell(cell, ctx: _Context, backbone, classnames, test_feats, test_labels
         record["features"] = ctx.features.describe()
         record["views"] = task.train_views.describe()
         record["status"] = "ok"
-    except (DiskFull, DatasetDataError):
-        raise  # not the cell's fault: the run (DiskFull) or the dataset (see _run_dataset)
+    except (DiskFull, NotWritable, DatasetDataError):
+        raise  # not the cell's fault: the run (disk, permissions) or the dataset (_run_dataset)
     except Exception as exc:  # noqa: BLE001 - a failing cell must not stop the job
         record["status"] = "failed"
         record["error"] = {"type": type(exc).__name__, "message": str(exc),

@@ -23,7 +23,6 @@ import random
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from datasets_registry.base import Item
 
@@ -66,6 +65,8 @@ def _sample_per_label(items: list[Item], k: int) -> tuple[list[Item], dict[int, 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
+    import torch  # here, so that `bench ls datasets` needs no torch
+
     torch.manual_seed(seed)
 
 

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "open_clip", "torchvision", "matplotlib", "sklearn")
@@ -44,8 +43,6 @@ def test_status_imports_no_torch(tmp_path):
     assert _heavy_modules_after(f"from bench.cli import main\nmain(['status', {str(out)!r}])") == []
 
 
-@pytest.mark.xfail(strict=True, reason="datasets_registry/fewshot.py imports torch at the top "
-                                       "(used only for torch.manual_seed)")
 def test_ls_datasets_imports_no_torch():
     assert _heavy_modules_after("from bench.cli import main\nmain(['ls', 'datasets'])") == []
 

@@ -72,12 +72,13 @@ def _registry_labels():
     labels = Labels()
     coop: list[str] = []
     try:
+        from bench.catalog import method_catalog
         from bench.config import load_method_file
-        from methods import METHODS
 
-        labels.methods = {e.name: (e.display_name, e.order) for e in METHODS.entries()}
+        catalog = method_catalog()  # read from source: no torch import for a report
+        labels.methods = {e.name: (e.display_name, e.order) for e in catalog}
         labels.default_variants = {e.name: load_method_file(e.name).get("default_variant")
-                                   for e in METHODS.entries()}
+                                   for e in catalog}
     except Exception as exc:  # a broken method module must not break reports
         print(f"bench: warning: method registry not loaded ({exc}); showing raw names",
               file=sys.stderr)

@@ -227,6 +227,7 @@ def main(args) -> int:
             print(f"{job.key}: {len(job.cells)} cells")
         return 0
     _check_writable(cfg["output"])
+    _check_writable(Path(cfg["cache_dir"]), "--cache-dir")
     t0 = time.perf_counter()
     code = 0
     if jobs:
@@ -237,7 +238,7 @@ def main(args) -> int:
     return code
 
 
-def _check_writable(output: Path) -> None:
+def _check_writable(output: Path, flag: str = "--output") -> None:
     """Fail before any work when ``output`` cannot be created or written (as root too)."""
     import os
     import tempfile
@@ -248,7 +249,7 @@ def _check_writable(output: Path) -> None:
     for folder in (output, *output.parents):
         if folder.exists():
             if not folder.is_dir():
-                raise UsageError(f"--output {output}: {folder} is a file, not a folder; choose "
+                raise UsageError(f"{flag} {output}: {folder} is a file, not a folder; choose "
                                  f"a folder you can write to")
             break
     try:
@@ -259,7 +260,7 @@ def _check_writable(output: Path) -> None:
     except OSError as exc:
         if is_disk_full(exc):
             raise BenchError(DiskFull(output, exc).advice()) from None
-        raise UsageError(f"--output {output}: cannot write there ({exc.strerror or exc}); "
+        raise UsageError(f"{flag} {output}: cannot write there ({exc.strerror or exc}); "
                          f"choose a folder you can write to") from None
 
 
