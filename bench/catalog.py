@@ -4,8 +4,9 @@ Method modules import torch at the top (seconds of start-up), but `bench ls meth
 `bench report` only need what each ``@METHODS.register(...)`` decorator says. This module reads
 those decorators from the source with ``ast``: literal arguments only. When a module registers a
 method with a non-literal name, display name, order or description, or cannot be parsed, it
-falls back to the real registry (correct, only slower). tests/test_cli_startup.py checks that
-both give the same entries.
+falls back to the real registry (correct, only slower). Plugin modules (``bench.plugins``:
+``--include`` files and installed packages' entry points) are read the same way.
+tests/test_cli_startup.py and tests/test_plugins.py check that both give the same entries.
 """
 
 from __future__ import annotations
@@ -64,11 +65,12 @@ def _from_source() -> list[MethodInfo] | None:
     folder = _methods_folder()
     if folder is None:
         return None
+    from bench.plugins import source_files
+
+    builtin = [p for p in sorted(folder.glob("*.py")) if not p.name.startswith("_")]
     found: dict[str, MethodInfo] = {}
     try:
-        for path in sorted(folder.glob("*.py")):
-            if path.name.startswith("_"):
-                continue
+        for path in builtin + source_files():
             for call in _register_calls(ast.parse(path.read_text(encoding="utf-8"))):
                 info = _info(call)
                 if info.name in found:

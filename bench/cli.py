@@ -43,7 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
         if not info.name.startswith("_"):
             importlib.import_module(f"bench.commands.{info.name}").register(sub)
+    for name in INCLUDE_COMMANDS:
+        if name in sub.choices:
+            add_include_argument(sub.choices[name])
     return parser
+
+
+# Commands where method and dataset names matter: they take --include (bench.plugins).
+INCLUDE_COMMANDS = ("run", "ls", "report", "status", "plot")
+
+
+def add_include_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--include", action="append", default=None, metavar="PATH",
+                        help="a plugin: a .py file or a folder of modules and YAML method "
+                             "configs registering methods or datasets; repeatable (also "
+                             "BENCH_INCLUDE; see docs/extending.md)")
 
 
 def _version() -> str:
@@ -138,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run(argv: list[str]) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if getattr(args, "include", None):
+            from bench.plugins import include
+
+            include(args.include)
         code = args.func(args)
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)

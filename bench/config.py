@@ -8,6 +8,7 @@ A method file ``configs/methods/<name>.yaml`` has::
     per_dataset: {imagenet: {...}} # optional, applied on top of defaults
     variants:                      # optional named variants (e.g. paper vs released code)
       paper: {key: value, per_dataset: {...}}
+    schema: {key: rule, ...}       # what each key may hold (bench/schema.py), checked at plan time
 
 A value may be ``{by_shots: {1: 50, 2: 100, ...}}``: it resolves to the entry for the cell's shot
 count (the largest key not above it). The resolved config and the variant go into every result.
@@ -17,13 +18,18 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from bench.errors import UsageError
+from bench.schema import ConfigError, check_config, rule_problems
 from configs import METHOD_CONFIG_DIR
+
+__all__ = ["ConfigError", "MethodSpec", "check_config", "load_method_file", "method_schema",
+           "parse_overrides", "resolve_method_config"]
 
 
 def load_yaml(path: Path, what: str) -> dict:
@@ -62,7 +68,15 @@ class MethodSpec:
 
 
 def method_file(name: str) -> Path:
-    return METHOD_CONFIG_DIR / f"{name}.yaml"
+    """``configs/methods/<name>.yaml``; for a plugin's method, its YAML found by
+    ``bench.plugins.find_config`` (a built-in config always wins). The built-in path when
+    neither exists."""
+    path = METHOD_CONFIG_DIR / f"{name}.yaml"
+    if not path.is_file():
+        from bench.plugins import find_config
+
+        return find_config(name) or path
+    return path
 
 
 def load_method_file(name: str) -> dict:
@@ -70,25 +84,61 @@ def load_method_file(name: str) -> dict:
     if not path.is_file():
         return {"defaults": {}}
     data = load_yaml(path, f"config of method {name!r}")
-    unknown = set(data) - {"description", "default_variant", "defaults", "per_dataset", "variants"}
+    unknown = set(data) - {"description", "default_variant", "defaults", "per_dataset", "variants",
+                           "schema"}
     if unknown:
         raise UsageError(f"{path}: unknown top-level keys {sorted(unknown)}")
+    if "schema" in data:
+        _check_schema(path, data)
     return data
+
+
+def _check_schema(path: Path, data: dict) -> None:
+    """A schema must be well formed and give a rule for every key of the method's defaults."""
+    schema = data["schema"]
+    if not isinstance(schema, dict):
+        raise UsageError(f"{path}: schema must be a mapping of config keys to rules")
+    problems = [p for key, rule in schema.items() for p in rule_problems(key, rule, str(path))]
+    missing = sorted(set(data.get("defaults") or {}) - set(schema))
+    if missing:
+        problems.append(f"{path}: schema has no rule for {missing}; add one per key "
+                        f"(see docs/methods.md, 'Config schema')")
+    if problems:
+        raise UsageError("; ".join(problems))
+
+
+def method_schema(name: str) -> dict:
+    """The ``schema:`` rules of a method ({} when its YAML declares none)."""
+    return load_method_file(name).get("schema") or {}
+
+
+def method_keys(name: str) -> set[str]:
+    """Every key a config of the method can have (defaults and variants)."""
+    data = load_method_file(name)
+    keys = set(data.get("defaults") or {})
+    for values in (data.get("variants") or {}).values():
+        keys |= set(values or {}) - {"per_dataset"}
+    return keys
 
 
 def variants_of(name: str) -> list[str]:
     return sorted((load_method_file(name).get("variants") or {}).keys())
 
 
-def _pick_by_shots(value, shots: int):
-    table = {int(k): v for k, v in value["by_shots"].items()}
+def _pick_by_shots(value, shots: int, key: str = "?"):
+    table = value["by_shots"]
+    if not isinstance(table, dict) or not table or not all(
+            isinstance(k, int) and not isinstance(k, bool) for k in table):
+        raise ConfigError(f"{key}: by_shots must map shot counts to values, e.g. "
+                          f"{{by_shots: {{1: 50, 8: 200}}}}, not {table!r}")
+    table = {int(k): v for k, v in table.items()}
     eligible = [k for k in table if k <= shots]
     return table[max(eligible)] if eligible else table[min(table)]
 
 
 def _resolve_values(cfg: dict, shots: int) -> dict:
-    return {k: _pick_by_shots(v, shots) if isinstance(v, dict) and set(v) == {"by_shots"} else v
-            for k, v in cfg.items()}
+    return {k: _pick_by_shots(v, shots, k) if isinstance(v, dict) and set(v) == {"by_shots"}
+            else v for k, v in cfg.items()}
 
 
 def resolve_method_config(spec: MethodSpec, dataset: str, shots: int,
@@ -101,7 +151,7 @@ def resolve_method_config(spec: MethodSpec, dataset: str, shots: int,
     if variant is not None and variant not in variants:
         close = difflib.get_close_matches(variant, list(variants), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UsageError(f"method {spec.name!r} has no variant {variant!r}.{hint} "
+        raise ConfigError(f"method {spec.name!r} has no variant {variant!r}.{hint} "
                          f"Variants: {', '.join(sorted(variants)) or 'none'}")
     cfg = copy.deepcopy(data.get("defaults") or {})
     _apply(cfg, (data.get("per_dataset") or {}).get(dataset, {}),
@@ -118,44 +168,76 @@ def resolve_method_config(spec: MethodSpec, dataset: str, shots: int,
 
 
 def _apply(cfg: dict, values: dict, where: str, strict: bool) -> None:
-    for key, value in values.items():
-        if strict and key not in cfg:
-            close = difflib.get_close_matches(key, list(cfg), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise UsageError(f"{where}: unknown key {key!r}.{hint} Keys: {', '.join(sorted(cfg))}")
-        cfg[key] = value
+    unknown = [key for key in values if strict and key not in cfg]
+    if unknown:
+        raise ConfigError("; ".join(f"{where}: unknown key {key!r}.{_did_you_mean(key, cfg)} "
+                                    f"Keys: {', '.join(sorted(cfg))}" for key in unknown))
+    cfg.update(values)
 
 
-def parse_overrides(pairs: list[str], method_names: list[str]) -> dict[str, dict]:
+def _did_you_mean(key: str, known) -> str:
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _scalar(raw: str):
+    """A ``--set`` value as YAML reads it, except that ``1e-5`` is a number (YAML 1.1 reads
+    exponents without a dot as strings)."""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
+def parse_overrides(pairs: list[str], method_names: list[str],
+                    problems: list[str] | None = None) -> dict[str, dict]:
     """``--set key=value`` / ``--set method.key=value`` into {method: {key: value}}.
 
     A bare key applies to every selected method whose config has it; it is an error when none
     has it. Values are parsed as YAML scalars (``0.2``, ``true``, ``[1, 2]``, ``search``).
+    With a ``problems`` list, each bad pair is appended there (and left out) instead of raising
+    at the first, so that the planner reports them together with the bad values.
     """
+    found: list[str] = []
     out: dict[str, dict] = {m: {} for m in method_names}
     for pair in pairs:
         if "=" not in pair:
-            raise UsageError(f"--set {pair!r}: expected key=value or method.key=value")
+            found.append(f"--set {pair!r}: expected key=value or method.key=value")
+            continue
         key, raw = pair.split("=", 1)
         key = key.strip()
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
+        value = _scalar(raw)
         if "." in key and key.split(".", 1)[0] in _all_method_names():
             method, sub = key.split(".", 1)
             if method not in out:
-                raise UsageError(f"--set {pair!r}: method {method!r} is not among the selected "
-                                 f"methods ({', '.join(method_names)})")
-            out[method][sub] = value
+                found.append(f"--set {pair!r}: method {method!r} is not among the selected "
+                             f"methods ({', '.join(method_names)})")
+            elif sub not in method_keys(method):
+                found.append(f"--set {pair!r}: method {method!r} has no config key "
+                             f"{sub!r}.{_did_you_mean(sub, method_keys(method))} "
+                             f"Keys: {', '.join(sorted(method_keys(method)))}")
+            else:
+                out[method][sub] = value
             continue
         targets = [m for m in method_names
                    if key in (load_method_file(m).get("defaults") or {})]
         if not targets:
-            raise UsageError(f"--set {pair!r}: no selected method has a config key {key!r}; "
-                             f"use method.key=value, see configs/methods/*.yaml")
+            known = set().union(*(method_keys(m) for m in method_names)) if method_names else ()
+            found.append(f"--set {pair!r}: no selected method has a config key {key!r}."
+                         f"{_did_you_mean(key, known)} Use method.key=value for one method; "
+                         f"keys are listed in configs/methods/<method>.yaml")
         for m in targets:
             out[m][key] = value
+    if problems is not None:
+        problems += found
+    elif found:
+        raise ConfigError("; ".join(found))
     return out
 
 

@@ -2,7 +2,8 @@
 
 Entries register themselves when their module is imported; the registry imports every module of
 its package the first time it is asked for anything, so adding a method or a dataset is one new
-file. Lookups give did-you-mean errors, and selections accept comma lists, ``all`` and
+file. Plugins (``bench.plugins``: ``--include`` paths and installed packages) are imported
+right after, and register the same way. Lookups give did-you-mean errors, and selections accept comma lists, ``all`` and
 shell-style patterns (``clip_adapter*``).
 """
 
@@ -17,6 +18,13 @@ from typing import Any, Callable, Iterable
 
 from bench.errors import UsageError
 
+_REGISTRIES: list["Registry"] = []
+
+
+def loaded_registries() -> list["Registry"]:
+    """The registries that have imported their modules (and so their plugins) already."""
+    return [r for r in _REGISTRIES if r._loaded]
+
 
 @dataclass
 class Entry:
@@ -27,6 +35,7 @@ class Entry:
     order: float = 1000.0
     tags: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
+    source: str = ""  # "module NAME" or "plugin PATH": where it was registered
 
 
 class Registry:
@@ -35,13 +44,16 @@ class Registry:
         self.package = package
         self._entries: dict[str, Entry] = {}
         self._loaded = False
+        _REGISTRIES.append(self)
 
     def add(self, name: str, obj: Any, *, display_name: str | None = None, description: str = "",
             order: float = 1000.0, tags: Iterable[str] = (), **extra) -> Any:
+        source = _source(obj)
         if name in self._entries and self._entries[name].obj is not obj:
-            raise ValueError(f"{self.kind} {name!r} is registered twice")
+            raise UsageError(f"{self.kind} {name!r} is registered twice (by "
+                             f"{self._entries[name].source} and by {source}); rename one of them")
         self._entries[name] = Entry(name, display_name or name, description, obj, order,
-                                    tuple(tags), dict(extra))
+                                    tuple(tags), dict(extra), source)
         return obj
 
     def register(self, name: str, **kwargs) -> Callable[[Any], Any]:
@@ -53,13 +65,15 @@ class Registry:
         return wrap
 
     def _load(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
-        pkg = importlib.import_module(self.package)
-        for info in pkgutil.iter_modules(pkg.__path__):
-            if not info.name.startswith("_"):
-                importlib.import_module(f"{self.package}.{info.name}")
+        if not self._loaded:
+            self._loaded = True
+            pkg = importlib.import_module(self.package)
+            for info in pkgutil.iter_modules(pkg.__path__):
+                if not info.name.startswith("_"):
+                    importlib.import_module(f"{self.package}.{info.name}")
+        from bench import plugins
+
+        plugins.load()  # cheap once done; picks up paths included since the last lookup
 
     def entries(self, tag: str | None = None) -> list[Entry]:
         self._load()
@@ -101,6 +115,15 @@ class Registry:
                 self.entry(part)
                 chosen.add(part)
         return [n for n in self.names() if n in chosen]
+
+
+def _source(obj) -> str:
+    """Where ``obj`` is being registered from: the plugin being imported, else its module."""
+    from bench import plugins
+
+    if plugins.importing():
+        return f"plugin {plugins.importing()}"
+    return f"module {getattr(obj, '__module__', None) or type(obj).__module__}"
 
 
 def _split(spec: str | Iterable[str]) -> list[str]:

@@ -263,11 +263,20 @@ class BenchJob(_Checkpointable):
 
     On a time limit or preemption submitit calls ``checkpoint``, which resubmits the same job;
     the requeued run skips the cells already written, so it resumes where it stopped.
+    ``include``: the submitting process's plugin paths (``bench.plugins``), imported again in
+    the task so that plugin methods and datasets resolve there too.
     """
+
+    def __init__(self, include=()):
+        self.include = list(include)
 
     def __call__(self, job) -> dict:
         from bench.runner import run_job
 
+        if getattr(self, "include", None):  # pickles from before include paths lack it
+            from bench.plugins import include
+
+            include(self.include)
         print(f"bench: array task for {job.key}: {len(job.cells)} cells", flush=True)
         counts = run_job(job)
         print(f"bench: finished {job.key}: {counts}", flush=True)
@@ -555,7 +564,9 @@ def launch_submitit(jobs: list, launcher: str, options: dict, wait: bool = True)
     folder.mkdir(parents=True, exist_ok=True)
     executor = _make_executor(launcher, folder.resolve(), options)
     try:
-        sjobs = executor.map_array(BenchJob(), jobs)
+        from bench.plugins import included
+
+        sjobs = executor.map_array(BenchJob(included()), jobs)
     except Exception as exc:  # submitit wraps sbatch's message in its own exception types
         msg = str(exc).strip().splitlines()
         raise BenchError(f"submitting {len(jobs)} job(s) to {launcher} failed: "
