@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench.config import MethodSpec, resolve_method_config
+from bench.config import (ConfigError, MethodSpec, check_config, method_schema,
+                          resolve_method_config)
 from bench.errors import UsageError
 from results.store import ResultStore
 
@@ -42,21 +43,73 @@ class Job:
 
 def expand_cells(backbones: list[tuple[str, str | None]], datasets: list[str],
                  methods: list[MethodSpec], shots: list[int], seeds: list[int],
-                 overrides: dict[str, dict] | None = None) -> list[dict]:
+                 overrides: dict[str, dict] | None = None,
+                 problems: list[str] | None = None) -> list[dict]:
+    """Every cell of the grid, its config resolved and checked against its method's schema.
+
+    Every bad config value of every cell (and the ``problems`` found earlier, such as unknown
+    ``--set`` keys) is reported in one :class:`ConfigError`, before any image is read.
+    """
     overrides = overrides or {}
+    found = _Problems(list(problems or []), datasets, shots)
     cells = []
     for backbone, pretrained in backbones:
         for dataset in datasets:
             for spec in methods:
                 for k in shots:
-                    variant, config = resolve_method_config(spec, dataset, k,
-                                                            overrides.get(spec.name))
+                    try:
+                        variant, config = resolve_method_config(spec, dataset, k,
+                                                                overrides.get(spec.name))
+                    except ConfigError as exc:
+                        found.add_line(str(exc))
+                        continue
+                    for key, value, want in check_config(config, method_schema(spec.name)):
+                        found.add(spec, key, value, want, dataset, k)
                     for seed in seeds:
                         cells.append({"backbone": backbone, "pretrained": pretrained,
                                       "dataset": dataset, "method": spec.name,
                                       "variant": variant, "config": config,
                                       "shots": k, "seed": seed})
+    found.raise_any()
     return cells
+
+
+class _Problems:
+    """Bad config values collected over the grid: one line per (method, key, value), saying
+    which datasets or shot counts it concerns when not all of them."""
+
+    def __init__(self, lines: list[str], datasets: list[str], shots: list[int]):
+        self.lines = list(dict.fromkeys(lines))
+        self.values: dict[tuple, dict] = {}
+        self.datasets, self.shots = datasets, shots
+
+    def add_line(self, line: str) -> None:
+        if line not in self.lines:
+            self.lines.append(line)
+
+    def add(self, spec: MethodSpec, key: str, value, want: str, dataset: str, shots: int) -> None:
+        where = self.values.setdefault((spec.label, key, repr(value), want),
+                                       {"datasets": set(), "shots": set()})
+        where["datasets"].add(dataset)
+        where["shots"].add(shots)
+
+    def raise_any(self) -> None:
+        lines = list(self.lines)
+        for (label, key, value, want), where in self.values.items():
+            scope = []
+            if len(where["datasets"]) < len(set(self.datasets)):
+                scope.append("datasets " + ",".join(d for d in self.datasets
+                                                    if d in where["datasets"]))
+            if len(where["shots"]) < len(set(self.shots)):
+                scope.append("shots " + ",".join(str(k) for k in self.shots
+                                                 if k in where["shots"]))
+            scope_txt = f" ({'; '.join(scope)})" if scope else ""
+            lines.append(f"{label}: {key} = {value}{scope_txt}: must be {want}")
+        if lines:
+            n = len(lines)
+            raise ConfigError(f"{n} bad config value{'s' if n > 1 else ''}; nothing was run "
+                              f"(fix the --set value, the sweep file's 'set', or "
+                              f"configs/methods/<method>.yaml):\n  " + "\n  ".join(lines))
 
 
 def plan(cells: list[dict], *, data_root: str, output: str, cache_dir: str, device: str,

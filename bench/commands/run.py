@@ -105,9 +105,10 @@ def resolve(args) -> dict:
 
     datasets = DATASETS.select(pick(args.datasets, sweep, "datasets", "all"), all_tag=dataset_tag)
     method_specs = _method_specs(pick(args.methods, sweep, "methods", "all"), METHODS)
+    config_problems: list[str] = []  # reported with the bad values, by expand_cells
     overrides = parse_overrides(
         (overrides_list(sweep.get("set")) + (args.overrides or [])),
-        sorted({m.name for m in method_specs}))
+        sorted({m.name for m in method_specs}), config_problems)
     # Absolute, so SLURM tasks that start in another working directory find them.
     output = Path(pick(args.output, sweep, "output", "bench-results")).expanduser().resolve()
     cache_dir = Path(pick(args.cache_dir, sweep, "cache_dir") or output / "cache").expanduser().resolve()
@@ -139,7 +140,7 @@ def resolve(args) -> dict:
         raise UsageError("--workers must be 0 (decode in this process) or more")
     return {"sweep": sweep, "shots": shots, "seeds": seeds, "data_root": data_root,
             "backbones": backbones, "datasets": datasets, "methods": method_specs,
-            "overrides": overrides, "output": output, "cache_dir": str(cache_dir),
+            "overrides": overrides, "config_problems": config_problems, "output": output, "cache_dir": str(cache_dir),
             "device": device, "launcher": launcher,
             "group_by": pick(args.group_by, sweep, "group_by", "dataset"),
             "options": options, "demo_note": demo_note, "slurm": slurm}
@@ -215,7 +216,7 @@ def main(args) -> int:
     if cfg["demo_note"]:
         print(cfg["demo_note"], file=sys.stderr)
     cells = expand_cells(cfg["backbones"], cfg["datasets"], cfg["methods"], cfg["shots"],
-                         cfg["seeds"], cfg["overrides"])
+                         cfg["seeds"], cfg["overrides"], cfg["config_problems"])
     jobs = plan(cells, data_root=cfg["data_root"], output=str(cfg["output"]),
                 cache_dir=cfg["cache_dir"], device=cfg["device"], group_by=cfg["group_by"],
                 options=cfg["options"])
