@@ -1,0 +1,188 @@
+"""Tip-Adapter and Tip-Adapter-F (Zhang et al., ECCV 2022; gaopengcuhk/Tip-Adapter), docs/protocol.md §8.
+
+A training-free cache model on top of zero-shot CLIP. With ``f`` the L2-normalized test feature,
+``W`` (C, D) the zero-shot classifier, ``K`` (N, D) the cache keys and ``L`` (N, C) the one-hot
+labels of the N few-shot train images::
+
+    logits = s * f W^T + alpha * exp(-beta * (1 - f K^T)) L
+
+* keys: the raw image features of V augmented views of every train image (its own transform:
+  RandomResizedCrop scale 0.5-1, bicubic, flip; ``ViewSpec("fixed", transform="tip")``),
+  averaged over the views, then L2-normalized (``build_cache_model`` in the release's utils.py);
+* ``s = 100`` as in the release (``100. * features @ clip_weights``), or the model's scale;
+* alpha and beta are searched on the few-shot val set (``task.val``) over the release's grid
+  (``search_hp``: ``search_step`` values from 0.1 up to ``search_scale``, beta outer, alpha
+  inner, the first best kept); test data never reaches a method.
+
+Tip-Adapter-F makes the keys a parameter initialized from the cache and trains them with
+cross-entropy at the dataset's ``init_alpha`` / ``init_beta`` (AdamW, cosine per iteration,
+methods/_training.py) on a fresh augmented view of every train image per epoch. The release
+draws those views with the same transform as the cache, so bench asks for ``n_views =
+cache_views + epochs`` fixed views: views 0..cache_views-1 build the cache (shared with
+``tip_adapter`` at the same seed), view ``cache_views + e`` is epoch ``e``'s. The last epoch's keys
+are kept (the release keeps the epoch with the best *test* accuracy; bench never does), then
+alpha and beta are searched on val as in the release.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from bench.errors import UsageError
+from methods import METHODS
+from methods._training import OptimConfig, train
+from methods.base import Fitted, Task, ViewSpec, normalize
+from methods.zero_shot import resolve_templates
+
+TIP_VIEWS = ViewSpec("fixed", transform="tip", n_views=10)
+
+
+def cache_logits(f: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                 beta: float) -> torch.Tensor:
+    """exp(-beta (1 - f K^T)) L for normalized features f (M, D), keys (N, D), values (N, C)."""
+    return torch.exp(-beta * (1.0 - f @ keys.T)) @ values
+
+
+def tip_logits(f: torch.Tensor, weights: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+               alpha: float, beta: float, scale: float) -> torch.Tensor:
+    """The full Tip-Adapter logits for normalized features ``f``."""
+    return scale * f @ weights.T + alpha * cache_logits(f, keys, values, beta)
+
+
+def search_grid(scale: float, steps: int) -> list[float]:
+    """The release's grid: ``[i * (scale - 0.1) / steps + 0.1 for i in range(steps)]``."""
+    if steps < 1:
+        raise UsageError(f"tip_adapter: search_step values must be >= 1, not {steps}")
+    return [i * (float(scale) - 0.1) / steps + 0.1 for i in range(int(steps))]
+
+
+@torch.no_grad()
+def search_alpha_beta(f_val: torch.Tensor, y_val: torch.Tensor, clip_val: torch.Tensor,
+                      keys: torch.Tensor, values: torch.Tensor, betas: list[float],
+                      alphas: list[float]) -> tuple[float, float, int]:
+    """(beta, alpha, correct) with the most correct val predictions; ties keep the first in
+    (beta outer, alpha inner) order, as the release's strict ``>`` does."""
+    best = None
+    y = y_val.to(clip_val.device)
+    for beta in betas:
+        cache = cache_logits(f_val, keys, values, beta)
+        for alpha in alphas:
+            correct = int(((clip_val + alpha * cache).argmax(dim=1) == y).sum())
+            if best is None or correct > best[2]:
+                best = (beta, alpha, correct)
+    return best
+
+
+def _scale(cfg: dict, task: Task) -> float:
+    value = cfg.get("logit_scale", 100)
+    if value == "model":
+        return float(task.backbone.logit_scale)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"tip_adapter: logit_scale must be 'model' or a number, "
+                         f"not {value!r}") from None
+
+
+def _fixed_views(task: Task, needed: int, name: str) -> torch.Tensor:
+    views = getattr(task.train_views, "all", None)
+    if views is None:
+        raise UsageError(f"{name}: needs the fixed 'tip' train views (ViewSpec kind 'fixed'); "
+                         f"got {task.train_views.mode!r} views (feature_mode does not apply)")
+    feats = views()
+    if feats.shape[0] < needed:
+        raise UsageError(f"{name}: needs {needed} train views per image (cache_views + epochs), "
+                         f"the config gives n_views = {feats.shape[0]}; set n_views to {needed}")
+    return feats
+
+
+class _Setup:
+    """What both methods share: zero-shot classifier, cache keys and values, val features."""
+
+    def __init__(self, task: Task, name: str, n_views_needed: int):
+        cfg = task.config
+        dev = task.device
+        self.cfg, self.task = cfg, task
+        n_cache = int(cfg["cache_views"])
+        if n_cache < 1:
+            raise UsageError(f"{name}: cache_views must be >= 1, not {n_cache}")
+        self.views = _fixed_views(task, max(n_cache, n_views_needed), name)
+        templates = resolve_templates(cfg.get("templates", "dataset"), task.templates,
+                                      task.dataset, False)
+        self.weights = task.backbone.class_weights(task.classnames, templates).to(dev).float()
+        self.scale = _scale(cfg, task)
+        # keys: mean of the raw features over the cache views, then normalized (release utils.py)
+        self.keys = normalize(self.views[:n_cache].to(dev).float().mean(dim=0))
+        labels = task.train.labels.to(dev).long()
+        self.values = F.one_hot(labels, task.num_classes).float()
+        self.n_cache = n_cache
+
+    def search(self, keys: torch.Tensor) -> dict:
+        """alpha, beta: searched on the few-shot val set, or the init values (search: false)."""
+        cfg, task = self.cfg, self.task
+        if not cfg.get("search", True):
+            return {"alpha": float(cfg["init_alpha"]), "beta": float(cfg["init_beta"])}
+        if len(task.val) == 0:
+            raise UsageError("tip_adapter: the alpha/beta search needs a few-shot val set "
+                             "(or set search: false to use init_alpha / init_beta)")
+        (beta_scale, alpha_scale), (beta_steps, alpha_steps) = cfg["search_scale"], cfg["search_step"]
+        betas, alphas = search_grid(beta_scale, beta_steps), search_grid(alpha_scale, alpha_steps)
+        f_val = normalize(task.val.features.to(task.device).float())
+        clip_val = self.scale * f_val @ self.weights.T
+        beta, alpha, correct = search_alpha_beta(f_val, task.val.labels, clip_val, keys,
+                                                 self.values, betas, alphas)
+        zs_correct = int((clip_val.argmax(1).cpu() == task.val.labels.cpu()).sum())
+        n = len(task.val)
+        return {"alpha": alpha, "beta": beta, "val_acc": round(100.0 * correct / n, 4),
+                "val_acc_zero_shot": round(100.0 * zs_correct / n, 4),
+                "grid": {"beta": [betas[0], betas[-1], len(betas)],
+                         "alpha": [alphas[0], alphas[-1], len(alphas)]}}
+
+    def fitted(self, keys: torch.Tensor, info: dict) -> Fitted:
+        weights, values, scale = self.weights, self.values, self.scale
+        alpha, beta, dev = info["alpha"], info["beta"], self.task.device
+
+        def logits_fn(features: torch.Tensor) -> torch.Tensor:
+            f = normalize(features.to(dev).float())
+            return tip_logits(f, weights, keys, values, alpha, beta, scale).to(features.device)
+
+        info = {**info, "logit_scale": scale, "cache_size": int(keys.shape[0]),
+                "cache_views": self.n_cache}
+        return Fitted(logits_fn, info)
+
+
+@METHODS.register("tip_adapter", display_name="Tip-Adapter", order=40, views=TIP_VIEWS,
+                  description="training-free cache model of the few-shot features, alpha/beta "
+                              "on val (Zhang et al. 2022)")
+def fit_tip_adapter(task: Task) -> Fitted:
+    setup = _Setup(task, "tip_adapter", 0)
+    return setup.fitted(setup.keys, setup.search(setup.keys))
+
+
+@METHODS.register("tip_adapter_f", display_name="Tip-Adapter-F", order=41, views=TIP_VIEWS,
+                  description="Tip-Adapter with fine-tuned cache keys (AdamW, last epoch), "
+                              "alpha/beta on val (Zhang et al. 2022)")
+def fit_tip_adapter_f(task: Task) -> Fitted:
+    cfg = task.config
+    opt = OptimConfig.from_config(cfg)
+    n_cache = int(cfg["cache_views"])
+    setup = _Setup(task, "tip_adapter_f", n_cache + opt.epochs)
+    keys = torch.nn.Parameter(setup.keys.clone())
+    alpha0, beta0 = float(cfg["init_alpha"]), float(cfg["init_beta"])
+    weights, values, scale, views = setup.weights, setup.values, setup.scale, setup.views
+
+    def step(x, y, scale_loss):
+        f = normalize(x)
+        logits = scale * f @ weights.T + alpha0 * cache_logits(f, keys, values, beta0)
+        loss = F.cross_entropy(logits, y)
+        scale_loss(loss).backward()
+        return loss
+
+    history = train(task, [keys], step, opt,
+                    features_for_epoch=lambda e: views[n_cache + e])
+    trained = keys.detach()
+    info = setup.search(trained)
+    info["train_loss_first_epoch"], info["train_loss_last_epoch"] = history[0], history[-1]
+    info["epochs"] = opt.epochs
+    return setup.fitted(trained, info)
