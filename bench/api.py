@@ -93,8 +93,20 @@ def run(methods=None, datasets=None, shots=None, seeds=None, *, output="bench-re
         warnings.warn(f"bench.run: some cells failed (exit code {code}); see n_failed, "
                       f"`bench status {args.output}` and the .failed.json records", stacklevel=2)
     cfg = run_command.resolve(args)  # the run's own grid, for the selection
-    return load(cfg["output"], methods=sorted({m.name for m in cfg["methods"]}),
-                datasets=cfg["datasets"], shots=cfg["shots"])
+    return load(cfg["output"], methods=_labels(cfg["methods"]), datasets=cfg["datasets"],
+                shots=cfg["shots"])
+
+
+def _labels(specs) -> list[str]:
+    """The report's method labels of this run's methods (``name:variant``, the default variant
+    when none was asked), so that other variants in the same folder stay out."""
+    from bench.config import load_method_file
+
+    labels = []
+    for spec in specs:
+        variant = spec.variant or load_method_file(spec.name).get("default_variant")
+        labels.append(f"{spec.name}:{variant}" if variant else spec.name)
+    return list(dict.fromkeys(labels))
 
 
 def load(output, methods=None, datasets=None, shots=None, backbone=None, *, include=None):
