@@ -95,6 +95,7 @@ class _Problems:
 
     def raise_any(self) -> None:
         lines = list(self.lines)
+        merged: dict[tuple, list[str]] = {}  # the same bad value in several methods: one line
         for (label, key, value, want), where in self.values.items():
             scope = []
             if len(where["datasets"]) < len(set(self.datasets)):
@@ -104,7 +105,9 @@ class _Problems:
                 scope.append("shots " + ",".join(str(k) for k in self.shots
                                                  if k in where["shots"]))
             scope_txt = f" ({'; '.join(scope)})" if scope else ""
-            lines.append(f"{label}: {key} = {value}{scope_txt}: must be {want}")
+            merged.setdefault((key, value, scope_txt, want), []).append(label)
+        for (key, value, scope_txt, want), labels in merged.items():
+            lines.append(f"{', '.join(labels)}: {key} = {value}{scope_txt}: must be {want}")
         if lines:
             n = len(lines)
             raise ConfigError(f"{n} bad config value{'s' if n > 1 else ''}; nothing was run "

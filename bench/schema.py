@@ -8,7 +8,7 @@ A method's YAML (``configs/methods/<name>.yaml``) declares one rule per config k
 * ``choices``: literal values that are allowed. With a ``type``, a value is fine when it is one
   of the choices *or* a value of that type within its bounds (``alpha: {type: number, min: 0,
   max: 1, choices: [search]}`` = a number in [0, 1] or 'search');
-* ``null: true``: null (``~``) is allowed too;
+* ``nullable: true``: null (``~``) is allowed too;
 * ``items`` (a rule) and ``min_items`` (a count): for a list, what each item must be;
 * ``contains``: a text a string must contain (``"{}"`` for prompt templates).
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 from bench.errors import UsageError
 
 TYPES = ("int", "number", "bool", "str", "list")
-RULE_FIELDS = ("type", "min", "max", "above", "choices", "null", "items", "min_items", "contains")
+RULE_FIELDS = ("type", "min", "max", "above", "choices", "nullable", "items", "min_items", "contains")
 
 # Read by the core (bench/views.py: resolve_views, bench/identity.py: sampler_of); the sampler
 # names are datasets_registry.fewshot.SAMPLERS's (a test checks they agree; no torch import here).
@@ -102,7 +102,7 @@ def expected(rule: dict) -> str:
     if choices:
         parts.append(("one of " if len(choices) > 1 and not kind else "")
                      + ", ".join(choices))
-    if rule.get("null"):
+    if rule.get("nullable"):
         parts.append("null")
     return " or ".join(parts)
 
@@ -117,7 +117,7 @@ def _plural(text: str) -> str:
 
 def check_value(value, rule: dict) -> str | None:
     """None when ``value`` satisfies ``rule``, else what was expected (in words)."""
-    if value is None and rule.get("null"):
+    if value is None and rule.get("nullable"):
         return None
     if any(type(value) is type(c) and value == c for c in rule.get("choices") or []):
         return None

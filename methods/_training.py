@@ -41,7 +41,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from bench.errors import UsageError
+from bench.schema import ConfigError
 from methods.base import Task
 
 # The config keys every SGD-trained method reads (see configs/methods/*.yaml for the values).
@@ -78,15 +78,15 @@ class OptimConfig:
                                   ("schedule", schedule, SCHEDULES),
                                   ("drop_last", drop_last, DROP_LAST)):
             if value not in known:
-                raise UsageError(f"{key} must be one of {', '.join(known)}, not {value!r}")
+                raise ConfigError(f"{key} must be one of {', '.join(known)}, not {value!r}")
         required = OPTIM_KEYS if optimizer == "sgd" else ADAM_KEYS
         missing = [k for k in required if k not in cfg]
         if missing:
-            raise ValueError(f"method config lacks the training keys {missing}")
+            raise ConfigError(f"method config lacks the training keys {missing}")
         try:
             betas = tuple(float(b) for b in cfg.get("betas", (0.9, 0.999)))
         except (TypeError, ValueError):
-            raise UsageError(f"betas must be two numbers, not {cfg.get('betas')!r}") from None
+            raise ConfigError(f"betas must be two numbers, not {cfg.get('betas')!r}") from None
         out = cls(lr=float(cfg["lr"]), momentum=float(cfg.get("momentum", 0.0)),
                   weight_decay=float(cfg["weight_decay"]), batch_size=int(cfg["batch_size"]),
                   epochs=int(cfg["epochs"]), warmup_epochs=int(cfg.get("warmup_epochs", 0)),
@@ -94,11 +94,11 @@ class OptimConfig:
                   eps=float(cfg.get("eps", 1e-8)), betas=betas, schedule=schedule,
                   drop_last=drop_last)
         if out.epochs < 1 or out.batch_size < 1 or out.warmup_epochs < 0:
-            raise ValueError(f"epochs and batch_size must be >= 1 and warmup_epochs >= 0: {out}")
+            raise ConfigError(f"epochs and batch_size must be >= 1 and warmup_epochs >= 0: {out}")
         if len(out.betas) != 2:
-            raise UsageError(f"betas must be two numbers, not {cfg.get('betas')!r}")
+            raise ConfigError(f"betas must be two numbers, not {cfg.get('betas')!r}")
         if schedule == "cosine_iter" and out.warmup_epochs:
-            raise UsageError("schedule cosine_iter has no warm-up: set warmup_epochs to 0 "
+            raise ConfigError("schedule cosine_iter has no warm-up: set warmup_epochs to 0 "
                              "(or use schedule cosine_epoch)")
         return out
 

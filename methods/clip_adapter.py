@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench.errors import UsageError
+from bench.schema import ConfigError
 from methods import METHODS
 from methods._training import OptimConfig, accuracy, seeded_rng, train
 from methods.base import PER_EPOCH_VIEWS, Fitted, Task, normalize
@@ -41,7 +41,7 @@ class Adapter(nn.Module):
         super().__init__()
         hidden = dim // reduction
         if hidden < 1:
-            raise UsageError(f"clip_adapter: reduction {reduction} leaves no hidden units "
+            raise ConfigError(f"clip_adapter: reduction {reduction} leaves no hidden units "
                              f"for dimension {dim}")
         self.down = nn.Linear(dim, hidden, bias=False)
         self.up = nn.Linear(hidden, dim, bias=False)
@@ -79,14 +79,14 @@ class AdapterClassifier(nn.Module):
 def _ratio_candidates(value, grid: list[float], name: str) -> list[float]:
     if isinstance(value, str):
         if value != "search":
-            raise UsageError(f"clip_adapter: {name} must be a number in [0, 1] or 'search', "
+            raise ConfigError(f"clip_adapter: {name} must be a number in [0, 1] or 'search', "
                              f"not {value!r}")
         if not grid:
-            raise UsageError("clip_adapter: ratio_grid is empty")
+            raise ConfigError("clip_adapter: ratio_grid is empty")
         return [float(v) for v in grid]
     v = float(value)
     if not 0.0 <= v <= 1.0:
-        raise UsageError(f"clip_adapter: {name} must be in [0, 1], not {v}")
+        raise ConfigError(f"clip_adapter: {name} must be in [0, 1], not {v}")
     return [v]
 
 
@@ -97,7 +97,7 @@ def _logit_scale(cfg: dict, task: Task) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise UsageError(f"clip_adapter: logit_scale must be 'model' or a number, "
+        raise ConfigError(f"clip_adapter: logit_scale must be 'model' or a number, "
                          f"not {value!r}") from None
 
 
@@ -129,7 +129,7 @@ def fit_adapter(task: Task, branches: str) -> Fitted:
     candidates = list(itertools.product(alphas, betas))
     searched = len(candidates) > 1
     if searched and len(task.val) == 0:
-        raise UsageError("clip_adapter: a ratio set to 'search' needs a few-shot val set")
+        raise ConfigError("clip_adapter: a ratio set to 'search' needs a few-shot val set")
     best = None
     search_log = []
     for alpha, beta in candidates:

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from bench.errors import UsageError
+from bench.schema import ConfigError
 from methods import METHODS
 from methods._training import OptimConfig, seeded_generator, train
 from methods.base import PER_EPOCH_VIEWS, Fitted, Task, normalize
@@ -46,7 +47,7 @@ POSITIONS = ("end", "middle", "front")
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     if precision not in PRECISIONS:
-        raise UsageError(f"coop: precision must be one of {', '.join(PRECISIONS)}, "
+        raise ConfigError(f"coop: precision must be one of {', '.join(PRECISIONS)}, "
                          f"not {precision!r}")
     if precision == "auto":
         return "fp16" if device.type == "cuda" else "fp32"
@@ -96,7 +97,7 @@ def _token_rows(tokenizer, texts: list[str]) -> list[list[int]]:
 def build_layout(tokenizer, classnames: list[str], n_ctx: int, position: str,
                  context_length: int) -> PromptLayout:
     if position not in POSITIONS:
-        raise UsageError(f"coop: class_token_position must be one of {', '.join(POSITIONS)}, "
+        raise ConfigError(f"coop: class_token_position must be one of {', '.join(POSITIONS)}, "
                          f"not {position!r}")
     sample = tokenizer(["x"])[0]
     sos, eot_id = int(sample[0]), int(sample.max())
@@ -120,7 +121,7 @@ def build_layout(tokenizer, classnames: list[str], n_ctx: int, position: str,
             seq = [sos] + name + ctx_slots + rest
         seq.append(eot_id)
         if len(seq) > context_length:
-            raise UsageError(f"coop: the prompt for class {classnames[c]!r} needs {len(seq)} "
+            raise ConfigError(f"coop: the prompt for class {classnames[c]!r} needs {len(seq)} "
                              f"tokens with {n_ctx} context vectors; the text encoder takes "
                              f"{context_length}")
         row = torch.tensor(seq)
@@ -226,7 +227,7 @@ def init_context(cfg: dict, task: Task, tower: nn.Module, width: int,
     csc = bool(cfg["csc"])
     if phrase:
         if csc:
-            raise UsageError("coop: ctx_init initializes a unified context (as in CoOp); "
+            raise ConfigError("coop: ctx_init initializes a unified context (as in CoOp); "
                              "it cannot be combined with csc=true")
         tokens = _token_rows(task.backbone.tokenizer, [str(phrase).replace("_", " ")])[0]
         with torch.no_grad():
@@ -234,7 +235,7 @@ def init_context(cfg: dict, task: Task, tower: nn.Module, width: int,
         return ctx, len(tokens), False
     n_ctx = int(cfg["n_ctx"])
     if n_ctx < 1:
-        raise UsageError(f"coop: n_ctx must be >= 1, not {n_ctx}")
+        raise ConfigError(f"coop: n_ctx must be >= 1, not {n_ctx}")
     shape = (task.num_classes, n_ctx, width) if csc else (n_ctx, width)
     gen = seeded_generator(task.seed)
     ctx = torch.randn(shape, generator=gen) * float(cfg["init_std"])

@@ -31,6 +31,7 @@ import math
 import numpy as np
 import torch
 
+from bench.schema import ConfigError
 from methods import METHODS
 from methods.base import Fitted, Task
 
@@ -361,7 +362,10 @@ def _accuracy(model, X, y, X_basis=None) -> float:
 
 def search_C(train_X, train_y, val_X, val_y, n_classes, cfg, device):
     """CoOp lpclip's search. Returns (best C, fitted model, trace of (C, val acc))."""
-    solver = SOLVERS[cfg.get("solver", "torch")]
+    name = cfg.get("solver", "torch")
+    if name not in SOLVERS:
+        raise ConfigError(f"linear_probe: solver must be one of {', '.join(SOLVERS)}, not {name!r}")
+    solver = SOLVERS[name]
     max_iter = int(cfg.get("max_iter", 1000))
     tol = float(cfg.get("tol", 1e-4))
     trace: list[tuple[float, float]] = []

@@ -13,6 +13,7 @@ get the dataset's own template on every dataset but ImageNet, as CoOp's zero-sho
 
 from __future__ import annotations
 
+from bench.schema import ConfigError
 from methods import METHODS
 from methods.base import Fitted, Task, normalize
 
@@ -36,13 +37,13 @@ def resolve_templates(choice, dataset_templates: list[str], dataset: str | None 
     elif choice == "imagenet80":
         templates = [fn("{}") for fn in open_clip.OPENAI_IMAGENET_TEMPLATES]
     else:
-        raise ValueError(f"templates must be 'dataset', 'simple7', 'imagenet80' or a list, "
+        raise ConfigError(f"templates must be 'dataset', 'simple7', 'imagenet80' or a list, "
                          f"not {choice!r}")
     if add_dataset_template and choice in ENSEMBLES and dataset not in NO_EXTRA_TEMPLATE:
         templates += list(dataset_templates)
     bad = [t for t in templates if "{}" not in t]
     if bad:
-        raise ValueError(f"templates need a '{{}}' for the class name: {bad[:3]}")
+        raise ConfigError(f"templates need a '{{}}' for the class name: {bad[:3]}")
     return templates
 
 
