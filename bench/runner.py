@@ -7,9 +7,11 @@ features, write the result. A cell that raises becomes a failed record with its 
 the job goes on; a data problem found while loading or extracting (bad split file, unreadable
 image) fails every cell of that dataset with one message, and the job goes on with the next.
 
-Several processes may share one output folder: a cell runs only under its lock
-(``bench.locks``), so a cell held by another live process is skipped here, and locks and
-temporary files of killed processes are cleaned up when a job starts. A full disk stops the job
+Several processes may share one output folder and share its work: a process claims the cells
+of one (dataset, seed) at a time as it goes (the per-seed view store stays shared by the cells of
+that seed), each cell under its lock (``bench.locks``); a cell held by another live process is
+left to it, so two processes on one output finish sooner than one and no cell runs twice.
+Locks and temporary files of killed processes are cleaned up when a job starts. A full disk stops the job
 with one message (``BenchError``); every record already written stays intact.
 """
 
@@ -98,10 +100,11 @@ def _device(name: str) -> torch.device:
     return dev
 
 
-def run_job(job) -> dict:
+def run_job(job, progress=None) -> dict:
     """Run every cell of ``job`` (a bench.planner.Job); returns counts of cells done, failed,
     skipped (a result exists) and locked (another live process holds the cell's lock), and
-    ``encode_s``, the seconds spent encoding images."""
+    ``encode_s``, the seconds spent encoding images. ``progress`` (a bench.progress.LogProgress)
+    is told where the run is and each cell finished."""
     counts = {"done": 0, "failed": 0, "skipped": 0, "locked": 0, "encode_s": 0.0,
               "view_encodes": 0}
     store = ResultStore(job.output)
@@ -113,18 +116,23 @@ def run_job(job) -> dict:
             counts["skipped"] += 1
         else:
             by_dataset[cell["dataset"]].append(cell)
+    if progress is not None and counts["skipped"]:
+        progress.skipped(counts["skipped"])
     if not by_dataset:
         return counts
     device = _device(job.device)
     torch.set_grad_enabled(True)
-    backbone = None
+    loaded: list = []
+
+    def backbone():  # loaded when this process first claims a cell
+        if not loaded:
+            loaded.append(Backbone(job.backbone, job.pretrained, device))
+        return loaded[0]
+
     try:
         with locks:
             for dataset, cells in by_dataset.items():
-                mine = _lock_cells(dataset, cells, store, locks, counts)
-                if mine:
-                    backbone = backbone or Backbone(job.backbone, job.pretrained, device)
-                    _run_dataset(job, backbone, dataset, mine, store, locks, counts)
+                _run_dataset(job, backbone, dataset, cells, store, locks, counts, progress)
     except (DiskFull, NotWritable) as exc:
         raise BenchError(exc.advice()) from None
     return counts
@@ -143,23 +151,49 @@ def _clean_leftovers(job, locks: CellLocks) -> None:
                  n_tmp, n_locks)
 
 
-def _lock_cells(dataset: str, cells, store: ResultStore, locks: CellLocks, counts) -> list[dict]:
-    """The cells this process now holds; cells done or held by another live process are left."""
-    mine, holders = [], []
-    for cell in cells:
-        holder = locks.try_acquire(cell_id(cell))
-        if holder is not None:
-            holders.append(holder)
-        elif store.exists(cell):  # finished by another process since the plan was made
-            locks.release(cell_id(cell))
-            counts["skipped"] += 1
-        else:
-            mine.append(cell)
-    if holders:
-        counts["locked"] += len(holders)
-        print(f"bench: {dataset}: {len(holders)} cell(s) skipped, another bench process is "
-              f"running them ({holders[0].describe()})", file=sys.stderr)
-    return mine
+class _Claims:
+    """Claiming a dataset's cells as the run goes, one (dataset, seed) group at a time."""
+
+    def __init__(self, dataset: str, cells, store: ResultStore, locks: CellLocks, counts,
+                 progress):
+        self.dataset, self.store, self.locks = dataset, store, locks
+        self.counts, self.progress = counts, progress
+        self.groups: dict[int, list[dict]] = defaultdict(list)
+        for cell in cells:
+            self.groups[cell["seed"]].append(cell)
+        self.holders: list = []
+
+    def claim(self, group: list[dict]) -> list[dict]:
+        """The cells of ``group`` this process now holds; cells done meanwhile or held by another
+        live process are left (and counted)."""
+        mine = []
+        for cell in group:
+            holder = self.locks.try_acquire(cell_id(cell))
+            if holder is not None:
+                self.holders.append(holder)
+                self.counts["locked"] += 1
+                self._skip()
+            elif self.store.exists(cell):  # finished by another process since the plan
+                self.locks.release(cell_id(cell))
+                self.counts["skipped"] += 1
+                self._skip()
+            else:
+                mine.append(cell)
+        return mine
+
+    def claim_rest(self, after_seed) -> list[dict]:
+        """Every free cell of the groups after ``after_seed`` (None: all groups)."""
+        return [c for seed, group in self.groups.items()
+                if after_seed is None or seed > after_seed for c in self.claim(group)]
+
+    def _skip(self) -> None:
+        if self.progress is not None:
+            self.progress.skipped(1)
+
+    def report(self) -> None:
+        if self.holders:
+            print(f"bench: {self.dataset}: {len(self.holders)} cell(s) skipped, another bench "
+                  f"process is running them ({self.holders[0].describe()})", file=sys.stderr)
 
 
 class DatasetDataError(BenchError):
@@ -267,41 +301,71 @@ def _positions(items) -> dict:
     return pos
 
 
-def _run_dataset(job, backbone, dataset_name, cells, store: ResultStore, locks: CellLocks,
-                 counts) -> None:
-    """Run the locked ``cells`` of one dataset, releasing each lock once its record is written.
+def _run_dataset(job, get_backbone, dataset_name, cells, store: ResultStore, locks: CellLocks,
+                 counts, progress=None) -> None:
+    """Run the cells of one dataset that no other process holds, claiming one seed's cells at a
+    time and releasing each lock once its record is written.
 
-    A data problem (unreadable split file or image, ...) fails every cell of the dataset with
-    one message; the job goes on with its other datasets.
+    A data problem (unreadable split file or image, ...) fails every cell of the dataset not yet
+    done or held elsewhere, with one message; the job goes on with its other datasets.
     """
-    t0 = time.perf_counter()
-    # By seed (stable): the protocol's view store of a seed is built for its first cell and
-    # freed after its last, so one seed's store is in memory at a time.
-    cells = sorted(cells, key=lambda c: c["seed"])
+    # By seed: the protocol's view store of a seed is built for its first cell and freed after
+    # its last, so one seed's store is in memory at a time; claiming a seed's cells together
+    # keeps that sharing when several processes run on one output.
+    claims = _Claims(dataset_name, sorted(cells, key=lambda c: c["seed"]), store, locks,
+                     counts, progress)
+    ctx = None
     try:
-        ctx = _Context(job, backbone, dataset_name)
-        test_feats, test_labels = _extract(ctx, cells)
-    except BenchError as exc:
-        _fail_dataset(dataset_name, exc, cells, backbone, store, locks, counts)
-        return
-    setup_s = time.perf_counter() - t0
-    classnames = ctx.splits.prompt_classnames
-    for i, cell in enumerate(cells):
-        try:
-            record = _run_cell(cell, ctx, backbone, classnames, test_feats, test_labels, store)
-        except DatasetDataError as exc:  # train/val images that cannot be read: the rest fail
-            _fail_dataset(dataset_name, exc, cells[i:], backbone, store, locks, counts)
-            break
-        finally:
-            views = _views_of(cell)
-            if views["mode"] == "online":
-                ctx.done_reading(views["transform"], cell["seed"])
-        record["timings"]["job_setup_s"] = round(setup_s, 3)
-        store.write(record)
-        locks.release(cell_id(cell))
-        counts["done" if record["status"] == "ok" else "failed"] += 1
-    counts["encode_s"] += ctx.features.encode_seconds  # image encoding, incl. online views
-    counts["view_encodes"] += ctx.store_stats["encoded_views"]
+        for seed, group in claims.groups.items():
+            mine = claims.claim(group)
+            if not mine:
+                continue
+            backbone = get_backbone()
+            if ctx is None:
+                t0 = time.perf_counter()
+                try:
+                    ctx = _Context(job, backbone, dataset_name)
+                    # every planned cell's subsets: the eval-transform union is encoded once
+                    test_feats, test_labels = _extract(ctx, cells, views_of=mine)
+                except BenchError as exc:
+                    _fail_dataset(dataset_name, exc, mine + claims.claim_rest(seed), backbone,
+                                  store, locks, counts, progress)
+                    return
+                setup_s = time.perf_counter() - t0
+            else:
+                try:
+                    _plan_views(ctx, mine)
+                except BenchError as exc:
+                    _fail_dataset(dataset_name, DatasetDataError(str(exc)),
+                                  mine + claims.claim_rest(seed), backbone, store, locks, counts,
+                                  progress)
+                    return
+            classnames = ctx.splits.prompt_classnames
+            for i, cell in enumerate(mine):
+                if progress is not None:
+                    progress.at(dataset_name, cell["method"])
+                try:
+                    record = _run_cell(cell, ctx, backbone, classnames, test_feats, test_labels,
+                                       store)
+                except DatasetDataError as exc:  # train/val images unreadable: the rest fail
+                    _fail_dataset(dataset_name, exc, mine[i:] + claims.claim_rest(seed),
+                                  backbone, store, locks, counts, progress)
+                    return
+                finally:
+                    views = _views_of(cell)
+                    if views["mode"] == "online":
+                        ctx.done_reading(views["transform"], cell["seed"])
+                record["timings"]["job_setup_s"] = round(setup_s, 3)
+                store.write(record)
+                locks.release(cell_id(cell))
+                counts["done" if record["status"] == "ok" else "failed"] += 1
+                if progress is not None:
+                    progress.finished(failed=record["status"] != "ok")
+    finally:
+        claims.report()
+        if ctx is not None:
+            counts["encode_s"] += ctx.features.encode_seconds  # incl. online views
+            counts["view_encodes"] += ctx.store_stats["encoded_views"]
 
 
 def _views_of(cell) -> dict:
@@ -313,7 +377,7 @@ def _views_of(cell) -> dict:
     return resolve_views(spec, cell["config"], cell["seed"])
 
 
-def _extract(ctx: _Context, cells) -> tuple[torch.Tensor, torch.Tensor]:
+def _extract(ctx: _Context, cells, views_of=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Extract what the cells need up front, in few large batches; test features/labels.
 
     Test features once for every cell; V cached or fixed views of the union of the images that
@@ -325,6 +389,15 @@ def _extract(ctx: _Context, cells) -> tuple[torch.Tensor, torch.Tensor]:
     subsets = [ctx.cell_subset(c) for c in cells]
     ctx.union["train"] = sorted({p for s in subsets for p in ctx.positions("train", s.train)})
     ctx.union["val"] = sorted({p for s in subsets for p in ctx.positions("val", s.val)})
+    _plan_views(ctx, cells if views_of is None else views_of)
+    # Train and val with the eval transform: encoded on first use (see _Context.eval_rows).
+    return test_feats, test_labels
+
+
+def _plan_views(ctx: _Context, cells) -> None:
+    """The train views of ``cells`` (the cells this process holds): per-epoch views planned into
+    their seed's store (encoded when its first cell runs), cached or fixed views encoded now."""
+    subsets = [ctx.cell_subset(c) for c in cells]
     fixed: dict[tuple, set[int]] = defaultdict(set)
     for cell, subset in zip(cells, subsets):
         views = _views_of(cell)
@@ -340,12 +413,10 @@ def _extract(ctx: _Context, cells) -> tuple[torch.Tensor, torch.Tensor]:
     for (transform, n_views, seed), positions in fixed.items():
         ctx.features.augmented(sorted(positions), range(n_views), transform,
                                cached_salt(transform, seed))
-    # Train and val with the eval transform: encoded on first use (see _Context.eval_rows).
-    return test_feats, test_labels
 
 
 def _fail_dataset(dataset, exc: BenchError, cells, backbone, store: ResultStore,
-                  locks: CellLocks, counts) -> None:
+                  locks: CellLocks, counts, progress=None) -> None:
     print(f"bench: error: {dataset}: {exc}\nbench: {dataset}: its {len(cells)} cell(s) are "
           f"recorded as failed; fix the data and rerun", file=sys.stderr)
     for cell in cells:
@@ -356,6 +427,8 @@ def _fail_dataset(dataset, exc: BenchError, cells, backbone, store: ResultStore,
         store.write(record)
         locks.release(cell_id(cell))
         counts["failed"] += 1
+        if progress is not None:
+            progress.finished(failed=True)
 
 
 def _base_record(cell, backbone) -> dict:

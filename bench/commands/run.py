@@ -50,6 +50,10 @@ def register(sub) -> None:
                         "cache)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                   help="when stderr is not a terminal (a log file, nohup, SLURM), print a "
+                        "progress line every SECONDS: cells done/total, dataset and method, "
+                        "elapsed, estimate left (default 30; 0 = never)")
     from bench.slurm import add_slurm_arguments
 
     add_slurm_arguments(p)
@@ -212,6 +216,10 @@ def main(args) -> int:
     from bench.planner import expand_cells, plan
 
     cfg = resolve(args)
+    every = getattr(args, "progress_every", 30.0)
+    if not every >= 0:  # negative or nan
+        raise UsageError(f"--progress-every must be 0 (never) or a number of seconds, got "
+                         f"{every}")
     _check_device(cfg["device"], cfg["launcher"])
     if cfg["demo_note"]:
         print(cfg["demo_note"], file=sys.stderr)
@@ -229,6 +237,7 @@ def main(args) -> int:
         return 0
     _check_writable(cfg["output"])
     _check_writable(Path(cfg["cache_dir"]), "--cache-dir")
+    write_plan(cfg["output"], cells)
     t0 = time.perf_counter()
     code = 0
     if jobs:
@@ -265,18 +274,39 @@ def _check_writable(output: Path, flag: str = "--output") -> None:
                          f"choose a folder you can write to") from None
 
 
+PLAN_FILE = "plan.json"
+
+
+def write_plan(output: Path, cells: list[dict]) -> None:
+    """OUTPUT/plan.json: every cell of this run's grid (with its inputs), written atomically
+    before anything runs; `bench status OUTPUT` reads it to tell done, failed, running and
+    pending cells apart. The latest run's grid replaces the previous one."""
+    import datetime
+    import os
+    import socket
+
+    from results.atomic import atomic_write_json
+
+    atomic_write_json(Path(output) / PLAN_FILE, {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "host": socket.gethostname(), "pid": os.getpid(), "cells": cells})
+
+
 def launch(jobs, cfg, args) -> int:
     if cfg["launcher"] == "inprocess":
         from bench.errors import sigterm_as_interrupt
+        from bench.progress import log_progress
         from bench.runner import run_job
 
         failed = locked = 0
         encode_s = 0.0
-        with sigterm_as_interrupt():  # kill/timeout/schedulers: like Ctrl-C (locks released)
+        progress = log_progress(sum(len(j.cells) for j in jobs),
+                                getattr(args, "progress_every", 30.0))
+        with sigterm_as_interrupt(), progress:  # SIGTERM like Ctrl-C (locks released)
             for i, job in enumerate(jobs, 1):
                 print(f"bench: job {i}/{len(jobs)}: {job.dataset} ({len(job.cells)} cells)",
                       file=sys.stderr)
-                counts = run_job(job)
+                counts = run_job(job, progress)
                 failed += counts["failed"]
                 locked += counts.get("locked", 0)
                 encode_s += counts.get("encode_s", 0.0)

@@ -1,0 +1,95 @@
+"""A progress line for logs: when stderr is not a terminal (nohup, tmux logs, SLURM), an
+in-process run prints one plain line every ``interval`` seconds::
+
+    bench: progress: 12/450 cells (1 failed), now demo_digits / coop; elapsed 5m02s, about 12m30s left
+
+The estimate is the mean time per cell this process finished, times the cells left; cells left
+to another process on the same output are not counted as left.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+DEFAULT_INTERVAL_S = 30.0
+
+
+def clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+class LogProgress:
+    """Counts cells and prints :meth:`line` every ``interval`` seconds from a daemon thread
+    while used as a context manager."""
+
+    def __init__(self, total: int, interval: float = DEFAULT_INTERVAL_S, stream=None,
+                 now=time.monotonic):
+        self.total, self.interval = total, interval
+        self.stream = stream if stream is not None else sys.stderr
+        self.now = now
+        self.t0 = now()
+        self.done = self.failed = self.elsewhere = 0
+        self.where = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def at(self, dataset: str, method: str) -> None:
+        self.where = f"{dataset} / {method}"
+
+    def finished(self, failed: bool = False) -> None:
+        self.done += 1
+        self.failed += failed
+
+    def skipped(self, n: int = 1) -> None:
+        """Cells done before or left to another process: not this run's to wait for."""
+        self.elsewhere += n
+
+    def line(self) -> str:
+        elapsed = self.now() - self.t0
+        left = max(0, self.total - self.done - self.elsewhere)
+        if self.done and left:
+            eta = f"about {clock(elapsed / self.done * left)} left"
+        elif left:
+            eta = "estimate after the first cell"
+        else:
+            eta = "finishing"
+        extra = [f"{self.failed} failed"] if self.failed else []
+        if self.elsewhere:
+            extra.append(f"{self.elsewhere} done before or by another process")
+        extra_txt = f" ({', '.join(extra)})" if extra else ""
+        now = f", now {self.where}" if self.where else ""
+        return (f"bench: progress: {self.done}/{self.total} cells{extra_txt}{now}; "
+                f"elapsed {clock(elapsed)}, {eta}")
+
+    def __enter__(self):
+        if self.interval > 0:
+            self._thread = threading.Thread(target=self._loop, name="bench-progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                print(self.line(), file=self.stream, flush=True)
+            except (OSError, ValueError):  # the log went away: stop printing, not the run
+                return
+
+
+def log_progress(total: int, interval: float, stream=None) -> LogProgress:
+    """A LogProgress that prints only when ``stream`` (stderr) is not a terminal."""
+    stream = stream if stream is not None else sys.stderr
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return LogProgress(total, 0 if tty else interval, stream)
