@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench.errors import UsageError
+from bench.schema import ConfigError
 from methods import METHODS
 from methods._training import OptimConfig, train
 from methods.base import PER_EPOCH_VIEWS, Fitted, Task, normalize
@@ -60,7 +60,7 @@ def fit_taskres(task: Task) -> Fitted:
     try:
         alpha = float(cfg["alpha"])
     except (TypeError, ValueError):
-        raise UsageError(f"taskres: alpha must be a number, not {cfg['alpha']!r}") from None
+        raise ConfigError(f"taskres: alpha must be a number, not {cfg['alpha']!r}") from None
     templates = resolve_templates(cfg.get("templates", "dataset"), task.templates, task.dataset,
                                   False)
     scale = float(task.backbone.logit_scale)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench.errors import UsageError
+from bench.schema import ConfigError
 from methods import METHODS
 from methods._training import OptimConfig, train
 from methods.base import Fitted, Task, ViewSpec, normalize
@@ -53,7 +53,7 @@ def tip_logits(f: torch.Tensor, weights: torch.Tensor, keys: torch.Tensor, value
 def search_grid(scale: float, steps: int) -> list[float]:
     """The release's grid: ``[i * (scale - 0.1) / steps + 0.1 for i in range(steps)]``."""
     if steps < 1:
-        raise UsageError(f"tip_adapter: search_step values must be >= 1, not {steps}")
+        raise ConfigError(f"tip_adapter: search_step values must be >= 1, not {steps}")
     return [i * (float(scale) - 0.1) / steps + 0.1 for i in range(int(steps))]
 
 
@@ -81,18 +81,18 @@ def _scale(cfg: dict, task: Task) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise UsageError(f"tip_adapter: logit_scale must be 'model' or a number, "
+        raise ConfigError(f"tip_adapter: logit_scale must be 'model' or a number, "
                          f"not {value!r}") from None
 
 
 def _fixed_views(task: Task, needed: int, name: str) -> torch.Tensor:
     views = getattr(task.train_views, "all", None)
     if views is None:
-        raise UsageError(f"{name}: needs the fixed 'tip' train views (ViewSpec kind 'fixed'); "
+        raise ConfigError(f"{name}: needs the fixed 'tip' train views (ViewSpec kind 'fixed'); "
                          f"got {task.train_views.mode!r} views (feature_mode does not apply)")
     feats = views()
     if feats.shape[0] < needed:
-        raise UsageError(f"{name}: needs {needed} train views per image (cache_views + epochs), "
+        raise ConfigError(f"{name}: needs {needed} train views per image (cache_views + epochs), "
                          f"the config gives n_views = {feats.shape[0]}; set n_views to {needed}")
     return feats
 
@@ -106,7 +106,7 @@ class _Setup:
         self.cfg, self.task = cfg, task
         n_cache = int(cfg["cache_views"])
         if n_cache < 1:
-            raise UsageError(f"{name}: cache_views must be >= 1, not {n_cache}")
+            raise ConfigError(f"{name}: cache_views must be >= 1, not {n_cache}")
         self.views = _fixed_views(task, max(n_cache, n_views_needed), name)
         templates = resolve_templates(cfg.get("templates", "dataset"), task.templates,
                                       task.dataset, False)
@@ -124,7 +124,7 @@ class _Setup:
         if not cfg.get("search", True):
             return {"alpha": float(cfg["init_alpha"]), "beta": float(cfg["init_beta"])}
         if len(task.val) == 0:
-            raise UsageError("tip_adapter: the alpha/beta search needs a few-shot val set "
+            raise ConfigError("tip_adapter: the alpha/beta search needs a few-shot val set "
                              "(or set search: false to use init_alpha / init_beta)")
         (beta_scale, alpha_scale), (beta_steps, alpha_steps) = cfg["search_scale"], cfg["search_step"]
         betas, alphas = search_grid(beta_scale, beta_steps), search_grid(alpha_scale, alpha_steps)

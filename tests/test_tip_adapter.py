@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from bench.errors import UsageError
+from bench.schema import ConfigError
 from bench.views import FixedViews
 from methods import METHODS
 from methods.base import FeatureSplit
@@ -51,7 +51,7 @@ def test_search_grid_is_the_release_formula():
     grid = search_grid(12, 200)
     assert len(grid) == 200 and grid[0] == pytest.approx(0.1)
     assert grid[1] == pytest.approx(0.1 + 11.9 / 200) and grid[-1] < 12
-    with pytest.raises(UsageError):
+    with pytest.raises(ConfigError):
         search_grid(3, 0)
 
 
@@ -133,13 +133,13 @@ def test_tip_adapter_f_trains_the_keys_on_the_epoch_views(tiny_backbone):
 def test_tip_adapter_f_needs_a_view_per_epoch(tiny_backbone):
     task = tip_task("tip_adapter_f", tiny_backbone, overrides={**FAST_F, "epochs": 5},
                     n_views=13)
-    with pytest.raises(UsageError, match="set n_views to 15"):
+    with pytest.raises(ConfigError, match="set n_views to 15"):
         METHODS.get("tip_adapter_f")(task)
 
 
 def test_tip_adapter_refuses_per_epoch_views(tiny_backbone):
     task = make_task("tip_adapter", tiny_backbone)  # CachedViews: no all()
-    with pytest.raises(UsageError, match="fixed 'tip' train views"):
+    with pytest.raises(ConfigError, match="fixed 'tip' train views"):
         METHODS.get("tip_adapter")(task)
 
 
@@ -161,3 +161,19 @@ def test_tip_adapter_f_follows_the_release_schedule():
         sched.step()
     _, euro = resolve_method_config(MethodSpec("tip_adapter_f", None), "eurosat", 16)
     assert euro["epochs"] == 100 and euro["n_views"] == 110
+
+
+@pytest.mark.parametrize("method", ["tip_adapter", "tip_adapter_f", "taskres"])
+def test_schema_covers_every_default_and_passes_every_config(method):
+    from bench.config import MethodSpec, load_method_file, method_schema, resolve_method_config
+    from bench.schema import check_config
+
+    data, schema = load_method_file(method), method_schema(method)
+    assert set(data["defaults"]) <= set(schema)
+    for variant in [None, *(data.get("variants") or {})]:
+        for dataset in ["imagenet", "dtd", "eurosat", "oxford_flowers", "demo_digits"]:
+            for shots in (1, 16):
+                _, cfg = resolve_method_config(MethodSpec(method, variant), dataset, shots)
+                assert check_config(cfg, schema) == [], (variant, dataset, shots)
+    bad = dict(resolve_method_config(MethodSpec(method, None), "dtd", 1)[1], n_views=0)
+    assert check_config(bad, schema)  # a bad value is reported
