@@ -163,7 +163,7 @@ def test_tip_adapter_f_follows_the_release_schedule():
     assert euro["epochs"] == 100 and euro["n_views"] == 110
 
 
-@pytest.mark.parametrize("method", ["tip_adapter", "tip_adapter_f", "taskres"])
+@pytest.mark.parametrize("method", ["tip_adapter", "tip_adapter_f", "taskres", "gda"])
 def test_schema_covers_every_default_and_passes_every_config(method):
     from bench.config import MethodSpec, load_method_file, method_schema, resolve_method_config
     from bench.schema import check_config
