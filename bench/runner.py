@@ -103,8 +103,9 @@ def _device(name: str) -> torch.device:
 def run_job(job, progress=None) -> dict:
     """Run every cell of ``job`` (a bench.planner.Job); returns counts of cells done, failed,
     skipped (a result exists) and locked (another live process holds the cell's lock), and
-    ``encode_s``, the seconds spent encoding images. ``progress`` (a bench.progress.LogProgress)
-    is told where the run is and each cell finished."""
+    ``encode_s``, the seconds spent encoding images. ``progress`` (a bench.progress.LogProgress,
+    or the job's ``progress`` attribute) is told where the run is and each cell finished."""
+    progress = progress if progress is not None else getattr(job, "progress", None)
     counts = {"done": 0, "failed": 0, "skipped": 0, "locked": 0, "encode_s": 0.0,
               "view_encodes": 0}
     store = ResultStore(job.output)
@@ -165,7 +166,20 @@ class _Claims:
 
     def claim(self, group: list[dict]) -> list[dict]:
         """The cells of ``group`` this process now holds; cells done meanwhile or held by another
-        live process are left (and counted)."""
+        live process are left (and counted). A short-lived claim lock per group keeps two
+        processes that reach a group at the same moment from splitting it between them."""
+        first = group[0]
+        key = f"{first['backbone']}|{first['pretrained']}|{self.dataset}|{first['seed']}"
+        claim = "claim-" + hashlib.sha1(key.encode()).hexdigest()[:16]
+        deadline = time.monotonic() + 30
+        while self.locks.try_acquire(claim) is not None and time.monotonic() < deadline:
+            time.sleep(0.02)  # another process is claiming this group: milliseconds
+        try:
+            return self._claim_cells(group)
+        finally:
+            self.locks.release(claim)
+
+    def _claim_cells(self, group: list[dict]) -> list[dict]:
         mine = []
         for cell in group:
             holder = self.locks.try_acquire(cell_id(cell))

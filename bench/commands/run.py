@@ -306,7 +306,8 @@ def launch(jobs, cfg, args) -> int:
             for i, job in enumerate(jobs, 1):
                 print(f"bench: job {i}/{len(jobs)}: {job.dataset} ({len(job.cells)} cells)",
                       file=sys.stderr)
-                counts = run_job(job, progress)
+                job.progress = progress  # an attribute, so run_job(job) stays the interface
+                counts = run_job(job)
                 failed += counts["failed"]
                 locked += counts.get("locked", 0)
                 encode_s += counts.get("encode_s", 0.0)

@@ -2,9 +2,11 @@
 
 Reads the submissions recorded in OUTPUT/sweep/ by `bench run --launcher slurm|local`, the
 results store, and the task states (sacct/squeue for SLURM, the process table and submitit's
-result files for local jobs). For a sweep run in-process it reads the results store alone.
-Exit code: 0 when nothing failed (all done, or still running), 1 when cells failed or tasks
-ended leaving cells without a result.
+result files for local jobs). For a sweep run in-process it reads the plan that `bench run`
+records in OUTPUT/plan.json before it starts, and tells done, failed, running (a live lock in
+OUTPUT/locks) and pending cells apart; exit 0 only when every planned cell is done. For SLURM and
+local sweeps: exit 0 when nothing failed (all done, or still running), 1 when cells failed or
+tasks ended leaving cells without a result.
 
 A cell is done only when its record passes the one validation that `bench run` and `bench report`
 use too (results/validate.py) and is the record of that very cell (its ``cell_id``, which
@@ -60,8 +62,10 @@ def main(args) -> int:
     st = sweep_status(output)
     out = sys.stdout
     store = ResultStore(output)
+    if not st["submissions"] and (output / "plan.json").is_file():
+        return _inprocess_status(output, store, args, out)
     if not st["submissions"]:
-        # in-process sweep: the store is all there is
+        # in-process sweep without a recorded plan (run before plans were recorded)
         records = store.load_all()
         if not records and not store.damaged:
             print(f"{output}: no sweep here (no results, no submissions under {output}/sweep)",
@@ -201,3 +205,64 @@ def _print_failed_records(records: list[dict], tracebacks: bool, out) -> None:
         if tracebacks and err.get("traceback"):
             for line in str(err["traceback"]).rstrip().splitlines():
                 print(f"    | {line}", file=out)
+
+
+def _inprocess_status(output: Path, store, args, out) -> int:
+    """Done, failed, running and pending cells of the grid recorded in OUTPUT/plan.json."""
+    from bench.locks import CellLocks, is_stale, read_holder
+    from bench.slurm import cell_label
+    from results.atomic import read_json
+    from results.store import cell_id
+
+    plan = read_json(output / "plan.json")
+    cells = plan.get("cells") if plan else None
+    if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
+        raise UsageError(f"{output}/plan.json is damaged; rerun the same `bench run` command "
+                         f"to record the plan again (results already written are kept)")
+    locks = CellLocks(output / "locks")
+    done, failed, running, pending = [], [], [], []
+    holders = {}
+    for cell in cells:
+        if store.exists(cell):
+            done.append(cell)
+            continue
+        lock = locks.path(cell_id(cell))
+        if lock.is_file() and not is_stale(lock, locks.stale_after_s):
+            holder = read_holder(lock)
+            if holder is not None:
+                holders[holder.describe()] = holders.get(holder.describe(), 0) + 1
+            running.append(cell)
+            continue
+        failure = store.read(store.failed_path_for(cell))
+        if failure is not None and failure.get("status") == "failed":
+            failure["_path"] = str(store.failed_path_for(cell))
+            failed.append(failure)
+        else:
+            pending.append(cell)
+    total = len(cells)
+    print(f"sweep {output} (in-process, planned {plan.get('created', '?')}): {total} cells: "
+          f"{len(done)} done, {len(failed)} failed, {len(running)} running, "
+          f"{len(pending)} pending", file=out)
+    print(f"{bar(len(done), len(failed), total)} "
+          f"{100.0 * (len(done) + len(failed)) / total if total else 100.0:5.1f}%", file=out)
+    for who, n in holders.items():
+        print(f"running: {n} cell(s) held by {who}", file=out)
+    _print_failed_records(failed, args.tracebacks, out)
+    if args.cells:
+        for name, group in (("running", running), ("pending", pending)):
+            if group:
+                print(f"\n{name} cells ({len(group)}):", file=out)
+                for c in group:
+                    print(f"  {cell_label(c)}", file=out)
+    if store.damaged:
+        print(f"({len(store.damaged)} record(s) are damaged, named above; `bench run` computes "
+              f"them again)", file=out)
+    if pending and not running:
+        print(f"\n{len(pending)} cell(s) pending and no bench process is running on this "
+              f"output: rerun the same `bench run` command to resume", file=out)
+    elif running:
+        print(f"\nin flight: run `bench status {output}` again to follow", file=out)
+    if failed:
+        print(f"rerunning the same `bench run` retries the {len(failed)} failed cell(s)",
+              file=out)
+    return 0 if len(done) == total else 1
