@@ -102,7 +102,7 @@ def _check_schema(path: Path, data: dict) -> None:
     missing = sorted(set(data.get("defaults") or {}) - set(schema))
     if missing:
         problems.append(f"{path}: schema has no rule for {missing}; add one per key "
-                        f"(see docs/methods.md, 'Config schema')")
+                        f"(see docs/extending.md, 'Config schema')")
     if problems:
         raise UsageError("; ".join(problems))
 
