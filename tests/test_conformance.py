@@ -1,0 +1,338 @@
+"""One contract, tested for every registered method x variant and every dataset (timm's
+test_models.py style). Plugins count: installed ones (entry point ``bench.plugins``) and those in
+``BENCH_INCLUDE`` when the tests start are parametrized like built-in ones.
+
+Methods run through the real runner (planner + ``run_job``) on a conformance data root: DTD's
+layout with unique noise images, and a test split of noise images with random labels, so that
+test data a method could reach shows: by value in the Task, and by an accuracy far above chance.
+Epoch counts are cut to 2 through the config (``--set`` path) to keep it fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import TINY
+
+CONFORMANCE_DATASET = "dtd"
+SHOTS, SEED, OTHER_SEED = 2, 1, 2
+N_TEST = 90  # 3 classes, random labels: chance is 1/3; a method reading test labels gets ~100%
+FAST_EPOCHS = 2
+
+
+def _method_cases() -> list[tuple[str, str | None]]:
+    from bench.config import load_method_file, variants_of
+    from methods import METHODS
+
+    cases = []
+    for name in METHODS.names():
+        default = load_method_file(name).get("default_variant")
+        cases.append((name, default))
+        cases += [(name, v) for v in variants_of(name) if v != default]
+    return cases
+
+
+METHOD_CASES = _method_cases()
+
+
+def _case_id(case) -> str:
+    return f"{case[0]}:{case[1]}" if case[1] else case[0]
+
+
+def _fast_overrides(name: str, variant: str | None) -> dict:
+    """Epoch counts cut to FAST_EPOCHS (the method's declared epochs key and ``epochs``)."""
+    from bench.config import MethodSpec, resolve_method_config
+    from methods import METHODS
+
+    spec = METHODS.entry(name).extra.get("views")
+    keys = {"epochs", getattr(spec, "epochs_key", "epochs")}
+    _, cfg = resolve_method_config(MethodSpec(name, variant), CONFORMANCE_DATASET, SHOTS)
+    return {k: FAST_EPOCHS for k in keys if isinstance(cfg.get(k), int)
+            and not isinstance(cfg.get(k), bool) and cfg[k] > FAST_EPOCHS}
+
+
+def _noise_jpeg(rng: random.Random, tint: tuple[int, int, int] | None) -> bytes:
+    from PIL import Image
+
+    img = Image.new("RGB", (16, 16))
+    img.putdata([tuple(min(255, (t if tint else 0) // 2 + rng.randrange(128))
+                       for t in (tint or (0, 0, 0))) for _ in range(256)])
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def write_conformance_root(root: Path) -> Path:
+    """DTD's layout: tinted noise for train/val (something to learn), plain noise with random
+    labels for test (nothing to learn: above-chance accuracy means the test labels leaked)."""
+    from tests.miniroot import SPLIT_DATASETS
+
+    folder, image_subdir, split_file, classes = SPLIT_DATASETS[CONFORMANCE_DATASET]
+    rng = random.Random(0)
+    tints = [(255, 40, 40), (40, 255, 40), (40, 40, 255)]
+    rows = {"train": [], "val": [], "test": []}
+    image_dir = root / folder / image_subdir
+    n = 0
+    for split, per_class in (("train", 4), ("val", 2), ("test", N_TEST // len(classes))):
+        for label, (cfolder, cname) in enumerate(classes):
+            for _ in range(per_class):
+                shown = label if split != "test" else rng.randrange(len(classes))
+                rel = f"{classes[shown][0]}/{classes[shown][0]}_{n:04d}.jpg"
+                n += 1
+                (image_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                (image_dir / rel).write_bytes(
+                    _noise_jpeg(rng, tints[label] if split != "test" else None))
+                rows[split].append([rel, shown, classes[shown][1]])
+    (root / folder / split_file).write_text(json.dumps(rows))
+    return root
+
+
+@pytest.fixture(scope="module")
+def conformance(tmp_path_factory):
+    """Run every case once through the runner, capturing each method's Task and Fitted."""
+    from bench.config import MethodSpec
+    from bench.planner import expand_cells, plan
+    from bench.runner import run_job
+    from datasets_registry import DATASETS
+    from methods import METHODS
+    from results.store import ResultStore
+
+    base = tmp_path_factory.mktemp("conformance")
+    root = write_conformance_root(base / "data")
+    captured: dict[tuple, tuple] = {}
+    originals = {}
+
+    def capture(name, fit):
+        def wrapped(task):
+            fitted = fit(task)
+            captured[(name, json.dumps(task.config, sort_keys=True, default=str))] = (task, fitted)
+            return fitted
+        return wrapped
+
+    cells = []
+    for name, variant in METHOD_CASES:
+        cells += expand_cells([(TINY, "none")], [CONFORMANCE_DATASET], [MethodSpec(name, variant)],
+                              [SHOTS], [SEED], {name: _fast_overrides(name, variant)})
+    for name in {n for n, _ in METHOD_CASES}:
+        entry = METHODS.entry(name)
+        originals[name] = entry.obj
+        entry.obj = capture(name, entry.obj)
+    try:
+        jobs = plan(cells, data_root=str(root), output=str(base / "out"),
+                    cache_dir=str(base / "cache"), device="cpu",
+                    options={"progress": False, "workers": 0})
+        for job in jobs:
+            run_job(job)
+    finally:
+        for name, fit in originals.items():
+            METHODS.entry(name).obj = fit
+    records = {(r["method"], r.get("variant")): r
+               for r in ResultStore(base / "out").iter_records(include_failed=True)}
+    splits = DATASETS.get(CONFORMANCE_DATASET).load(root)
+    return {"records": records, "captured": captured, "originals": originals,
+            "root": root, "splits": splits, "cache": base / "cache"}
+
+
+def _case(conformance, case):
+    name, variant = case
+    record = conformance["records"].get((name, variant))
+    assert record is not None, f"no record for {_case_id(case)}"
+    assert record["status"] == "ok", (f"{_case_id(case)} failed: "
+                                      f"{record.get('error', {}).get('message')}")
+    key = (name, json.dumps(record["config"], sort_keys=True, default=str))
+    task, fitted = conformance["captured"][key]
+    return record, task, fitted
+
+
+def _probe(task, n: int = 7) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(123)
+    dim = task.train.features.shape[1]
+    return torch.randn(n, dim, generator=gen).to(task.device)
+
+
+def _refit(conformance, case, task, seed: int):
+    """Fit again on the same Task with ``seed``, seeded as the runner seeds a cell."""
+    from datasets_registry.fewshot import seed_everything
+
+    seed_everything(seed)
+    return conformance["originals"][case[0]](dataclasses.replace(task, seed=seed))
+
+
+# --- every method x variant -----------------------------------------------------------------
+
+@pytest.mark.parametrize("case", METHOD_CASES, ids=_case_id)
+def test_logits_shape_and_finite(conformance, case):
+    record, task, fitted = _case(conformance, case)
+    logits = fitted.logits(_probe(task))
+    assert logits.shape == (7, task.num_classes)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("case", METHOD_CASES, ids=_case_id)
+def test_same_seed_is_bit_identical(conformance, case):
+    _, task, fitted = _case(conformance, case)
+    again = _refit(conformance, case, task, task.seed)
+    assert torch.equal(fitted.logits(_probe(task)), again.logits(_probe(task)))
+
+
+def _stochastic(name: str, config: dict) -> bool:
+    """Whether a method must give other results for another seed on the same Task: declared at
+    registration (``stochastic=True/False``), else: it trains for epochs (initialization, batch
+    order) on its own randomness. Methods on ``fixed`` views (Tip-Adapter-F) take theirs from
+    the core's views, keyed by the seed: the refit below keeps the Task's views, and with one
+    full batch their training is deterministic given the Task."""
+    from methods import METHODS
+
+    entry = METHODS.entry(name)
+    if "stochastic" in entry.extra:
+        return bool(entry.extra["stochastic"])
+    spec = entry.extra.get("views")
+    key = getattr(spec, "epochs_key", "epochs")
+    trains = any(isinstance(config.get(k), int) and not isinstance(config.get(k), bool)
+                 and config.get(k) > 0 for k in {key, "epochs"})
+    return trains and getattr(spec, "kind", "none") != "fixed"
+
+
+@pytest.mark.parametrize("case", METHOD_CASES, ids=_case_id)
+def test_other_seed_differs_when_the_method_is_stochastic(conformance, case):
+    """Same Task (data and views), another seed: a method that trains on its own randomness
+    must give other logits (one that ignores its seed gives the same)."""
+    record, task, fitted = _case(conformance, case)
+    if not _stochastic(case[0], record["config"]):
+        pytest.skip("deterministic given its Task (no training of its own randomness)")
+    other = _refit(conformance, case, task, OTHER_SEED)
+    assert not torch.equal(fitted.logits(_probe(task)), other.logits(_probe(task))), \
+        "the same logits for another seed: the method ignores its seed"
+
+
+def _reachable_tensors(obj, seen=None, depth=0):
+    """Tensors reachable from ``obj`` through attributes, dict values and sequences (the frozen
+    backbone excluded: it holds the model's weights, not data)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen or depth > 6:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, torch.Tensor):
+        yield obj
+        return
+    if isinstance(obj, (str, bytes, int, float, bool, type(None), torch.device)):
+        return
+    if isinstance(obj, torch.nn.Module):
+        return
+    if isinstance(obj, dict):
+        children = list(obj.values())
+    elif isinstance(obj, (list, tuple, set)):
+        children = list(obj)
+    else:
+        children = [v for k, v in getattr(obj, "__dict__", {}).items() if k != "backbone"]
+    for child in children:
+        yield from _reachable_tensors(child, seen, depth + 1)
+
+
+def test_conformance_root_test_features_are_unique(conformance, tiny_backbone):
+    """The leak check below is meaningful only if no test image equals a train/val image."""
+    test = _test_features(conformance, tiny_backbone)
+    assert len(test) == N_TEST
+    assert torch.unique(test, dim=0).shape[0] == N_TEST
+
+
+def _test_features(conformance, backbone) -> torch.Tensor:
+    if "test_features" not in conformance:
+        from bench.features import DatasetFeatures, FeatureCache
+
+        feats = DatasetFeatures(backbone, conformance["splits"],
+                                FeatureCache(conformance["cache"], "float32"), progress=False)
+        conformance["test_features"] = feats.eval_features("test", list(range(N_TEST)))
+    return conformance["test_features"]
+
+
+@pytest.mark.parametrize("case", METHOD_CASES, ids=_case_id)
+def test_no_test_data_reachable_from_the_task(conformance, case, tiny_backbone):
+    record, task, _ = _case(conformance, case)
+    test = _test_features(conformance, tiny_backbone).float()
+    views = task.train_views
+    if views.mode in ("online", "cached"):
+        _ = views.for_epoch(0)  # lazy views: materialize what the method could read
+    for tensor in _reachable_tensors(task):
+        if tensor.ndim >= 2 and tensor.shape[-1] == test.shape[1]:
+            rows = tensor.reshape(-1, test.shape[1]).float().cpu()
+            hits = torch.cdist(rows, test).min(dim=1).values < 1e-4
+            assert not hits.any(), f"{int(hits.sum())} test feature row(s) reachable from the Task"
+    assert len(task.train) == len(task.train.labels) <= SHOTS * task.num_classes
+    # behaviour: test labels are random noise labels; reading them gives far above chance
+    assert record["metrics"]["top1"] < 80.0, (
+        f"top-1 {record['metrics']['top1']:.1f}% on random test labels: test labels leak")
+
+
+@pytest.mark.parametrize("case", METHOD_CASES, ids=_case_id)
+def test_info_is_json_serializable_into_the_record(conformance, case):
+    record, _, fitted = _case(conformance, case)
+    assert json.loads(json.dumps(fitted.info)) == record["selected"]
+
+
+def test_every_variant_resolves_on_every_dataset_and_shot():
+    from bench.config import MethodSpec, resolve_method_config
+    from datasets_registry import DATASETS
+
+    for name, variant in METHOD_CASES:
+        for dataset in DATASETS.names():
+            for shots in (1, 2, 4, 8, 16):
+                got, cfg = resolve_method_config(MethodSpec(name, variant), dataset, shots)
+                assert got == variant and isinstance(cfg, dict)
+                json.dumps(cfg)
+                for value in cfg.values():
+                    assert not (isinstance(value, dict) and "by_shots" in value), (name, value)
+
+
+# --- every dataset --------------------------------------------------------------------------
+
+def _dataset_names():
+    from datasets_registry import DATASETS
+
+    return DATASETS.names()
+
+
+@pytest.mark.parametrize("name", _dataset_names())
+def test_dataset_contract(name, miniroot, demo_root_or_none):
+    from bench.identity import draw_subset
+    from datasets_registry import DATASETS
+    from tests.miniroot import MINI_CLASSNAMES
+
+    entry = DATASETS.entry(name)
+    ds = entry.obj
+    assert ds.templates and all("{}" in t for t in ds.templates)
+    if name in MINI_CLASSNAMES:
+        splits = ds.load(miniroot)
+        assert splits.classnames == MINI_CLASSNAMES[name]
+    elif "demo" in entry.tags and demo_root_or_none is not None:
+        splits = ds.load(demo_root_or_none)
+    else:
+        pytest.skip(f"{name}: no miniature data for it (a plugin dataset); checked: templates")
+    assert splits.classnames and all(isinstance(c, str) and c for c in splits.classnames)
+    assert splits.train and splits.test
+    labels = {lbl for _, lbl in splits.train + splits.val + splits.test}
+    assert labels <= set(range(len(splits.classnames)))
+    first = draw_subset(splits, 2, 1)
+    assert draw_subset(splits, 2, 1).to_json() == first.to_json()
+    test_items = set(map(tuple, splits.test))
+    assert not test_items & set(map(tuple, first.train + first.val))
+
+
+@pytest.fixture(scope="session")
+def demo_root_or_none():
+    """The demo suite's data root when it has been generated already (never built here)."""
+    try:
+        from bench.demo import demo_defaults
+
+        root = Path(demo_defaults(generate=False)["data_root"])
+    except Exception:  # noqa: BLE001 - no demo data: the demo datasets are skipped
+        return None
+    return root if root.is_dir() else None
