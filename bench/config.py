@@ -219,7 +219,7 @@ def parse_overrides(pairs: list[str], method_names: list[str],
                 found.append(f"--set {pair!r}: method {method!r} is not among the selected "
                              f"methods ({', '.join(method_names)})")
             elif sub not in method_keys(method):
-                found.append(f"--set {pair!r}: method {method!r} has no config key "
+                found.append(f"--set {pair!r}: method {method!r}: unknown key "
                              f"{sub!r}.{_did_you_mean(sub, method_keys(method))} "
                              f"Keys: {', '.join(sorted(method_keys(method)))}")
             else:

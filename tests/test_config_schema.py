@@ -100,7 +100,7 @@ def test_dry_run_reports_every_bad_value_at_once(run_cli, tmp_path):
 
 @pytest.mark.parametrize("setting, words", [
     ("alpha=7", "alpha = 7: must be a number in [0, 1] or 'search'"),
-    ("coop.epoch=3", "method 'coop' has no config key 'epoch'. Did you mean 'epochs'?"),
+    ("coop.epoch=3", "method 'coop': unknown key 'epoch'. Did you mean 'epochs'?"),
     ("n_views=0", "n_views = 0: must be an integer >= 1"),
     ("templates=[no class slot]", "must be a list of strings containing '{}'"),
     ("coop.precision=fp8", "precision = 'fp8': must be one of 'auto', 'fp32'"),
