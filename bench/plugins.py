@@ -7,9 +7,12 @@ Two ways in, both registering exactly like a built-in module (``METHODS.register
   a ``.py`` file, or a folder whose ``*.py`` files are all imported (names starting with ``_``
   are skipped, as in ``methods/``). A method's YAML config is ``<method>.yaml`` in an included
   folder or next to an included file (or an included ``.yaml`` file itself).
-* an installed package that declares an entry point in the group ``bench.plugins``
-  (``[project.entry-points."bench.plugins"] name = "my_package.module"``); its YAML configs
-  lie next to that module.
+* an installed package that declares an entry point in the group ``bench.methods`` (a module
+  that registers methods), ``bench.datasets`` (datasets) or ``bench.plugins`` (either)
+  (``[project.entry-points."bench.methods"] name = "my_package.module"``); its YAML configs
+  lie next to that module. The method registry imports the ``bench.methods`` and
+  ``bench.plugins`` groups, the dataset registry ``bench.datasets`` and ``bench.plugins``: so
+  `bench ls datasets` does not import method plugins (and the torch they import).
 
 Plugins are imported lazily, by the registries (``bench.registry``), the first time a method or
 dataset is looked up; the paths travel with SLURM/submitit jobs (``bench.slurm.BenchJob``).
@@ -27,12 +30,13 @@ from pathlib import Path
 
 from bench.errors import UsageError
 
-ENTRY_POINT_GROUP = "bench.plugins"
+ENTRY_POINT_GROUP = "bench.plugins"  # modules that may register methods and datasets
+KIND_GROUPS = {"method": "bench.methods", "dataset": "bench.datasets"}
 ENV_VAR = "BENCH_INCLUDE"
 
 _included: list[Path] = []  # resolved paths, in the order given
 _imported: set[str] = set()  # keys of what has been imported (file paths, entry point names)
-_entry_points: list | None = None
+_entry_points: dict[str, list] = {}
 _env_read = False
 _importing: list[str] = []  # the plugin being imported (a file path or an entry point)
 
@@ -122,14 +126,18 @@ def _import_file(path: Path) -> None:
         _importing.pop()
 
 
-def entry_points() -> list:
-    """The installed ``bench.plugins`` entry points (read once per process)."""
-    global _entry_points
-    if _entry_points is None:
-        from importlib.metadata import entry_points as eps
+def entry_points(kind: str | None = None) -> list:
+    """Installed entry points for a registry ``kind`` ("method", "dataset"; None: all groups),
+    read once per process."""
+    groups = [ENTRY_POINT_GROUP] + ([KIND_GROUPS[kind]] if kind else list(KIND_GROUPS.values()))
+    found = []
+    for group in groups:
+        if group not in _entry_points:
+            from importlib.metadata import entry_points as eps
 
-        _entry_points = sorted(eps(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
-    return _entry_points
+            _entry_points[group] = sorted(eps(group=group), key=lambda e: e.name)
+        found += _entry_points[group]
+    return found
 
 
 def _load_entry_point(ep) -> None:
@@ -147,17 +155,17 @@ def _call_entry_point(ep) -> None:
         raise
     except Exception as exc:  # noqa: BLE001
         raise UsageError(f"installed plugin {ep.name!r} ({ep.value}, entry point group "
-                         f"{ENTRY_POINT_GROUP!r}) failed to import: {type(exc).__name__}: "
+                         f"{ep.group!r}) failed to import: {type(exc).__name__}: "
                          f"{exc}; fix or uninstall its package") from None
     if callable(obj) and not isinstance(obj, type(sys)):
         obj()  # an entry point may name a function that registers things
 
 
-def load() -> None:
-    """Import every plugin not imported yet: entry points first, then ``--include`` paths
-    (``BENCH_INCLUDE``'s are added on the first call)."""
+def load(kind: str | None = None) -> None:
+    """Import every plugin not imported yet: the entry points of registry ``kind`` first, then
+    ``--include`` paths (``BENCH_INCLUDE``'s are added on the first call)."""
     _ensure_env()
-    for ep in entry_points():
+    for ep in entry_points(kind):
         key = f"ep:{ep.name}={ep.value}"
         if key not in _imported:
             _imported.add(key)
@@ -188,7 +196,7 @@ def source_files() -> list[Path]:
     """Every plugin module file: included ones, then installed packages' entry points."""
     _ensure_env()
     files = [m for p in _included for m in _modules_of(p)]
-    for ep in entry_points():
+    for ep in entry_points("method"):
         f = _entry_point_file(ep)
         if f is not None:
             files.append(f)
@@ -222,5 +230,5 @@ def reset() -> None:
     """Forget the included paths (tests; modules already imported stay registered)."""
     global _entry_points, _env_read
     _included.clear()
-    _entry_points = None
+    _entry_points = {}
     _env_read = False

@@ -73,7 +73,7 @@ class Registry:
                     importlib.import_module(f"{self.package}.{info.name}")
         from bench import plugins
 
-        plugins.load()  # cheap once done; picks up paths included since the last lookup
+        plugins.load(self.kind)  # cheap once done; picks up paths included since the last lookup
 
     def entries(self, tag: str | None = None) -> list[Entry]:
         self._load()

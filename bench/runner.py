@@ -230,6 +230,8 @@ class _Context:
         self.subsets: dict[tuple[int, int, str], FewShotSubset] = {}
         self.union: dict[str, list[int]] = {}  # per split, the positions any cell uses
         self._encoded: set[str] = set()
+        self._broken: dict = {}  # split or view store key -> its DatasetDataError
+        self.data_errors: list[DatasetDataError] = []
         # The protocol's per-epoch views: per (transform, seed), the epochs each train position
         # is trained on by some cell, the store once built, and how many cells still read it.
         self.epoch_needs: dict[tuple[str, int], dict[int, int]] = defaultdict(dict)
@@ -239,14 +241,18 @@ class _Context:
 
     def eval_rows(self, split: str, positions: list[int]) -> torch.Tensor:
         """Eval-transform features of ``positions``; the first call for a split encodes what all
-        cells of the dataset need in one pass. A data error here is the dataset's."""
+        cells of the dataset need in one pass. A data error here is the dataset's, kept: later
+        cells that read the split fail with it at once."""
+        if split in self._broken:
+            raise self._broken[split]
         try:
             if split not in self._encoded:
                 self.features.eval_features(split, self.union.get(split, positions))
                 self._encoded.add(split)
             return self.features.eval_features(split, positions)
         except BenchError as exc:
-            raise DatasetDataError(str(exc)) from None
+            self._broken[split] = DatasetDataError(str(exc))
+            raise self._broken[split] from None
 
     def subset(self, shots: int, seed: int, sampler: str = "dassl") -> FewShotSubset:
         key = (shots, seed, sampler)
@@ -268,6 +274,8 @@ class _Context:
         """The cell's rows of the (transform, seed) view store, built on first use (every
         (image, epoch) the seed's cells need, encoded once) and freed after its last reader."""
         key = (transform, seed)
+        if key in self._broken:
+            raise self._broken[key]
         if key not in self.epoch_stores:
             salt = epoch_salt(transform, seed)
             dtype = torch.float16 if self.features.cache.dtype == "float16" else torch.float32
@@ -280,7 +288,8 @@ class _Context:
             try:
                 store = EpochViewStore(self.epoch_needs[key], encode, dtype)
             except BenchError as exc:
-                raise DatasetDataError(str(exc)) from None
+                self._broken[key] = DatasetDataError(str(exc))
+                raise self._broken[key] from None
             self.epoch_stores[key] = store
             self.store_stats["images"] += len(store.where)
             self.store_stats["encoded_views"] += store.n_encoded
@@ -361,10 +370,13 @@ def _run_dataset(job, get_backbone, dataset_name, cells, store: ResultStore, loc
                 try:
                     record = _run_cell(cell, ctx, backbone, classnames, test_feats, test_labels,
                                        store)
-                except DatasetDataError as exc:  # train/val images unreadable: the rest fail
-                    _fail_dataset(dataset_name, exc, mine[i:] + claims.claim_rest(seed),
-                                  backbone, store, locks, counts, progress)
-                    return
+                except DatasetDataError as exc:
+                    # Train/val images unreadable: this cell fails, and so does every later cell
+                    # that reads them (the error is kept, not retried); the others still run.
+                    _fail_dataset(dataset_name, exc, [cell], backbone, store, locks, counts,
+                                  progress, announce=not ctx.data_errors)
+                    ctx.data_errors.append(exc)
+                    continue
                 finally:
                     views = _views_of(cell)
                     if views["mode"] == "online":
@@ -430,9 +442,16 @@ def _plan_views(ctx: _Context, cells) -> None:
 
 
 def _fail_dataset(dataset, exc: BenchError, cells, backbone, store: ResultStore,
-                  locks: CellLocks, counts, progress=None) -> None:
-    print(f"bench: error: {dataset}: {exc}\nbench: {dataset}: its {len(cells)} cell(s) are "
-          f"recorded as failed; fix the data and rerun", file=sys.stderr)
+                  locks: CellLocks, counts, progress=None, announce: bool | None = None) -> None:
+    """Record ``cells`` as failed by a data error; ``announce``: True prints the error as the
+    cause of the cells of the dataset that read that data, None (default) as the cause of
+    ``cells``, False prints nothing (already said)."""
+    if announce is None:
+        print(f"bench: error: {dataset}: {exc}\nbench: {dataset}: its {len(cells)} cell(s) are "
+              f"recorded as failed; fix the data and rerun", file=sys.stderr)
+    elif announce:
+        print(f"bench: error: {dataset}: {exc}\nbench: {dataset}: the cells that read these "
+              f"images are recorded as failed; fix the data and rerun", file=sys.stderr)
     for cell in cells:
         record = _base_record(cell, backbone)
         record["status"] = "failed"

@@ -77,7 +77,7 @@ def main() -> None:
             "cached": run(work / f"cached{args.views}", seeds,
                           ["--set", "feature_mode=cached", "--set", f"n_views={args.views}"])}
     a, b = accuracies(work / "default"), accuracies(work / f"cached{args.views}")
-    keys = sorted(set(a) & set(b))
+    keys = sorted(k for k in set(a) & set(b) if k[0] in METHODS and k[2] in seeds)
     datasets = sorted({k[3] for k in keys})
     per_seed = defaultdict(list)
     cells = defaultdict(lambda: ([], []))
@@ -110,8 +110,8 @@ def main() -> None:
         f"is the mean over methods x shots x datasets of the paired difference; seed-to-seed "
         f"sd {sd:.2f}).",
         "",
-        f"Run time on this machine: default {secs['default']:.0f} s, cached {secs['cached']:.0f} s "
-        f"(including what earlier runs in the same folders had already done).",
+        f"Run time of this invocation: default {secs['default']:.0f} s, cached "
+        f"{secs['cached']:.0f} s (cells already in the output folders are not run again).",
         "",
         "## Machine",
         "",

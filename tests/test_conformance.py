@@ -1,5 +1,5 @@
 """One contract, tested for every registered method x variant and every dataset (timm's
-test_models.py style). Plugins count: installed ones (entry point ``bench.plugins``) and those in
+test_models.py style). Plugins count: installed ones (entry point ``bench.methods``) and those in
 ``BENCH_INCLUDE`` when the tests start are parametrized like built-in ones.
 
 Methods run through the real runner (planner + ``run_job``) on a conformance data root: DTD's

@@ -18,7 +18,7 @@ from tests.conftest import TINY
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_PKG = REPO / "examples" / "bench-plugin-example" / "src" / "bench_plugin_example"
 EXAMPLE_DATASET = REPO / "examples" / "plugins"
-INSTALLED = any(e.name == "class_mean" for e in entry_points(group="bench.plugins"))
+INSTALLED = any(e.name == "class_mean" for e in entry_points(group="bench.methods"))
 needs_installed = pytest.mark.skipif(
     not INSTALLED, reason="bench-plugin-example is not installed: run scripts/ci/setup-plugin.sh")
 

@@ -99,7 +99,10 @@ def test_test_labels_never_reach_a_method(run_cli, data_root, tmp_path):
     _rotate_test_labels(data_root / "eurosat" / "split_zhou_EuroSAT.json")
     code, _, err = run_cli(*args, "--data-root", data_root, "--output", tmp_path / "b")
     assert code == 0, err
-    a, b = _records(tmp_path / "a"), _records(tmp_path / "b")
+    # Matched by cell, not by cell_id: the ids differ, since the split file (an input) changed.
+    by_cell = lambda recs: {(r["method"], r["variant"], r["shots"], r["seed"]): r  # noqa: E731
+                            for r in recs.values()}
+    a, b = by_cell(_records(tmp_path / "a")), by_cell(_records(tmp_path / "b"))
     assert len(a) == len(ALL_METHODS) + 1 and a.keys() == b.keys()
     for cid in a:
         assert a[cid]["selected"] == b[cid]["selected"], a[cid]["method"]
@@ -390,20 +393,6 @@ def test_two_concurrent_runs_compute_every_cell_exactly_once(miniroot, tmp_path)
     assert sorted(cells) == sorted(recs)  # every cell computed once: none twice, none lost
     assert len(set(pids)) == 2  # both processes did work (they shared the grid)
     assert any("another bench process" in err for _, err in results)
-    assert _leftovers(out) == []
-
-
-def test_a_failing_cell_is_recorded_and_the_others_run(run_cli, miniroot, tmp_path):
-    out = tmp_path / "out"
-    code, _, err = run_cli(*(BASE + ["--data-root", miniroot, "--datasets", "eurosat",
-                                     "--methods", "zero_shot,linear_probe", "--shots", "1,2",
-                                     "--seeds", "1", "--output", out, "--set",
-                                     "linear_probe.max_iter={by_shots: {1: 100, 2: oops}}"]))
-    assert code == 1 and "1 cell(s) failed" in err and "rerun to retry them" in err
-    recs = _records(out, failed=True)
-    failed = [r for r in recs.values() if r["status"] == "failed"]
-    assert len(recs) == 4 and len(failed) == 1
-    assert failed[0]["shots"] == 2 and "Traceback" in failed[0]["error"]["traceback"]
     assert _leftovers(out) == []
 
 
