@@ -1,6 +1,6 @@
 """Two concurrent `bench run` on one output vs one run alone, on a small demo grid.
 
-    python benchmarks/concurrent.py [--methods zero_shot,linear_probe,clip_adapter_visual]
+    python benchmarks/concurrent_runs.py [--methods zero_shot,linear_probe,clip_adapter_visual]
                                     [--datasets demo_digits,demo_glyphs] [--seeds 1,2,3]
 
 Runs the grid once alone (fresh output and cache), then twice at the same time on another fresh
