@@ -3,7 +3,6 @@
 Each check runs in a fresh interpreter: this test process has torch loaded already.
 """
 
-import argparse
 import json
 import subprocess
 import sys
@@ -54,16 +53,3 @@ def test_method_catalog_read_from_source_equals_the_registry():
     assert method_catalog() == method_catalog(light=False)
 
 
-def test_demo_pretrain_flags_match_the_pretraining_module():
-    from bench.commands.demo import add_pretrain_arguments
-    from bench.demo.pretrain import DEFAULTS, add_arguments
-
-    def flags(add):
-        p = argparse.ArgumentParser()
-        add(p)
-        return {a.dest: (a.option_strings, a.type, a.default, a.help) for a in p._actions}
-
-    assert flags(add_pretrain_arguments) == flags(add_arguments)
-    from bench.commands.demo import PRETRAIN_DEFAULTS
-
-    assert all(DEFAULTS[k] == v for k, v in PRETRAIN_DEFAULTS.items())

@@ -23,39 +23,10 @@ def register(subparsers) -> None:
     t = sub.add_parser("pretrain", help="pretrain the tiny demo CLIP on the generated world",
                        description="Contrastive pretraining of the demo CLIP (deterministic per "
                                    "seed); see docs/demo.md.")
-    add_pretrain_arguments(t)
+    from bench.demo.flags import add_arguments  # torch-free: the parser is built at start-up
+
+    add_arguments(t)
     t.set_defaults(func=_pretrain)
-
-
-# bench.demo.pretrain.DEFAULTS, spelled out so that building the parser does not import the
-# pretraining module (and torch): every `bench` command would pay seconds for it at start-up.
-# tests/test_cli_startup.py checks that these flags match bench.demo.pretrain.add_arguments.
-PRETRAIN_DEFAULTS = dict(seed=0, steps=2000, batch=128, lr=1e-3, warmup=150, threads=1,
-                         final_logit_scale=100.0)
-
-
-def add_pretrain_arguments(p) -> None:
-    d = PRETRAIN_DEFAULTS
-    p.add_argument("--seed", type=int, default=d["seed"])
-    p.add_argument("--steps", type=int, default=d["steps"],
-                   help="training steps (default %(default)s, about 10 min on an idle 2-core "
-                        "machine)")
-    p.add_argument("--minutes", type=float, default=None,
-                   help="also stop after this many minutes (makes the result machine-dependent)")
-    p.add_argument("--batch", type=int, default=d["batch"])
-    p.add_argument("--lr", type=float, default=d["lr"])
-    p.add_argument("--warmup", type=int, default=d["warmup"])
-    p.add_argument("--threads", type=int, default=d["threads"],
-                   help="torch threads (fixed for determinism; default %(default)s)")
-    p.add_argument("--final-logit-scale", type=float, default=d["final_logit_scale"],
-                   help="set the logit scale to this after training (CLIP ends at 100); it "
-                        "changes no zero-shot prediction, only the step sizes of methods using "
-                        "the model's scale (0: keep the learned one; default %(default)s)")
-    p.add_argument("--eval-every", type=int, default=0,
-                   help="log zero-shot on the demo suite every N steps (0: only at the end)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="checkpoint to write (fp16 state_dict); the committed one is "
-                        "configs/models/bench-demo-rn.pt")
 
 
 def _data(args) -> int:

@@ -26,10 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from bench.demo import world
+from bench.demo.flags import add_arguments
 
 MODEL_NAME = "bench-demo-rn"
-DEFAULTS = dict(seed=0, steps=2000, batch=128, lr=1e-3, warmup=150, weight_decay=0.1, threads=1,
-                final_logit_scale=100.0)
 
 
 def _open_clip():
@@ -177,28 +176,6 @@ def pretrain(out: Path | None, seed: int = 0, steps: int = 2000, batch: int = 12
         atomic_write_json(out.with_suffix(".train.json"), summary)
         log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {out.with_suffix('.train.json')}")
     return summary
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
-    p.add_argument("--steps", type=int, default=DEFAULTS["steps"],
-                   help="training steps (default %(default)s, about 10 min on an idle 2-core machine)")
-    p.add_argument("--minutes", type=float, default=None,
-                   help="also stop after this many minutes (makes the result machine-dependent)")
-    p.add_argument("--batch", type=int, default=DEFAULTS["batch"])
-    p.add_argument("--lr", type=float, default=DEFAULTS["lr"])
-    p.add_argument("--warmup", type=int, default=DEFAULTS["warmup"])
-    p.add_argument("--threads", type=int, default=DEFAULTS["threads"],
-                   help="torch threads (fixed for determinism; default %(default)s)")
-    p.add_argument("--final-logit-scale", type=float, default=DEFAULTS["final_logit_scale"],
-                   help="set the logit scale to this after training (CLIP ends at 100); it changes no "
-                        "zero-shot prediction, only the step sizes of methods using the model's "
-                        "scale (0: keep the learned one; default %(default)s)")
-    p.add_argument("--eval-every", type=int, default=0,
-                   help="log zero-shot on the demo suite every N steps (0: only at the end)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="checkpoint to write (fp16 state_dict); the committed one is "
-                        "configs/models/bench-demo-rn.pt")
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,33 @@
+"""The demo pretraining's defaults and command-line flags, in a module that imports no torch:
+`bench demo pretrain` (bench/commands/demo.py) builds its parser from here at start-up, and
+`python -m bench.demo.pretrain` uses the same flags."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULTS = dict(seed=0, steps=2000, batch=128, lr=1e-3, warmup=150, weight_decay=0.1, threads=1,
+                final_logit_scale=100.0)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    p.add_argument("--steps", type=int, default=DEFAULTS["steps"],
+                   help="training steps (default %(default)s, about 10 min on an idle 2-core machine)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="also stop after this many minutes (makes the result machine-dependent)")
+    p.add_argument("--batch", type=int, default=DEFAULTS["batch"])
+    p.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    p.add_argument("--warmup", type=int, default=DEFAULTS["warmup"])
+    p.add_argument("--threads", type=int, default=DEFAULTS["threads"],
+                   help="torch threads (fixed for determinism; default %(default)s)")
+    p.add_argument("--final-logit-scale", type=float, default=DEFAULTS["final_logit_scale"],
+                   help="set the logit scale to this after training (CLIP ends at 100); it changes no "
+                        "zero-shot prediction, only the step sizes of methods using the model's "
+                        "scale (0: keep the learned one; default %(default)s)")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="log zero-shot on the demo suite every N steps (0: only at the end)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="checkpoint to write (fp16 state_dict); the committed one is "
+                        "configs/models/bench-demo-rn.pt")
