@@ -264,28 +264,48 @@ def test_cancelled_task_then_rerun_completes(data_root, reference, tmp_path):
     assert status.returncode == 0 and "16 done, 0 failed, 0 pending" in status.stdout
 
 
+FLAKY = """
+from methods import METHODS
+from methods.zero_shot import zero_shot
+
+
+@METHODS.register("flaky", display_name="Flaky (test plugin)", order=99)
+def flaky(task):
+    if task.shots == 2:
+        raise RuntimeError("injected failure at 2 shots")
+    return zero_shot(task)
+"""
+
+
 def test_failing_cell_is_reported_and_others_finish(data_root, reference, tmp_path):
+    """A method raising inside some cells of a SLURM task (bad config values are refused at plan
+    time, so the failure comes from a plugin method, which the tasks import too)."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "flaky.py").write_text(FLAKY)
+    (plugins / "flaky.yaml").write_text("description: fails at 2 shots\ndefaults: {}\n")
     out = tmp_path / "out"
-    proc = bench("run", *GRID, "--data-root", data_root, "--output", out, "--launcher", "slurm",
-                 "--datasets", "eurosat", "--time", "20",
-                 "--set", "linear_probe.max_iter={by_shots: {1: 1000, 2: oops}}", timeout=300)
+    grid = [a if a != "zero_shot,linear_probe" else "zero_shot,flaky" for a in GRID[:-2]]
+    proc = bench("run", *grid, "--include", plugins, "--data-root", data_root, "--output", out,
+                 "--launcher", "slurm", "--datasets", "eurosat", "--time", "20", timeout=300)
     assert proc.returncode == 1, proc.stderr
     got = results(out)
     failed = {cid: r for cid, r in got.items() if r["status"] == "failed"}
     ok = {cid: r for cid, r in got.items() if r["status"] == "ok"}
-    assert len(got) == 8 and len(failed) == 2  # linear_probe k=2, seeds 1 and 2
-    assert all("/linear_probe/k2-" in r["path"] for r in failed.values())
-    # the other cells finished, with the numbers of the in-process run (zero_shot cells and
-    # linear_probe k=1 have the same config, hence the same cell ids, as the reference)
+    assert len(got) == 8 and len(failed) == 2  # flaky k=2, seeds 1 and 2
+    assert all("/flaky/" in r["path"] and "/k2-" in r["path"] for r in failed.values())
+    # the other cells finished, with the numbers of the in-process run (zero_shot cells have the
+    # same config, hence the same cell ids, as the reference)
     zs = {cid for cid, r in ok.items() if "/zero_shot/" in r["path"]}
+    assert len(zs) == 4
     _same({c: reference[c] for c in zs}, {c: ok[c] for c in zs})
     assert len(ok) == 6
 
-    status = bench("status", out, "--tracebacks")
+    status = bench("status", out, "--include", plugins, "--tracebacks")
     assert status.returncode == 1
     assert "6 done, 2 failed, 0 pending" in status.stdout
-    assert status.stdout.count("eurosat/linear_probe/k2/s") == 2
-    assert "ValueError: invalid literal for int()" in status.stdout
+    assert status.stdout.count("eurosat/flaky/k2/s") == 2
+    assert "RuntimeError: injected failure at 2 shots" in status.stdout
     assert "Traceback (most recent call last)" in status.stdout
     assert "COMPLETED" in status.stdout  # the task itself went on and ended normally
 
