@@ -121,3 +121,20 @@ def make_dtd_like(data_root: Path, classes: int, train: int, val: int, test: int
     split_file.write_text(json.dumps(splits))
     marker.touch()
     return Path(data_root)
+
+
+def generated_setup(args):
+    """What floor.py and views.py share after parsing their flags: torch threads, machine info,
+    the generated DTD-like data root, the shot and seed lists and the run options."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    info = machine_info()
+    work = Path(args.work)
+    data_root = make_dtd_like(work / "data", args.classes, args.train, args.val, args.test,
+                              size=args.size)
+    shots = [int(s) for s in args.shots.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    opts = {"batch_size": args.batch_size, "workers": args.workers, "cache_dtype": "float32",
+            "autocast": "off", "progress": False}
+    return info, work, data_root, shots, seeds, opts

@@ -30,7 +30,7 @@ import shutil
 import time
 from pathlib import Path
 
-from _common import machine_info, machine_md, make_dtd_like, median, table, write_results
+from _common import generated_setup, machine_md, median, table, write_results
 
 ADAPTER = "clip_adapter_visual"
 
@@ -239,17 +239,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/bench-floor", help="data, caches and outputs")
     args = ap.parse_args()
 
-    import torch
-
-    torch.set_num_threads(args.threads)
-    info = machine_info()
-    work = Path(args.work)
-    data_root = make_dtd_like(work / "data", args.classes, args.train, args.val, args.test,
-                              size=args.size)
-    shots = [int(s) for s in args.shots.split(",")]
-    seeds = [int(s) for s in args.seeds.split(",")]
-    opts = {"batch_size": args.batch_size, "workers": args.workers, "cache_dtype": "float32",
-            "autocast": False, "progress": False}
+    info, work, data_root, shots, seeds, opts = generated_setup(args)
     from bench.backbone import Backbone
     from methods import METHODS
 

@@ -24,7 +24,7 @@ import shutil
 import time
 from pathlib import Path
 
-from _common import machine_info, machine_md, make_dtd_like, median, table, write_results
+from _common import generated_setup, machine_md, median, table, write_results
 
 METHODS = ["coop", "clip_adapter_visual", "clip_adapter_text", "clip_adapter_both"]
 
@@ -191,19 +191,9 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/bench-views")
     args = ap.parse_args()
 
-    import torch
-
     from bench.backbone import Backbone
 
-    torch.set_num_threads(args.threads)
-    info = machine_info()
-    work = Path(args.work)
-    data_root = make_dtd_like(work / "data", args.classes, args.train, args.val, args.test,
-                              size=args.size)
-    shots = [int(s) for s in args.shots.split(",")]
-    seeds = [int(s) for s in args.seeds.split(",")]
-    opts = {"batch_size": args.batch_size, "workers": args.workers, "cache_dtype": "float32",
-            "autocast": "off", "progress": False}
+    info, work, data_root, shots, seeds, opts = generated_setup(args)
     cells = build_cells(args.backbone, shots, seeds)
     res = {"args": vars(args), "machine": info, "n_cells": len(cells)}
     res["default"] = run_harness(cells, data_root, work, "default", opts)
