@@ -76,6 +76,10 @@ class LogProgress:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+            try:  # the tally at the end, so a log always ends with where the run stopped
+                print(self.line(), file=self.stream, flush=True)
+            except (OSError, ValueError):
+                pass
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

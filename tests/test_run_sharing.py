@@ -129,9 +129,9 @@ def test_progress_lines_appear_in_a_log_file(miniroot, tmp_path):
     text = log.read_text()
     assert code == 0, text
     lines = [ln for ln in text.splitlines() if ln.startswith("bench: progress: ")]
-    assert len(lines) >= 2, text
+    assert lines, text  # one every 0.2 s while it runs (a fast run may finish before the first)
     assert all("/4 cells" in ln and "elapsed" in ln for ln in lines)
-    assert any("now eurosat / " in ln for ln in lines)
+    assert lines[-1].startswith("bench: progress: 4/4 cells") and "now eurosat / " in lines[-1]
 
 
 def test_progress_every_must_not_be_negative(run_cli, miniroot, tmp_path):
