@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 #   feature_mode: online | cached   for methods whose ViewSpec is per_epoch (bench.views)
 #   n_views: int                    views per image in cached mode, or a fixed-views method's V
 #   fewshot_sampler: dassl | lpclip the few-shot sampler (datasets_registry.fewshot.SAMPLERS)
-CORE_KEYS = ("feature_mode", "n_views", "fewshot_sampler")
+# (checked at plan time with every method's schema: bench/schema.py)
 
 
 def versions() -> dict:
@@ -237,7 +237,7 @@ class _Context:
         self.epoch_needs: dict[tuple[str, int], dict[int, int]] = defaultdict(dict)
         self.epoch_readers: dict[tuple[str, int], int] = defaultdict(int)
         self.epoch_stores: dict[tuple[str, int], EpochViewStore] = {}
-        self.store_stats = {"images": 0, "encoded_views": 0, "peak_bytes": 0}
+        self.view_encodes = 0  # (image, epoch) crops encoded into the stores
 
     def eval_rows(self, split: str, positions: list[int]) -> torch.Tensor:
         """Eval-transform features of ``positions``; the first call for a split encodes what all
@@ -291,10 +291,7 @@ class _Context:
                 self._broken[key] = DatasetDataError(str(exc))
                 raise self._broken[key] from None
             self.epoch_stores[key] = store
-            self.store_stats["images"] += len(store.where)
-            self.store_stats["encoded_views"] += store.n_encoded
-            self.store_stats["peak_bytes"] = max(self.store_stats["peak_bytes"],
-                                                 sum(s.nbytes() for s in self.epoch_stores.values()))
+            self.view_encodes += store.n_encoded
         return self.epoch_stores[key]
 
     def done_reading(self, transform: str, seed: int) -> None:
@@ -391,7 +388,7 @@ def _run_dataset(job, get_backbone, dataset_name, cells, store: ResultStore, loc
         claims.report()
         if ctx is not None:
             counts["encode_s"] += ctx.features.encode_seconds  # incl. online views
-            counts["view_encodes"] += ctx.store_stats["encoded_views"]
+            counts["view_encodes"] += ctx.view_encodes
 
 
 def _views_of(cell) -> dict:

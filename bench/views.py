@@ -89,9 +89,6 @@ class EpochViewStore:
             self.where.update({p: (g, c) for c, p in enumerate(positions)})
         self.n_encoded = sum(t.shape[0] * t.shape[1] for t in self.groups)
 
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.groups)
-
     def views(self, positions: Sequence[int], device: torch.device | str = "cpu",
               describe: dict | None = None) -> "EpochViews":
         missing = [p for p in positions if p not in self.where]
