@@ -130,14 +130,32 @@ class Task:
 
 @dataclass
 class Fitted:
-    """A trained classifier: ``logits(features)`` maps raw image features (N, D) to (N, C)."""
+    """A trained classifier: ``logits(features)`` maps raw image features (N, D) to (N, C).
+
+    ``for_classes(classnames, templates, dataset)``, given by methods registered with
+    ``new_classes=True``, returns the logits function of the same trained model over other
+    classes (names as they go into prompts, the templates and key of the dataset they come
+    from): CoOp's learned
+    context with the new class names, CLIP-Adapter's adapter over the new zero-shot weights. The
+    base-to-novel and cross-dataset protocols (docs/protocol.md) score classes the method never
+    trained on through it; methods that learn per-class weights cannot, and are refused there.
+    """
 
     logits_fn: Callable[[torch.Tensor], torch.Tensor]
     info: dict = field(default_factory=dict)
+    for_classes: Callable[[list[str], list[str], str], Callable[[torch.Tensor], torch.Tensor]] | None = None
 
     @torch.no_grad()
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         return self.logits_fn(features)
+
+    def on_classes(self, classnames: list[str], templates: list[str], dataset: str) -> "Fitted":
+        """This model over ``classnames`` of ``dataset`` (see ``for_classes``)."""
+        if self.for_classes is None:
+            raise TypeError("this method's Fitted has no for_classes: it cannot score classes "
+                            "it did not train on")
+        return Fitted(self.for_classes(classnames, templates, dataset), self.info,
+                      self.for_classes)
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:

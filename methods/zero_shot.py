@@ -47,15 +47,19 @@ def resolve_templates(choice, dataset_templates: list[str], dataset: str | None 
     return templates
 
 
-@METHODS.register("zero_shot", display_name="Zero-shot CLIP", order=0,
+@METHODS.register("zero_shot", display_name="Zero-shot CLIP", order=0, new_classes=True,
                   description="no training: cosine to class prompt embeddings (docs/protocol.md §4)")
 def zero_shot(task: Task) -> Fitted:
     templates = resolve_templates(task.config.get("templates", "dataset"), task.templates,
                                   task.dataset, bool(task.config.get("add_dataset_template")))
-    weights = task.backbone.class_weights(task.classnames, templates)
     scale = task.backbone.logit_scale
+    choice = task.config.get("templates", "dataset")
+    add = bool(task.config.get("add_dataset_template"))
 
-    def logits(features):
-        return scale * normalize(features.float()) @ weights.T
+    def for_classes(classnames: list[str], dataset_templates: list[str], dataset: str):
+        chosen = resolve_templates(choice, dataset_templates, dataset, add)
+        weights = task.backbone.class_weights(classnames, chosen)
+        return lambda features: scale * normalize(features.float()) @ weights.T
 
-    return Fitted(logits, {"n_templates": len(templates)})
+    return Fitted(for_classes(task.classnames, task.templates, task.dataset),
+                  {"n_templates": len(templates)}, for_classes)
