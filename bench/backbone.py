@@ -8,7 +8,6 @@ own factory exactly as built-in architectures do.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import logging
 import os
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch
 from torchvision import transforms as T
 
-from bench.errors import BenchError, UsageError
+from bench.errors import BenchError, UsageError, did_you_mean
 from configs import MODEL_DIR
 
 log = logging.getLogger(__name__)
@@ -53,8 +52,7 @@ def check_backbone_name(name: str) -> None:
     oc = _open_clip()
     models = oc.list_models()
     if name not in models:
-        close = difflib.get_close_matches(name, models, n=3, cutoff=0.6)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(name, models, n=3)
         raise UsageError(f"unknown backbone {name!r}.{hint} See `bench ls backbones` for the "
                          f"{len(models)} open_clip architectures.")
 

@@ -17,7 +17,6 @@ count (the largest key not above it). The resolved config and the variant go int
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 import re
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.errors import UsageError
+from bench.errors import UsageError, did_you_mean
 from bench.schema import ConfigError, check_config, rule_problems
 from configs import METHOD_CONFIG_DIR
 
@@ -163,10 +162,9 @@ def resolve_method_config(spec: MethodSpec, dataset: str, shots: int,
     variants = data.get("variants") or {}
     variant = spec.variant or data.get("default_variant")
     if variant is not None and variant not in variants:
-        close = difflib.get_close_matches(variant, list(variants), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"method {spec.name!r} has no variant {variant!r}.{hint} "
-                         f"Variants: {', '.join(sorted(variants)) or 'none'}")
+        raise ConfigError(f"method {spec.name!r} has no variant {variant!r}."
+                          f"{did_you_mean(variant, variants)} "
+                          f"Variants: {', '.join(sorted(variants)) or 'none'}")
     cfg = copy.deepcopy(data.get("defaults") or {})
     _apply(cfg, (data.get("per_dataset") or {}).get(dataset, {}),
            f"per-dataset values of {spec.name}", strict=False)
@@ -184,14 +182,9 @@ def resolve_method_config(spec: MethodSpec, dataset: str, shots: int,
 def _apply(cfg: dict, values: dict, where: str, strict: bool) -> None:
     unknown = [key for key in values if strict and key not in cfg]
     if unknown:
-        raise ConfigError("; ".join(f"{where}: unknown key {key!r}.{_did_you_mean(key, cfg)} "
+        raise ConfigError("; ".join(f"{where}: unknown key {key!r}.{did_you_mean(key, cfg)} "
                                     f"Keys: {', '.join(sorted(cfg))}" for key in unknown))
     cfg.update(values)
-
-
-def _did_you_mean(key: str, known) -> str:
-    close = difflib.get_close_matches(key, sorted(known), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 _EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -234,7 +227,7 @@ def parse_overrides(pairs: list[str], method_names: list[str],
                              f"methods ({', '.join(method_names)})")
             elif sub not in method_keys(method):
                 found.append(f"--set {pair!r}: method {method!r}: unknown key "
-                             f"{sub!r}.{_did_you_mean(sub, method_keys(method))} "
+                             f"{sub!r}.{did_you_mean(sub, method_keys(method))} "
                              f"Keys: {', '.join(sorted(method_keys(method)))}")
             else:
                 out[method][sub] = value
@@ -244,7 +237,7 @@ def parse_overrides(pairs: list[str], method_names: list[str],
         if not targets:
             known = set().union(*(method_keys(m) for m in method_names)) if method_names else ()
             found.append(f"--set {pair!r}: no selected method has a config key {key!r}."
-                         f"{_did_you_mean(key, known)} Use method.key=value for one method; "
+                         f"{did_you_mean(key, known)} Use method.key=value for one method; "
                          f"keys are listed in configs/methods/<method>.yaml")
         for m in targets:
             out[m][key] = value

@@ -8,6 +8,7 @@ Terminated -> exit code 143 (SIGTERM, handled like Ctrl-C; see ``sigterm_as_inte
 from __future__ import annotations
 
 import contextlib
+import difflib
 import signal
 import threading
 
@@ -54,3 +55,17 @@ def sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def did_you_mean(name: str, known, n: int = 1, cutoff: float = 0.6,
+                 prefix: str = " Did you mean") -> str:
+    """``prefix + " 'a' or 'b'?"`` naming the closest of ``known`` to ``name``, or "" if none is
+    close. A name that differs only by case or by '-' for '_' (``gpus-per-job``) comes first."""
+    known = sorted(str(k) for k in known)
+    spelled = str(name).lower().replace("-", "_")
+    exact = [k for k in known if k.lower().replace("-", "_") == spelled and k != name]
+    close = exact + [c for c in difflib.get_close_matches(str(name), known, n=n, cutoff=cutoff)
+                     if c not in exact]
+    if not close:
+        return ""
+    return f"{prefix} {' or '.join(repr(c) for c in close[:n])}?"

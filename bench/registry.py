@@ -9,14 +9,13 @@ shell-style patterns (``clip_adapter*``).
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from bench.errors import UsageError
+from bench.errors import UsageError, did_you_mean
 
 _REGISTRIES: list["Registry"] = []
 
@@ -133,7 +132,6 @@ def _split(spec: str | Iterable[str]) -> list[str]:
 
 def unknown_name_message(kind: str, name: str, known: Iterable[str]) -> str:
     known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(name, known, n=3, cutoff=0.5)
     return (f"unknown {kind} {name!r}.{hint} Known {kind}s: {', '.join(known)} "
             f"(see `bench ls {kind}s`).")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import difflib
 import pickle
 import re
 import shlex
@@ -29,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.errors import BenchError, UsageError
+from bench.errors import BenchError, UsageError, did_you_mean
 from results.atomic import atomic_write_json, read_json
 from results.store import ResultStore, cell_id, method_label
 
@@ -104,11 +103,6 @@ def add_slurm_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-wait", nargs=0, action=_NoWait,
                    help="submit and return at once; follow with `bench status OUTPUT`")
     parser.set_defaults(no_wait=False, wait=True)
-
-
-def _did_you_mean(name: str, known) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def parse_time_minutes(value, where: str = "--time") -> int:
@@ -199,9 +193,7 @@ def slurm_options(args, sweep: dict | None) -> dict:
                          f"({', '.join(SLURM_YAML_KEYS)}), not {type(yaml_opts).__name__}")
     for key in yaml_opts:
         if key not in SLURM_YAML_KEYS:
-            alt = key.replace("-", "_")
-            hint = (f"; did you mean {alt!r}?" if alt in SLURM_YAML_KEYS
-                    else _did_you_mean(str(key), SLURM_YAML_KEYS))
+            hint = did_you_mean(str(key), SLURM_YAML_KEYS, cutoff=0.5, prefix="; did you mean")
             raise UsageError(f"sweep file: unknown key 'slurm.{key}'{hint} (known: "
                              f"{', '.join(SLURM_YAML_KEYS)})")
     merged: dict = {}

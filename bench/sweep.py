@@ -22,11 +22,10 @@ Sweep YAML keys (all optional; a CLI flag given explicitly wins over the file)::
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 from bench.config import load_yaml
-from bench.errors import UsageError
+from bench.errors import UsageError, did_you_mean
 
 DEFAULT_SHOTS = [1, 2, 4, 8, 16]
 DEFAULT_SEEDS = [1, 2, 3]
@@ -48,10 +47,9 @@ def load_sweep(path: str | None) -> dict:
     data = load_yaml(Path(path), "sweep file")
     for key, value in data.items():
         if key not in SWEEP_KEYS:
-            close = difflib.get_close_matches(key, list(SWEEP_KEYS), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise UsageError(f"sweep file {path}: unknown key {key!r}.{hint} "
-                             f"Known keys: {', '.join(sorted(SWEEP_KEYS))}")
+            hint = did_you_mean(key, SWEEP_KEYS)
+            raise UsageError(f"sweep file {path}: unknown key {key!r}.{hint} Known keys:"
+                             f" {', '.join(sorted(SWEEP_KEYS))}")
         types = SWEEP_KEYS[key]
         if not isinstance(value, types) or (isinstance(value, bool) and types is int):
             want = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
