@@ -44,17 +44,10 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def parse_shots(text: str | None) -> list[int] | None:
-    items = _split(text)
-    if items is None:
-        return None
-    try:
-        shots = sorted({int(s) for s in items})
-    except ValueError:
-        raise UsageError(f"--shots takes a comma list of whole numbers, like 1,2,4,8,16; "
-                         f"got {text!r}") from None
-    if any(k < 0 for k in shots):
-        raise UsageError(f"--shots must not be negative; got {text!r}")
-    return shots
+    """The --shots filter, sorted; parsed and checked like `bench run --shots`."""
+    from bench.sweep import parse_int_list
+
+    return None if text is None else sorted(parse_int_list(text, "--shots"))
 
 
 def _check_names(kind: str, asked: list[str] | None, present: set[str]) -> None:
