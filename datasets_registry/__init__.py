@@ -5,9 +5,12 @@ from bench.registry import Registry
 DATASETS = Registry("dataset", "datasets_registry")
 
 # Tags: "coop" = the eleven datasets of the CoOp protocol (what `--datasets all` means with a data
-# root); "demo" = the built-in offline demo suite (the default without a data root).
+# root); "demo" = the built-in offline demo suite (the default without a data root);
+# "domain_target" = ImageNet-V2, -Sketch, -A and -R, evaluation-only targets of the
+# domain-generalization protocol (never selected by `--datasets all`).
 COOP_TAG = "coop"
 DEMO_TAG = "demo"
+DOMAIN_TAG = "domain_target"
 
 
 def register(dataset, *, order: float, tags: tuple[str, ...]):

@@ -24,6 +24,12 @@ class DatasetSplits:
     # True for ImageNet: ``val`` is the train list (there is no val split); the few-shot samplers
     # draw the val subset from train images outside the few-shot train subset, never from test.
     val_from_train: bool = False
+    # Evaluation-only targets of the domain-generalization protocol (ImageNet-V2, -Sketch, -A,
+    # -R): ``source`` names the dataset the classifier is trained on ("imagenet"), and
+    # ``source_classes[i]`` is the label of this dataset's class ``i`` in the source dataset (by
+    # wnid), so a classifier over the source classes is restricted to these columns, in this order.
+    source: str | None = None
+    source_classes: list[int] | None = None
 
     @property
     def prompt_classnames(self) -> list[str]:

@@ -144,7 +144,8 @@ def check_dataset(ds: Dataset, data_root: Path, decode: bool = False, workers: i
     try:
         splits = ds.load(data_root)
     except BenchError as exc:
-        res.problems.append(str(exc))
+        if not res.problems:  # else a missing folder above already says it, with its source
+            res.problems.append(str(exc))
         return res
     res.splits = splits
     res.counts = {"classes": len(splits.classnames), "train": len(splits.train),

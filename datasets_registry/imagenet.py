@@ -89,6 +89,32 @@ def imagenet_classnames(wnids: list[str], classnames_path: Path | None) -> list[
     return list(IMAGENET_CLASSNAMES)
 
 
+def imagenet_class_table(candidates: list[Path]) -> tuple[list[str], list[str], str]:
+    """ImageNet's classes in label order (sorted wnids), their names, and where both came from.
+
+    From the first ``classnames.txt`` of ``candidates`` that exists; else the 1000 standard wnids
+    (timm's list, a dependency of open_clip) with open_clip's names, in the same order. The
+    ImageNet variants use this to find each of their folders' ImageNet label.
+    """
+    for path in candidates:
+        if path.is_file():
+            table = read_classnames_file(path)
+            if not table:
+                raise BenchError(f"{path} lists no classes; get the complete file from "
+                                 f"{CLASSNAMES}")
+            wnids = sorted(table)
+            return wnids, [table[w] for w in wnids], str(path)
+    try:
+        from timm.data import ImageNetInfo
+
+        wnids = list(ImageNetInfo("imagenet-1k").label_names())
+    except Exception:  # noqa: BLE001 - timm missing or changed: the file is the way out
+        raise BenchError(f"no classnames.txt found ({', '.join(map(str, candidates))}) and timm's "
+                         f"ImageNet wnid list is unavailable; put classnames.txt in one of those "
+                         f"folders (get it from {CLASSNAMES})") from None
+    return wnids, imagenet_classnames(wnids, None), "timm's wnids with open_clip's names"
+
+
 def _signature(split_dir: Path) -> dict[str, int]:
     sig = {"": split_dir.stat().st_mtime_ns}
     with os.scandir(split_dir) as it:
@@ -98,7 +124,7 @@ def _signature(split_dir: Path) -> dict[str, int]:
     return sig
 
 
-def _list_split(split_dir: Path) -> tuple[dict[str, list[str]], int]:
+def list_class_folders(split_dir: Path) -> tuple[dict[str, list[str]], int]:
     """{wnid: sorted file names} and the number of loose files directly in ``split_dir``."""
     classes: dict[str, list[str]] = {}
     loose = 0
@@ -137,7 +163,7 @@ def list_imagenet(root: Path) -> dict:
             continue
     listing = {"format": LISTING_FORMAT, "signature": signature, "files": {}, "loose": {}}
     for s, d in dirs.items():
-        listing["files"][s], listing["loose"][s] = _list_split(d)
+        listing["files"][s], listing["loose"][s] = list_class_folders(d)
     from results.atomic import atomic_write_json
 
     for path in _cache_candidates(root):

@@ -1,4 +1,4 @@
-"""A complete miniature data root for the eleven CoOp datasets, for tests.
+"""A complete miniature data root for the eleven CoOp datasets (and the ImageNet variants), for tests.
 
 ``make_miniroot(root)`` writes, for every dataset, tiny real JPEG images (8x8) at the real
 relative paths and the real list formats (CoOp split files, FGVCAircraft's variant lists,
@@ -56,9 +56,24 @@ FGVC_VARIANTS = ["707-320", "Cessna 172", "A300B4"]
 IMAGENET = [("n01440764", "tench"), ("n01443537", "goldfish"),
             ("n01484850", "great white shark")]
 
+# The ImageNet variants (evaluation only): name -> (folder, image subfolder, the mini ImageNet
+# labels it holds). V2's class folders are the labels, the others' the wnids; A and R hold a
+# subset, as the real ones hold 200 of the 1000 classes.
+IMAGENET_VARIANTS = {
+    "imagenet_v2": ("imagenetv2", "imagenetv2-matched-frequency-format-val", [0, 1, 2]),
+    "imagenet_sketch": ("imagenet-sketch", "images", [0, 1, 2]),
+    "imagenet_a": ("imagenet-adversarial", "imagenet-a", [0, 2]),
+    "imagenet_r": ("imagenet-rendition", "imagenet-r", [1, 2]),
+}
+VARIANT_TEST_PER_CLASS = 2
+
 MINI_CLASSNAMES = {name: [c for _, c in spec[3]] for name, spec in SPLIT_DATASETS.items()}
 MINI_CLASSNAMES["fgvc_aircraft"] = list(FGVC_VARIANTS)
 MINI_CLASSNAMES["imagenet"] = [n for _, n in IMAGENET]
+# Kept apart from MINI_CLASSNAMES: these have no train split, and tests that load every entry of
+# MINI_CLASSNAMES expect one.
+MINI_VARIANT_CLASSNAMES = {name: [IMAGENET[i][1] for i in spec[2]]
+                           for name, spec in IMAGENET_VARIANTS.items()}
 
 _COLORS = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
 
@@ -178,8 +193,25 @@ def _write_imagenet(root: Path) -> None:
     (ds_dir / "classnames.txt").write_text("".join(f"{w} {n}\n" for w, n in IMAGENET))
 
 
+def _write_imagenet_variants(root: Path) -> None:
+    """CoOp's layout, ``classnames.txt`` copied from imagenet/; A and R get the README.txt
+    their archives have next to the class folders."""
+    for name, (folder, image_subdir, labels) in IMAGENET_VARIANTS.items():
+        ds_dir = root / folder
+        for label in labels:
+            wnid = IMAGENET[label][0]
+            cdir = ds_dir / image_subdir / (str(label) if name == "imagenet_v2" else wnid)
+            cdir.mkdir(parents=True, exist_ok=True)
+            for n in range(VARIANT_TEST_PER_CLASS):
+                (cdir / f"{name}_{wnid}_{n}.jpg").write_bytes(_jpeg(label))
+        if name in ("imagenet_a", "imagenet_r"):
+            (ds_dir / image_subdir / "README.txt").write_text("class folders are wnids\n")
+        (ds_dir / "classnames.txt").write_text("".join(f"{w} {n}\n" for w, n in IMAGENET))
+
+
 def make_miniroot(root: Path, seed: int = 0) -> Path:
-    """Write the miniature data root for all eleven datasets under ``root``; returns ``root``.
+    """Write the miniature data root for the eleven datasets and the four ImageNet variants
+    under ``root``; returns ``root``.
 
     ImageNet's val (= test) has ``VAL_PER_CLASS`` images per class, so its val and test counts
     are both ``MINI_COUNTS["val"]``.
@@ -191,4 +223,5 @@ def make_miniroot(root: Path, seed: int = 0) -> Path:
         _write_split_dataset(root, name, rng)
     _write_fgvc(root, rng)
     _write_imagenet(root)
+    _write_imagenet_variants(root)
     return root

@@ -162,7 +162,7 @@ def test_imagenet_listing_is_cached_and_invalidated(fresh_root, monkeypatch):
     def no_listing(*a, **k):
         raise AssertionError("listed the folders although the cache is valid")
 
-    monkeypatch.setattr(inet, "_list_split", no_listing)
+    monkeypatch.setattr(inet, "list_class_folders", no_listing)
     assert ds.load(fresh_root).train == first.train  # served from the cache
     monkeypatch.undo()
     new = fresh_root / "imagenet/images/train/n01443537/n01443537_9999.JPEG"

@@ -23,7 +23,8 @@ def register(subparsers) -> None:
     c = sub.add_parser("check", help="say which datasets are usable and exactly what is missing")
     c.add_argument("--data-root", required=True, help="folder holding one folder per dataset")
     c.add_argument("--datasets", default="all",
-                   help="comma list or patterns; 'all' = the eleven CoOp datasets (default)")
+                   help="comma list or patterns; 'all' = the eleven CoOp datasets (default); "
+                        "'imagenet_*' = the four ImageNet variants of domain generalization")
     c.add_argument("--fast", action="store_true",
                    help="only check that the listed image files exist (default: also decode "
                         "every image, as `bench run` reads it)")
