@@ -10,6 +10,7 @@
     weights   the backbone weights' fingerprint (tag, or a content hash of a local file)
     features  how image features are made: device type, precision, cache storage dtype
     views     the train views the cell's method gets (bench.views.resolve_views)
+    targets   (domain / cross-dataset protocols) per target dataset: its split and test hashes
 
 The resolved method config is part of the cell itself. A done record counts as done only if its
 ``inputs`` equal the cell's (results.store.ResultStore.exists); otherwise the cell runs again and
@@ -117,3 +118,9 @@ def attach_inputs(cells: list[dict], data_root: str, device: str, options: dict)
             "weights": weights[wkey], "features": features,
             "views": resolve_views(spec, cell["config"], cell["seed"]),
         }
+        if cell.get("targets"):
+            for t in cell["targets"]:
+                if t not in datasets:
+                    datasets[t] = _DatasetInputs(DATASETS.get(t), data_root)
+            cell["inputs"]["targets"] = {t: {"split": datasets[t].split, "test": datasets[t].test}
+                                         for t in cell["targets"]}

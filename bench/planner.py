@@ -44,13 +44,24 @@ class Job:
 def expand_cells(backbones: list[tuple[str, str | None]], datasets: list[str],
                  methods: list[MethodSpec], shots: list[int], seeds: list[int],
                  overrides: dict[str, dict] | None = None,
-                 problems: list[str] | None = None) -> list[dict]:
+                 problems: list[str] | None = None, protocol: str = "fewshot",
+                 targets: list[str] | None = None) -> list[dict]:
     """Every cell of the grid, its config resolved and checked against its method's schema.
+
+    ``protocol`` (bench.protocols) and, for the transfer protocols, the ``targets`` evaluated
+    besides each dataset (the sources) are part of every cell; methods that cannot follow the
+    protocol are refused here.
 
     Every bad config value of every cell (and the ``problems`` found earlier, such as unknown
     ``--set`` keys) is reported in one :class:`ConfigError`, before any image is read.
     """
+    from bench.protocols import cell_fields, refusal, split_methods
+
     overrides = overrides or {}
+    _, refused = split_methods(protocol, sorted({m.name for m in methods}))
+    if refused:
+        raise UsageError(refusal(protocol, refused))
+    extra = cell_fields(protocol, targets)
     found = _Problems(list(problems or []), datasets, shots)
     cells = []
     for backbone, pretrained in backbones:
@@ -69,7 +80,7 @@ def expand_cells(backbones: list[tuple[str, str | None]], datasets: list[str],
                         cells.append({"backbone": backbone, "pretrained": pretrained,
                                       "dataset": dataset, "method": spec.name,
                                       "variant": variant, "config": config,
-                                      "shots": k, "seed": seed})
+                                      "shots": k, "seed": seed, **extra})
     found.raise_any()
     return cells
 

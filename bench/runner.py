@@ -37,6 +37,7 @@ from bench.errors import BenchError
 from bench.evaluate import evaluate
 from bench.features import DatasetFeatures, FeatureCache
 from bench.identity import draw_subset, sampler_of
+from bench.protocols import BaseNovel, base_subset, protocol_of
 from bench.views import (CachedViews, EpochViewStore, FixedViews, NoViews, cached_salt,
                          epoch_salt, resolve_views)
 from datasets_registry import DATASETS
@@ -238,6 +239,8 @@ class _Context:
         self.epoch_readers: dict[tuple[str, int], int] = defaultdict(int)
         self.epoch_stores: dict[tuple[str, int], EpochViewStore] = {}
         self.view_encodes = 0  # (image, epoch) crops encoded into the stores
+        self.job, self.backbone = job, backbone
+        self.targets: dict[str, _Target] = {}
 
     def eval_rows(self, split: str, positions: list[int]) -> torch.Tensor:
         """Eval-transform features of ``positions``; the first call for a split encodes what all
@@ -265,7 +268,16 @@ class _Context:
         return self.subsets[key]
 
     def cell_subset(self, cell) -> FewShotSubset:
-        return self.subset(cell["shots"], cell["seed"], sampler_of(cell["config"]))
+        subset = self.subset(cell["shots"], cell["seed"], sampler_of(cell["config"]))
+        if protocol_of(cell) == "base2novel":
+            return base_subset(subset, BaseNovel(len(self.splits.classnames)))
+        return subset
+
+    def target(self, name: str) -> "_Target":
+        """A transfer protocol's target dataset: its test features (encoded once per job)."""
+        if name not in self.targets:
+            self.targets[name] = _Target(self, name)
+        return self.targets[name]
 
     def positions(self, split: str, items) -> list[int]:
         return [self.position[split][tuple(it)] for it in items]
@@ -299,6 +311,26 @@ class _Context:
         self.epoch_readers[key] -= 1
         if self.epoch_readers[key] <= 0:
             self.epoch_stores.pop(key, None)
+
+
+class _Target:
+    """A target dataset of the domain / cross-dataset protocols: test features and labels."""
+
+    def __init__(self, ctx: _Context, name: str):
+        opts = ctx.job.options
+        self.dataset = DATASETS.get(name)
+        self.splits = self.dataset.load(Path(ctx.job.data_root))
+        features = DatasetFeatures(
+            ctx.backbone, self.splits, ctx.features.cache, batch_size=opts.get("batch_size", 64),
+            workers=opts.get("workers", 0),
+            autocast=_autocast(opts.get("autocast", "auto"), ctx.backbone.device),
+            progress=opts.get("progress", True))
+        self.features = features.eval_features("test", list(range(len(self.splits.test))))
+        self.labels = torch.tensor([lbl for _, lbl in self.splits.test])
+        ctx.features.encode_seconds += features.encode_seconds
+        # The source classifier's columns for a target whose classes are some of the source's
+        # (ImageNet-A/-R: 200 of ImageNet's 1000); None: the target has the source's classes.
+        self.source_classes = getattr(self.splits, "source_classes", None)
 
 
 def short_classes_note(dataset: str, subset: FewShotSubset, classnames: list[str]) -> str:
@@ -360,13 +392,11 @@ def _run_dataset(job, get_backbone, dataset_name, cells, store: ResultStore, loc
                                   mine + claims.claim_rest(seed), backbone, store, locks, counts,
                                   progress)
                     return
-            classnames = ctx.splits.prompt_classnames
             for i, cell in enumerate(mine):
                 if progress is not None:
                     progress.at(dataset_name, cell["method"])
                 try:
-                    record = _run_cell(cell, ctx, backbone, classnames, test_feats, test_labels,
-                                       store)
+                    record = _run_cell(cell, ctx, backbone, test_feats, test_labels, store)
                 except DatasetDataError as exc:
                     # Train/val images unreadable: this cell fails, and so does every later cell
                     # that reads them (the error is kept, not retried); the others still run.
@@ -468,7 +498,7 @@ def _base_record(cell, backbone) -> dict:
             "timings": {}}
 
 
-def _run_cell(cell, ctx: _Context, backbone, classnames, test_feats, test_labels,
+def _run_cell(cell, ctx: _Context, backbone, test_feats, test_labels,
               store: ResultStore) -> dict:
     record = _base_record(cell, backbone)
     try:
@@ -477,11 +507,16 @@ def _run_cell(cell, ctx: _Context, backbone, classnames, test_feats, test_labels
         if sampler_of(cell["config"]) != "dassl":
             split_path = split_path.with_name(
                 f"{split_path.stem}-{sampler_of(cell['config'])}{split_path.suffix}")
+        if protocol_of(cell) == "base2novel":  # the subset cut to the base classes
+            split_path = split_path.with_name(f"{split_path.stem}-base{split_path.suffix}")
         _write_subset(split_path, subset.to_json())
         record["fewshot"] = {"path": str(split_path.relative_to(store.output)),
                              "n_train": len(subset.train), "n_val": len(subset.val),
                              "short_classes": subset.to_json()["short_classes"]}
         enc0 = ctx.features.encode_seconds
+        classnames = ctx.splits.prompt_classnames
+        if protocol_of(cell) == "base2novel":  # the model sees the base classes only
+            classnames = BaseNovel(len(classnames)).classnames(classnames)["base"]
         task = _build_task(cell, ctx, backbone, classnames, subset)
         fit = METHODS.get(cell["method"])
         seed_everything(cell["seed"])
@@ -495,11 +530,14 @@ def _run_cell(cell, ctx: _Context, backbone, classnames, test_feats, test_labels
         if encode_s:
             record["timings"]["encode_s"] = round(encode_s, 4)
         t = time.perf_counter()
-        logits = _chunked_logits(fitted, test_feats, task.device)
+        evaluations, primary, digest = _evaluate(cell, ctx, fitted, test_feats, test_labels,
+                                                 task.device)
         record["timings"]["eval_s"] = round(time.perf_counter() - t, 4)
-        record["metrics"] = evaluate(logits, test_labels)
+        record["metrics"] = evaluations[primary]
+        if protocol_of(cell) != "fewshot":
+            record["evaluations"] = evaluations
         # A fingerprint of every test prediction: equal across runs iff bit-identical.
-        record["logits_sha256"] = hashlib.sha256(logits.numpy().tobytes()).hexdigest()
+        record["logits_sha256"] = digest
         record["selected"] = fitted.info
         record["features"] = ctx.features.describe()
         record["views"] = task.train_views.describe()
@@ -513,6 +551,42 @@ def _run_cell(cell, ctx: _Context, backbone, classnames, test_feats, test_labels
         print(f"bench: cell {cell['dataset']}/{cell['method']}/k{cell['shots']}/s{cell['seed']} "
               f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     return record
+
+
+def _evaluate(cell, ctx: _Context, fitted, test_feats, test_labels, device):
+    """Every evaluation of the cell's protocol: ({name: metrics}, the primary name, a sha256 of
+    all test logits in order). Few-shot: the test set. Base-to-novel: ``base`` (base test images
+    over the base classes) and ``novel`` (novel test images over the novel classes, through
+    ``Fitted.for_classes``). Domain / cross-dataset: the source's test set, then each target."""
+    protocol = protocol_of(cell)
+    digest = hashlib.sha256()
+    out: dict[str, dict] = {}
+
+    def score(name, model, feats, labels, columns=None):
+        logits = _chunked_logits(model, feats, device)
+        if columns is not None:
+            logits = logits[:, columns]
+        out[name] = evaluate(logits, labels)
+        digest.update(logits.numpy().tobytes())
+
+    if protocol == "base2novel":
+        split = BaseNovel(len(ctx.splits.classnames))
+        novel_names = split.classnames(ctx.splits.prompt_classnames)["novel"]
+        for part, (rows, labels) in split.test_parts(ctx.splits.test).items():
+            model = fitted if part == "base" else fitted.on_classes(
+                novel_names, ctx.dataset.templates, cell["dataset"])
+            score(part, model, test_feats[rows], torch.tensor(labels))
+        return out, "base", digest.hexdigest()
+    score(cell["dataset"], fitted, test_feats, test_labels)
+    for name in cell.get("targets") or []:
+        target = ctx.target(name)
+        if protocol == "domain":
+            score(name, fitted, target.features, target.labels, target.source_classes)
+        else:
+            model = fitted.on_classes(target.splits.prompt_classnames, target.dataset.templates,
+                                      name)
+            score(name, model, target.features, target.labels)
+    return out, cell["dataset"], digest.hexdigest()
 
 
 def _write_subset(path: Path, subset: dict) -> None:

@@ -18,6 +18,8 @@ Sweep YAML keys (all optional; a CLI flag given explicitly wins over the file)::
     batch_size: 64
     workers: 4
     slurm: {partition: gpu, time: 240, ...}   # see docs/slurm.md
+    protocol: fewshot | base2novel | domain | crossdataset   # docs/protocol.md §12
+    source: imagenet               # domain / crossdataset: the dataset trained on
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ SWEEP_KEYS = {
     "methods": (str, list), "shots": (int, str, list), "seeds": (int, str, list),
     "data_root": str, "output": str, "cache_dir": str, "device": str, "set": (dict, list),
     "launcher": str, "group_by": str, "batch_size": int, "workers": int, "cache_dtype": str,
-    "autocast": (bool, str), "slurm": dict,
+    "autocast": (bool, str), "slurm": dict, "protocol": str, "source": str,
 }
 
 

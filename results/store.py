@@ -60,9 +60,16 @@ def config_hash(config: dict) -> str:
     return hashlib.sha1(_canon(config).encode()).hexdigest()[:8]
 
 
+# Keys of cells of the other evaluation protocols (bench.protocols); absent in few-shot cells, so
+# their identity (and every few-shot record written before protocols existed) is unchanged.
+PROTOCOL_KEYS = ("protocol", "targets")
+
+
 def identity(cell: dict) -> dict:
-    """What makes a result what it is: the cell's keys, plus its ``inputs`` when it has them."""
+    """What makes a result what it is: the cell's keys, its protocol keys when it has them, and
+    its ``inputs`` when it has them."""
     ident = {k: cell.get(k) for k in CELL_KEYS}
+    ident.update({k: cell[k] for k in PROTOCOL_KEYS if cell.get(k) is not None})
     if "inputs" in cell:
         ident["inputs"] = cell["inputs"]
     return ident
@@ -75,7 +82,7 @@ def cell_id(cell: dict) -> str:
 def same_result(record: dict, cell: dict) -> bool:
     """``record`` is the result of ``cell``: the same keys, and the same inputs when the cell has
     them (a record without inputs is stale for a cell that has them)."""
-    if any(_canon(record.get(k)) != _canon(cell.get(k)) for k in CELL_KEYS):
+    if any(_canon(record.get(k)) != _canon(cell.get(k)) for k in CELL_KEYS + PROTOCOL_KEYS):
         return False
     return "inputs" not in cell or _canon(record.get("inputs")) == _canon(cell["inputs"])
 
@@ -105,7 +112,15 @@ class ResultStore:
 
     # ------------------------------------------------------------------ paths
     def _name(self, cell: dict) -> str:
-        return f"k{cell['shots']}-s{cell['seed']}-{config_hash(cell['config'])}"
+        """``k16-s1-<config hash>``; other protocols than few-shot prefix theirs
+        (``base2novel-k16-s1-...``; transfer protocols add a hash of their targets)."""
+        name = f"k{cell['shots']}-s{cell['seed']}-{config_hash(cell['config'])}"
+        protocol = cell.get("protocol")
+        if protocol and protocol != "fewshot":
+            targets = cell.get("targets")
+            suffix = f"-{config_hash({'targets': targets})[:6]}" if targets else ""
+            name = f"{protocol}-{name}{suffix}"
+        return name
 
     def _stem(self, cell: dict) -> Path:
         folder = (self.results_dir / backbone_label(cell) / _slug(cell["dataset"])

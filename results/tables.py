@@ -41,6 +41,7 @@ class Cell:
     n_datasets: int = 1
     n_required: int = 1
     best: bool = False
+    plain: bool = False  # the number only (a value computed from means, e.g. base-to-novel HM)
 
     @property
     def missing(self) -> bool:
@@ -150,6 +151,8 @@ def cell_text(c: Cell, *, counts: bool = True) -> str:
             return f"{MISSING} (0/{c.n_failed})"
         return MISSING
     text = f"{c.mean:.2f}"
+    if c.plain:
+        return text
     if c.n > 1 and not math.isnan(c.std):
         text += f" ± {c.std:.2f}"
     if counts:
@@ -216,6 +219,8 @@ def latex_cell(c: Cell) -> str:
         return "--"
     mean = f"{c.mean:.2f}"
     mean = rf"\textbf{{{mean}}}" if c.best else mean
+    if c.plain:
+        return mean
     std = rf"\,{{\scriptsize$\pm${c.std:.2f}}}" if c.n > 1 and not math.isnan(c.std) else ""
     total = c.n + c.n_failed
     count = f"{c.n}/{total}" if c.n_failed else f"{c.n}"

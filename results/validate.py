@@ -15,6 +15,7 @@ import math
 import sys
 
 STATUSES = ("ok", "failed")
+PROTOCOLS = ("fewshot", "base2novel", "domain", "crossdataset")  # bench.protocols.PROTOCOLS
 ACCURACIES = ("top1", "mean_per_class")
 
 _warned: set[str] = set()
@@ -57,6 +58,21 @@ def _metrics_problem(metrics) -> str | None:
     return None
 
 
+def _evaluations_problem(rec: dict, protocol) -> str | None:
+    """The other protocols' records hold every evaluation (base/novel, or each target)."""
+    evals = rec.get("evaluations")
+    if evals is None:
+        return None if protocol in (None, "fewshot") else f"protocol {protocol} but no evaluations"
+    if not isinstance(evals, dict) or not evals:
+        return f"evaluations is {evals!r}, not a mapping of metrics"
+    if protocol == "base2novel" and set(evals) != {"base", "novel"}:
+        return f"base2novel evaluations are {sorted(evals)}, not base and novel"
+    for name, metrics in evals.items():
+        if (why := _metrics_problem(metrics)) is not None:
+            return f"evaluations.{name}: {why.replace('metrics.', '')}"
+    return None
+
+
 def record_problem(rec) -> str | None:
     """Why ``rec`` (a parsed record) is damaged, in a few words; None when it is sound."""
     from results.store import cell_id  # store imports this module
@@ -82,8 +98,13 @@ def record_problem(rec) -> str | None:
         if not _is_int(value) or value <= 0:
             return f"{key} is {value!r}, not a positive whole number" if key in rec \
                 else f"no {key}"
+    protocol = rec.get("protocol")
+    if protocol is not None and protocol not in PROTOCOLS:
+        return f"protocol is {protocol!r}, not one of {', '.join(PROTOCOLS)}"
     if status == "ok":
         if (why := _metrics_problem(rec.get("metrics"))) is not None:
+            return why
+        if (why := _evaluations_problem(rec, protocol)) is not None:
             return why
         fewshot = rec.get("fewshot")
         if fewshot is not None:

@@ -103,20 +103,45 @@ def _default_config():
     return resolve
 
 
-def load_summary(args):
-    """Read, select and aggregate the records that ``args`` ask for; clear errors otherwise.
-    Notes on what was set aside (damaged, superseded, duplicates) go to stderr."""
-    from results.aggregate import records_to_frame, select, summarize
+def read_records(args, protocol: str = "fewshot") -> list[dict]:
+    """The sound records of ``protocol`` under ``args.output`` (notes on what was set aside, and
+    on records of other protocols, go to stderr)."""
+    from collections import Counter
+
+    from results.protocols import of_protocol, protocol_of
     from results.store import ResultStore
 
     store = ResultStore(args.output)
     if not store.results_dir.is_dir():
         raise UsageError(f"no results in {args.output}: {store.results_dir} does not exist "
                          f"(run `bench run --output {args.output} ...` first)")
-    frame = records_to_frame(store.iter_records(include_failed=True), _default_config())
+    records = list(store.iter_records(include_failed=True))
     _note_set_aside(store)
+    others = Counter(protocol_of(r) for r in records if protocol_of(r) != protocol)
+    mine = of_protocol(records, protocol)
+    if others:
+        found = ", ".join(f"{n} {p}" for p, n in sorted(others.items()))
+        print(f"bench: note: {found} record(s) of other protocols are not in this report "
+              f"(bench report {args.output} --protocol NAME)", file=sys.stderr)
+    if not mine and records:
+        raise UsageError(f"no {protocol} results in {args.output}; it holds "
+                         f"{', '.join(sorted(others))} results: add --protocol "
+                         f"{sorted(others)[0]}")
+    return mine
+
+
+def load_summary(args, records: list[dict] | None = None, *, required: list[str] | None = None,
+                 labels=None):
+    """Read (or take), select and aggregate the records that ``args`` ask for; clear errors
+    otherwise. Notes on what was set aside (damaged, superseded, duplicates) go to stderr.
+    ``required``: the datasets the average needs, instead of those ``args`` name."""
+    from results.aggregate import records_to_frame, select, summarize
+
+    if records is None:
+        records = read_records(args)
+    frame = records_to_frame(records, _default_config())
     if frame.empty:
-        raise UsageError(f"no usable result records under {store.results_dir}")
+        raise UsageError(f"no usable result records under {args.output}/results")
     methods, datasets = _split(args.methods), _split(args.datasets)
     backbones, shots = _split(args.backbone), parse_shots(args.shots)
     _check_names("method", methods, set(frame["method_label"]) | set(frame["method_base"]))
@@ -130,11 +155,14 @@ def load_summary(args):
                          f"{sorted(set(frame['dataset']))}, methods "
                          f"{sorted(set(frame['method_label']))}")
     exact = [d for d in datasets or [] if not any(c in d for c in "*?[")]
-    required = exact if datasets and len(exact) == len(datasets) else None
+    if required is None:
+        required = exact if datasets and len(exact) == len(datasets) else None
     summary = summarize(chosen, datasets=required, shots=shots)
     if summary.duplicates:
         print(f"bench: note: {summary.duplicates} record(s) set aside: older copies of the same "
               f"cell, seed and identity (the newest counts)", file=sys.stderr)
+    if labels is not None:
+        return summary, labels[0], labels[1]
     labels, coop = _registry_labels()
     return summary, labels, coop
 
@@ -189,6 +217,9 @@ def register(subparsers) -> None:
                    help="terminal: bold best values with ANSI codes (auto: when stdout is a tty)")
     p.add_argument("--standalone", action="store_true",
                    help="latex: a complete document (article + booktabs) instead of tables only")
+    p.add_argument("--protocol", default="fewshot",
+                   help="which protocol's results: fewshot (default), base2novel (Base, Novel "
+                        "and HM per dataset), domain or crossdataset (source and targets)")
     p.set_defaults(func=run)
 
 
@@ -196,6 +227,9 @@ def run(args) -> int:
     from results.tables import (build_tables, render_comparison, render_csv, render_latex,
                                 render_text)
 
+    protocol = getattr(args, "protocol", None) or "fewshot"
+    if protocol != "fewshot":
+        return _run_protocol(args, protocol)
     summary, labels, coop = load_summary(args)
     tables = build_tables(summary, labels, per_shot=args.layout != "main")
     if args.layout == "per-shot":
@@ -221,5 +255,51 @@ def run(args) -> int:
         text = render_text(tables, args.fmt, color=color)
         if comparison is not None:
             text += "\n" + render_comparison(comparison[0], labels, args.fmt, comparison[1])
+    _write(text, args.out)
+    return 0
+
+
+def _run_protocol(args, protocol: str) -> int:
+    """The base-to-novel and transfer layouts (results/protocols.py)."""
+    from bench.protocols import check_protocol
+    from results import protocols as rp
+    from results.tables import render_latex, render_text
+
+    check_protocol(protocol)
+    if args.compare:
+        raise UsageError(f"--compare published has few-shot numbers only; leave it out with "
+                         f"--protocol {protocol}")
+    if args.layout != "all":
+        raise UsageError(f"--layout is for the few-shot tables; --protocol {protocol} has one "
+                         f"layout")
+    records = read_records(args, protocol)
+    labels = _registry_labels()
+    tables, csv_parts = [], []
+    if protocol == "base2novel":
+        summaries = {part: load_summary(args, rp.part_records(records, part), labels=labels)[0]
+                     for part in rp.PARTS}
+        tables = rp.base2novel_tables(summaries["base"], summaries["novel"], labels[0])
+        csv_parts.append(rp.render_csv(protocol, summaries, labels[0]))
+    else:
+        exploded = rp.target_records(records)
+        for source in sorted({r["source"] for r in exploded}):
+            mine = [r for r in exploded if r["source"] == source]
+            targets = sorted({r["dataset"] for r in mine} - {source})
+            asked = _split(args.datasets)
+            if asked:
+                targets = [t for t in targets if any(fnmatch.fnmatchcase(t, a) for a in asked)]
+            summary = load_summary(args, mine, required=targets or None, labels=labels)[0]
+            tables += rp.transfer_tables(summary, labels[0], protocol, source)
+            csv_parts.append(rp.render_csv(protocol, {"top1": summary}, labels[0], source,
+                                           header=not csv_parts))
+    if args.fmt == "csv":
+        text = "".join(csv_parts)
+    elif args.fmt == "latex":
+        text = render_latex(tables, standalone=args.standalone)
+    else:
+        color = args.fmt == "terminal" and args.out is None and (
+            args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
+                                       and not os.environ.get("NO_COLOR")))
+        text = render_text(tables, args.fmt, color=color)
     _write(text, args.out)
     return 0

@@ -22,6 +22,12 @@ def register(sub) -> None:
                                      "'name:variant' picks a named config (default: all)")
     p.add_argument("--datasets", help="comma list, 'all' or patterns (default: all)")
     p.add_argument("--shots", help="comma list of shot counts (default: 1,2,4,8,16)")
+    p.add_argument("--protocol", help="fewshot (default), base2novel (train on the base half of "
+                                      "the classes, test on base and novel), domain (train on "
+                                      "--source, test on ImageNet-V2/-Sketch/-A/-R) or "
+                                      "crossdataset (train on --source, test on --datasets)")
+    p.add_argument("--source", help="domain / crossdataset: the dataset trained on (default "
+                                    "imagenet); --datasets then names the targets")
     p.add_argument("--seeds", help="comma list of seeds (default: 1,2,3)")
     p.add_argument("--backbone", help="open_clip model name (default: RN50-quickgelu with a "
                                       "data root, the demo model without)")
@@ -107,8 +113,8 @@ def resolve(args) -> dict:
         check_backbone_name(name)
         resolve_pretrained(name, pre)
 
-    datasets = DATASETS.select(pick(args.datasets, sweep, "datasets", "all"), all_tag=dataset_tag)
-    method_specs = _method_specs(pick(args.methods, sweep, "methods", "all"), METHODS)
+    protocol, datasets, targets = _protocol_datasets(args, sweep, dataset_tag)
+    method_specs = _method_specs(pick(args.methods, sweep, "methods", "all"), METHODS, protocol)
     config_problems: list[str] = []  # reported with the bad values, by expand_cells
     overrides = parse_overrides(
         (overrides_list(sweep.get("set")) + (args.overrides or [])),
@@ -144,10 +150,50 @@ def resolve(args) -> dict:
         raise UsageError("--workers must be 0 (decode in this process) or more")
     return {"sweep": sweep, "shots": shots, "seeds": seeds, "data_root": data_root,
             "backbones": backbones, "datasets": datasets, "methods": method_specs,
+            "protocol": protocol, "targets": targets,
             "overrides": overrides, "config_problems": config_problems, "output": output, "cache_dir": str(cache_dir),
             "device": device, "launcher": launcher,
             "group_by": pick(args.group_by, sweep, "group_by", "dataset"),
             "options": options, "demo_note": demo_note, "slurm": slurm}
+
+
+def _protocol_datasets(args, sweep, dataset_tag) -> tuple[str, list[str], list[str]]:
+    """(protocol, the datasets cells train on, the targets each is also evaluated on).
+
+    Few-shot and base-to-novel: ``--datasets`` trains and tests. Domain and cross-dataset:
+    cells train on ``--source`` (default imagenet) and ``--datasets`` names the targets (default:
+    the four ImageNet variants for domain; every other dataset of the suite for crossdataset)."""
+    from bench.protocols import DEFAULT_SOURCE, DOMAIN_TAG, TRANSFER, check_protocol
+    from bench.sweep import pick
+    from datasets_registry import DATASETS
+
+    protocol = check_protocol(str(pick(args.protocol, sweep, "protocol", "fewshot")))
+    source = pick(getattr(args, "source", None), sweep, "source")
+    asked = pick(args.datasets, sweep, "datasets")
+    if protocol not in TRANSFER:
+        if source is not None:
+            raise UsageError(f"--source is for the domain and crossdataset protocols; with "
+                             f"--protocol {protocol} every dataset of --datasets is trained on")
+        return protocol, DATASETS.select(asked or "all", all_tag=dataset_tag), []
+    source = source or DEFAULT_SOURCE
+    DATASETS.entry(source)  # did-you-mean for a typo
+    if DOMAIN_TAG in DATASETS.entry(source).tags:
+        raise UsageError(f"--source {source}: a test-only dataset cannot be trained on; "
+                         f"use --source imagenet")
+    if protocol == "domain":
+        targets = DATASETS.select(asked or "all", all_tag=DOMAIN_TAG)
+        wrong = [t for t in targets if DOMAIN_TAG not in DATASETS.entry(t).tags]
+        if wrong:
+            raise UsageError(f"--protocol domain evaluates on ImageNet's variants "
+                             f"({', '.join(DATASETS.names(DOMAIN_TAG))}), not "
+                             f"{', '.join(wrong)}; for other datasets use --protocol "
+                             f"crossdataset")
+    else:
+        targets = [t for t in DATASETS.select(asked or "all", all_tag=dataset_tag) if t != source]
+    if not targets:
+        raise UsageError(f"--protocol {protocol}: no target dataset besides the source "
+                         f"{source}; name them with --datasets")
+    return protocol, [source], targets
 
 
 def _choice(value, choices, key: str) -> str:
@@ -193,12 +239,15 @@ def _check_device(device: str, launcher: str) -> None:
                          f"cuda:0..cuda:{count - 1}")
 
 
-def _method_specs(value, registry) -> list:
+def _method_specs(value, registry, protocol: str = "fewshot") -> list:
     """``name``, ``name:variant`` and patterns -> MethodSpecs in order, without duplicates.
 
-    An unknown variant is reported (with a did-you-mean) when the cells are expanded.
+    An unknown variant is reported (with a did-you-mean) when the cells are expanded. Under a
+    protocol some methods cannot follow (bench.protocols), ``all`` and patterns leave those out
+    with a note; a method named explicitly is refused when the cells are expanded.
     """
     from bench.config import MethodSpec
+    from bench.protocols import split_methods
 
     parts = value if isinstance(value, list) else str(value).split(",")
     specs = []
@@ -206,7 +255,13 @@ def _method_specs(value, registry) -> list:
         if not part:
             continue
         name, _, variant = part.partition(":")
-        specs += [MethodSpec(n, variant or None) for n in registry.select(name)]
+        names = registry.select(name)
+        if name == "all" or any(ch in name for ch in "*?["):
+            names, left_out = split_methods(protocol, names)
+            if left_out:
+                print(f"bench: --protocol {protocol}: {', '.join(left_out)} left out (they "
+                      f"cannot score classes they did not train on)", file=sys.stderr)
+        specs += [MethodSpec(n, variant or None) for n in names]
     if not specs:
         raise UsageError("--methods is empty: name at least one method (see `bench ls methods`)")
     return list(dict.fromkeys(specs))
@@ -224,7 +279,8 @@ def main(args) -> int:
     if cfg["demo_note"]:
         print(cfg["demo_note"], file=sys.stderr)
     cells = expand_cells(cfg["backbones"], cfg["datasets"], cfg["methods"], cfg["shots"],
-                         cfg["seeds"], cfg["overrides"], cfg["config_problems"])
+                         cfg["seeds"], cfg["overrides"], cfg["config_problems"],
+                         protocol=cfg["protocol"], targets=cfg["targets"])
     jobs = plan(cells, data_root=cfg["data_root"], output=str(cfg["output"]),
                 cache_dir=cfg["cache_dir"], device=cfg["device"], group_by=cfg["group_by"],
                 options=cfg["options"])
@@ -337,7 +393,9 @@ def _print_summary(cfg) -> None:
     args = Namespace(output=cfg["output"], methods=",".join(sorted({m.name for m in cfg["methods"]})),
                      datasets=",".join(cfg["datasets"]), shots=",".join(map(str, cfg["shots"])),
                      backbone=None, compare=None, fmt="terminal", out=None, layout="all",
-                     color="auto", standalone=False)
+                     color="auto", standalone=False, protocol=cfg.get("protocol", "fewshot"))
+    if cfg.get("targets"):  # transfer protocols: the tables are of the source and the targets
+        args.datasets = None
     try:
         report.run(args)
     except BenchError as exc:
