@@ -8,6 +8,11 @@ goes through the frozen text transformer with the causal mask, the final layer n
 and the text projection; logits are ``logit_scale * cos(image, class text)``. Only the context
 trains (unified: one (M, width) tensor; ``csc``: one per class).
 
+``Fitted.for_classes`` (base-to-novel, cross-dataset): the learned unified context with other
+class names, a new prompt layout through the same frozen encoder. A class-specific context
+(``csc``) has no context for an unseen class: its Fitted has ``for_classes = None`` and the
+protocols refuse it. :class:`PromptCore` is the trainable model KgCoOp and ProGrad share.
+
 Cheaper, same results:
 
 * ``cut_sequence``: the causal mask means no position attends to a later one, so everything
@@ -168,11 +173,13 @@ class PromptEncoder(nn.Module):
     """Class text embeddings from learned context vectors (the frozen text encoder)."""
 
     def __init__(self, tower: nn.Module, layout: PromptLayout, *, dtype: torch.dtype,
-                 cut_sequence: bool, grad_checkpointing: bool, device: torch.device):
+                 cut_sequence: bool, grad_checkpointing: bool, device: torch.device,
+                 parts: "_TextParts | None" = None):
         super().__init__()
-        parts = _TextParts(tower)
-        if dtype == torch.float16:
-            parts = _half_copy(parts)
+        if parts is None:  # reuse another encoder's (the fp16 copy is made once)
+            parts = _TextParts(tower)
+            if dtype == torch.float16:
+                parts = _half_copy(parts)
         self.parts = parts
         causal = parts.attn_mask is not None
         L = layout.seq_len if (cut_sequence and causal) else layout.ids.shape[1]
@@ -247,75 +254,144 @@ def _chunks(n: int, size: int | None, device) -> list[torch.Tensor]:
     return list(idx.split(size)) if size else [idx]
 
 
-@METHODS.register("coop", display_name="CoOp", order=20, views=PER_EPOCH_VIEWS,
+class PromptCore:
+    """CoOp's trainable model: the context, the prompt encoder and the step's pieces, shared by
+    CoOp and the methods built on it (KgCoOp adds a loss term on the class text embeddings,
+    ProGrad replaces the backward pass). ``name`` prefixes config errors."""
+
+    def __init__(self, task: Task, name: str = "coop", init=None):
+        cfg = task.config
+        self.task, self.name = task, name
+        self.device = device = task.device
+        tower = text_tower(task.backbone.model)
+        self.tower = tower
+        model_device = tower.positional_embedding.device
+        if model_device.type != device.type:
+            raise ValueError(f"{name}: the backbone is on {model_device}, the task on {device}")
+        self.precision = resolve_precision(str(cfg["precision"]), device)
+        self.dtype = torch.float16 if self.precision == "fp16" else torch.float32
+        self.amp_dtype = {"amp_bf16": torch.bfloat16, "amp_fp16": torch.float16}.get(self.precision)
+        width = tower.token_embedding.weight.shape[1]
+        ctx0, self.n_ctx, self.csc = (init or init_context)(cfg, task, tower, width, device)
+        self.position = str(cfg["class_token_position"])
+        self.cut_sequence = bool(cfg["cut_sequence"])
+        self.grad_checkpointing = bool(cfg["grad_checkpointing"])
+        self.encoder = self.encoder_for(task.classnames)
+        self.parts = self.encoder.parts
+        self.ctx = nn.Parameter(ctx0.to(self.dtype))
+        self.C = task.num_classes
+        chunk = cfg.get("class_chunk") or None
+        self.class_chunk = int(chunk) if chunk else None
+        self.chunk = self.class_chunk if self.class_chunk and self.class_chunk < self.C else None
+        self.scale_logits = float(task.backbone.logit_scale)
+
+    def encoder_for(self, classnames: list[str]) -> "PromptEncoder":
+        layout = build_layout(self.task.backbone.tokenizer, classnames, self.n_ctx,
+                              self.position, self.task.backbone.context_length)
+        return PromptEncoder(self.tower, layout, dtype=self.dtype, cut_sequence=self.cut_sequence,
+                             grad_checkpointing=self.grad_checkpointing, device=self.device,
+                             parts=getattr(self, "parts", None))
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype,
+                              enabled=self.amp_dtype is not None)
+
+    def encode_all(self, encoder=None, chunk: int | None = None) -> torch.Tensor:
+        encoder = encoder or self.encoder
+        n = encoder.base.shape[0]
+        with self.autocast():
+            return torch.cat([encoder(self.ctx, idx) for idx in _chunks(n, chunk, self.device)])
+
+    def logits_from(self, img: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return self.scale_logits * normalize(img) @ normalize(text).t()
+
+    def class_text(self) -> torch.Tensor:
+        """(C, D) class embeddings for a training step: with autograd to the context, or, with
+        ``class_chunk``, computed without it as a leaf that collects the loss gradient."""
+        if self.chunk is None:
+            with self.autocast():
+                return self.encoder(self.ctx, torch.arange(self.C, device=self.device))
+        with torch.no_grad():
+            text = self.encode_all(chunk=self.chunk)
+        return text.requires_grad_(True)
+
+    def backward(self, loss: torch.Tensor, text: torch.Tensor, scale) -> None:
+        """Accumulate d(loss)/d(context) into ``ctx.grad`` (the chunked two-pass when set)."""
+        scale(loss).backward()
+        if self.chunk is None:
+            return
+        grad = text.grad
+        for idx in _chunks(self.C, self.chunk, self.device):
+            with self.autocast():
+                part = self.encoder(self.ctx, idx)
+            part.backward(grad[idx].to(part.dtype))
+
+    def ctx_grad(self, loss: torch.Tensor, text: torch.Tensor, scale) -> torch.Tensor:
+        """d(loss)/d(context), leaving ``ctx.grad`` and the graph of ``text`` as they were."""
+        if self.chunk is None:
+            return torch.autograd.grad(scale(loss), self.ctx, retain_graph=True)[0]
+        (grad,) = torch.autograd.grad(scale(loss), text, retain_graph=True)
+        total = torch.zeros_like(self.ctx)
+        for idx in _chunks(self.C, self.chunk, self.device):
+            with self.autocast():
+                part = self.encoder(self.ctx, idx)
+            total += torch.autograd.grad(part, self.ctx, grad[idx].to(part.dtype))[0]
+        return total
+
+    def step_fn(self, extra_loss=None):
+        """CoOp's step: cross-entropy (+ ``extra_loss(text)`` when given), backward, loss."""
+
+        def step(x, y, scale):
+            img = x.to(self.dtype)
+            text = self.class_text()
+            with self.autocast():
+                loss = F.cross_entropy(self.logits_from(img, text), y)
+                if extra_loss is not None:
+                    loss = loss + extra_loss(text)
+            self.backward(loss, text, scale)
+            return loss
+
+        return step
+
+    def train(self, step) -> list[float]:
+        scaler = torch.amp.GradScaler(self.device.type) if self.precision == "amp_fp16" else None
+        return train(self.task, [self.ctx], step, OptimConfig.from_config(self.task.config),
+                     scaler=scaler)
+
+    def logits_fn_for(self, encoder=None):
+        """The trained model's logits function over ``encoder``'s classes."""
+        with torch.no_grad():
+            text = normalize(self.encode_all(encoder, self.class_chunk).to(self.dtype))
+        dtype, device, s = self.dtype, self.device, self.scale_logits
+
+        def logits_fn(features: torch.Tensor) -> torch.Tensor:
+            img = normalize(features.to(device=device, dtype=dtype))
+            return (s * img @ text.t()).float().to(features.device)
+
+        return logits_fn
+
+    def for_classes(self):
+        """Fitted.for_classes: the learned unified context with other class names; None with
+        a class-specific context (one context per trained class cannot score other classes)."""
+        if self.csc:
+            return None
+
+        def for_classes(classnames: list[str], templates: list[str], dataset: str):
+            return self.logits_fn_for(self.encoder_for(list(classnames)))
+
+        return for_classes
+
+    def fitted(self, history: list[float], **extra_info) -> Fitted:
+        info = {"n_ctx": self.n_ctx, "csc": self.csc, "precision": self.precision,
+                "seq_len": self.encoder.seq_len, "train_loss_first_epoch": history[0],
+                "train_loss_last_epoch": history[-1], **extra_info}
+        return Fitted(self.logits_fn_for(), info, self.for_classes())
+
+
+@METHODS.register("coop", display_name="CoOp", order=20, views=PER_EPOCH_VIEWS, new_classes=True,
                   description="learned prompt context through the frozen text encoder "
                               "(Zhou et al. 2022)")
 def fit(task: Task) -> Fitted:
-    cfg = task.config
-    device = task.device
-    model = task.backbone.model
-    tower = text_tower(model)
-    model_device = tower.positional_embedding.device
-    if model_device.type != device.type:
-        raise ValueError(f"coop: the backbone is on {model_device}, the task on {device}")
-    precision = resolve_precision(str(cfg["precision"]), device)
-    dtype = torch.float16 if precision == "fp16" else torch.float32
-    amp_dtype = {"amp_bf16": torch.bfloat16, "amp_fp16": torch.float16}.get(precision)
-    width = tower.token_embedding.weight.shape[1]
-
-    ctx0, n_ctx, csc = init_context(cfg, task, tower, width, device)
-    layout = build_layout(task.backbone.tokenizer, task.classnames, n_ctx,
-                          str(cfg["class_token_position"]), task.backbone.context_length)
-    encoder = PromptEncoder(tower, layout, dtype=dtype, cut_sequence=bool(cfg["cut_sequence"]),
-                            grad_checkpointing=bool(cfg["grad_checkpointing"]), device=device)
-    ctx = nn.Parameter(ctx0.to(dtype))
-    C = task.num_classes
-    chunk = cfg.get("class_chunk") or None
-    chunk = int(chunk) if chunk and int(chunk) < C else None
-    scale_logits = float(task.backbone.logit_scale)
-
-    def autocast():
-        return torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
-
-    def encode_all() -> torch.Tensor:
-        with autocast():
-            return torch.cat([encoder(ctx, idx) for idx in _chunks(C, chunk, device)])
-
-    def logits_from(img: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        return scale_logits * normalize(img) @ normalize(text).t()
-
-    def step(x, y, scale):
-        img = x.to(dtype)
-        if chunk is None:
-            with autocast():
-                loss = F.cross_entropy(logits_from(img, encoder(ctx, torch.arange(C, device=device))), y)
-            scale(loss).backward()
-            return loss
-        with torch.no_grad():
-            text = encode_all()
-        text.requires_grad_(True)
-        with autocast():
-            loss = F.cross_entropy(logits_from(img, text), y)
-        scale(loss).backward()
-        grad = text.grad
-        for idx in _chunks(C, chunk, device):
-            with autocast():
-                part = encoder(ctx, idx)
-            part.backward(grad[idx].to(part.dtype))
-        return loss
-
-    scaler = None
-    if precision == "amp_fp16":
-        scaler = torch.amp.GradScaler(device.type)
-    history = train(task, [ctx], step, OptimConfig.from_config(cfg), scaler=scaler)
-
-    with torch.no_grad():
-        text = normalize(encode_all().to(dtype))
-
-    def logits_fn(features: torch.Tensor) -> torch.Tensor:
-        img = normalize(features.to(device=device, dtype=dtype))
-        return (scale_logits * img @ text.t()).float().to(features.device)
-
-    info = {"n_ctx": n_ctx, "csc": csc, "precision": precision, "seq_len": encoder.seq_len,
-            "train_loss_first_epoch": history[0], "train_loss_last_epoch": history[-1]}
-    return Fitted(logits_fn, info)
+    core = PromptCore(task)
+    history = core.train(core.step_fn())
+    return core.fitted(history)

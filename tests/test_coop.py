@@ -222,3 +222,43 @@ def test_epochs_follow_shots_and_imagenet():
     cfg = lambda ds, k: resolve_method_config(MethodSpec("coop"), ds, k)[1]["epochs"]
     assert [cfg("dtd", k) for k in (1, 2, 4, 8, 16)] == [50, 100, 100, 200, 200]
     assert [cfg("imagenet", k) for k in (1, 16)] == [50, 50]
+
+
+# -- other classes (base-to-novel, cross-dataset) ----------------------------------------------
+def test_for_classes_reuses_the_learned_context(tiny_backbone):
+    """The training names give the fitted logits; a subset (reordered) gives those columns;
+    other names are encoded with the same learned context (not the untrained one)."""
+    task = make_task("coop", tiny_backbone, overrides={**FAST, "epochs": 3})
+    fitted = METHODS.get("coop")(task)
+    x = blobs(4, 3, 64, seed=7).features
+    full = fitted.logits(x)
+    same = fitted.on_classes(list(NAMES), ["{}"], "dtd").logits(x)
+    torch.testing.assert_close(same, full, rtol=1e-5, atol=1e-5)
+    sub = fitted.on_classes([NAMES[3], NAMES[1]], ["{}"], "dtd").logits(x)
+    torch.testing.assert_close(sub, full[:, [3, 1]], rtol=1e-4, atol=1e-4)
+    # unseen names: the learned context, checked against an encoder built by hand from it
+    tower = text_tower(tiny_backbone.model)
+    layout = build_layout(tiny_backbone.tokenizer, ["cat", "tree"], 4, "end",
+                          tiny_backbone.context_length)
+    enc = PromptEncoder(tower, layout, dtype=torch.float32, cut_sequence=True,
+                        grad_checkpointing=False, device=CPU)
+    untrained = METHODS.get("coop")(make_task("coop", tiny_backbone,
+                                              overrides={**FAST, "epochs": 1, "lr": 0.0,
+                                                         "warmup_lr": 0.0}))
+    new = fitted.on_classes(["cat", "tree"], ["{}"], "other").logits(x)
+    old = untrained.on_classes(["cat", "tree"], ["{}"], "other").logits(x)
+    assert not torch.allclose(new, old, atol=1e-3)  # the trained context is what moves them
+    ctx0 = torch.randn(4, tower.token_embedding.weight.shape[1],
+                       generator=seeded_generator(task.seed)) * 0.02
+    t = enc(ctx0, torch.arange(2)).detach()
+    ref = tiny_backbone.logit_scale * (x / x.norm(dim=-1, keepdim=True)) @ (t / t.norm(dim=-1, keepdim=True)).T
+    torch.testing.assert_close(old, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_class_specific_context_cannot_score_other_classes(tiny_backbone):
+    fitted = METHODS.get("coop")(make_task("coop", tiny_backbone, variant="csc",
+                                           overrides={**FAST, "epochs": 1}))
+    assert fitted.for_classes is None
+    with pytest.raises(TypeError, match="cannot score classes"):
+        fitted.on_classes(["cat"], ["{}"], "dtd")
+    assert METHODS.entry("coop").extra.get("new_classes") is True
