@@ -10,6 +10,10 @@ Python's ``random`` is seeded with ``seed`` first (CoOp uses its run seed). File
 folder are sorted before the shuffle (CoOp takes ``os.listdir`` order), so a created file is
 reproducible here but is *not* the published one: download the published file to compare with
 published numbers. Flowers102 and StanfordCars (labels in MATLAB files) are not supported.
+
+Each dataset names its maker (``SplitFileDataset.split_maker``, set in
+``datasets_registry/coop_split_datasets.py``): ``class_folders``, ``pets_lists``, ``ucf_lists`` or
+``sun_lists`` below; a plugin dataset can pass its own.
 """
 
 from __future__ import annotations
@@ -73,7 +77,17 @@ def _lines(path: Path) -> list[str]:
         raise BenchError(f"{path} not found: it is needed to create the split file") from None
 
 
-def _pets(root: Path) -> dict:
+def class_folders(ds, data_root: Path) -> dict:
+    """Caltech101, DTD, EuroSAT, Food101: each class folder of the image folder cut 50/20/30
+    (``ds.extra``: ``ignored`` folders, ``new_cnames`` renames)."""
+    return split_folders(ds.image_dir(data_root), ignored=ds.extra.get("ignored", ()),
+                         new_cnames=ds.extra.get("new_cnames"))
+
+
+def pets_lists(ds, data_root: Path) -> dict:
+    """OxfordPets: ``annotations/trainval.txt`` split 80/20, ``annotations/test.txt`` kept."""
+    root = ds.root(data_root)
+
     def read(fname):
         rows = []
         for line in _lines(root / "annotations" / fname):
@@ -86,7 +100,9 @@ def _pets(root: Path) -> dict:
     return {"train": train, "val": val, "test": read("test.txt")}
 
 
-def _ucf(root: Path) -> dict:
+def ucf_lists(ds, data_root: Path) -> dict:
+    """UCF101: ``ucfTrainTestlist/trainlist01.txt`` split 80/20, ``testlist01.txt`` kept."""
+    root = ds.root(data_root)
     lab = {}
     for line in _lines(root / "ucfTrainTestlist" / "classInd.txt"):
         idx, cname = line.split(" ")
@@ -104,7 +120,9 @@ def _ucf(root: Path) -> dict:
     return {"train": train, "val": val, "test": read("testlist01.txt")}
 
 
-def _sun(root: Path) -> dict:
+def sun_lists(ds, data_root: Path) -> dict:
+    """SUN397: ``Training_01.txt`` split 80/20, ``Testing_01.txt`` kept."""
+    root = ds.root(data_root)
     lab = {c[1:]: i for i, c in enumerate(_lines(root / "ClassName.txt"))}
 
     def read(fname):
@@ -119,35 +137,24 @@ def _sun(root: Path) -> dict:
     return {"train": train, "val": val, "test": read("Testing_01.txt")}
 
 
-SUPPORTED = {"caltech101", "dtd", "eurosat", "food101", "oxford_pets", "ucf101", "sun397"}
-
-
 def make_split(ds: Dataset, data_root: Path, seed: int = 1, force: bool = False) -> Path:
+    """Write ``ds``'s split file, made by its ``split_maker`` hook with ``random`` seeded."""
     from results.atomic import atomic_write_json
 
     split_file = getattr(ds, "split_file", "")
     if not split_file:
         raise UsageError(f"dataset {ds.name} has no split file: its lists come from its own "
                          f"folders and text files")
-    if ds.name not in SUPPORTED:
+    maker = getattr(ds, "split_maker", None)
+    if maker is None:
         raise UsageError(f"creating the split file of {ds.display_name} is not supported; "
                          f"download it: {getattr(ds, 'split_source', '') or ds.source}")
-    root = ds.root(data_root)
-    path = root / split_file
+    path = ds.root(data_root) / split_file
     if path.exists() and not force:
         raise UsageError(f"{path} already exists; pass --force to overwrite it")
     image_dir = ds.image_dir(data_root)
     if not image_dir.is_dir():
         raise BenchError(f"image folder {image_dir} not found; get it from {ds.image_source}")
     random.seed(seed)
-    if ds.name == "oxford_pets":
-        rows = _pets(root)
-    elif ds.name == "ucf101":
-        rows = _ucf(root)
-    elif ds.name == "sun397":
-        rows = _sun(root)
-    else:
-        rows = split_folders(image_dir, ignored=ds.extra.get("ignored", ()),
-                             new_cnames=ds.extra.get("new_cnames"))
-    atomic_write_json(path, rows)
+    atomic_write_json(path, maker(ds, data_root))
     return path

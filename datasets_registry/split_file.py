@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
+from typing import Callable
 
 from bench.errors import BenchError
 from datasets_registry.base import Dataset, DatasetSplits, Item
@@ -98,28 +99,32 @@ def _label_range_message(path: Path, names: dict[int, str], first: dict[int, str
             f"the file is damaged or not a CoOp split file")
 
 
-def _create_hint(name: str) -> str:
-    from datasets_registry.make_split import SUPPORTED
-
-    return (f" (or create a non-official one with `bench data split {name} --data-root ...`)"
-            if name in SUPPORTED else "")
-
-
 @dataclass
 class SplitFileDataset(Dataset):
-    """A dataset whose lists come from one split file in its folder."""
+    """A dataset whose lists come from one split file in its folder.
+
+    ``split_maker(dataset, data_root)`` returns the rows of a missing split file made by CoOp's
+    rules ({train, val, test: [[path, label, classname]]}); `bench data split` calls it with
+    ``random`` seeded (``datasets_registry/make_split.py`` has CoOp's makers). None when the file
+    can only be downloaded.
+    """
 
     image_subdir: str = ""  # images are relative to <root>/<image_subdir>
     split_file: str = ""
     image_source: str = ""  # where the images come from (shown when they are missing)
     split_source: str = ""  # where the split file comes from
+    image_folders: tuple[str, ...] = ()  # folders that must exist (default: image_subdir)
+    split_maker: Callable[["SplitFileDataset", Path], dict] | None = None
 
     def requirements(self) -> list[tuple[str, str]]:
-        need = []
-        if self.image_subdir:
-            need.append((self.image_subdir.rstrip("/") + "/", self.image_source or self.source))
-        need.append((self.split_file, (self.split_source or self.source) + _create_hint(self.name)))
+        folders = self.image_folders or ((self.image_subdir,) if self.image_subdir else ())
+        need = [(f.rstrip("/") + "/", self.image_source or self.source) for f in folders]
+        need.append((self.split_file, (self.split_source or self.source) + self._create_hint()))
         return need
+
+    def _create_hint(self) -> str:
+        return (f" (or create a non-official one with `bench data split {self.name} "
+                f"--data-root ...`)" if self.split_maker is not None else "")
 
     def image_dir(self, data_root: Path) -> Path:
         return self.root(data_root) / self.image_subdir if self.image_subdir else self.root(data_root)
@@ -133,7 +138,7 @@ class SplitFileDataset(Dataset):
         if not split_path.is_file():
             raise BenchError(f"dataset {self.display_name}: split file {split_path} not found; "
                              f"get it from {self.split_source or self.source or 'CoOp DATASETS.md'}"
-                             f"{_create_hint(self.name)}")
+                             f"{self._create_hint()}")
         splits, classnames = read_split_file(split_path)
         return DatasetSplits(self.name, classnames, self.image_dir(data_root),
                              splits["train"], splits["val"], splits["test"])
