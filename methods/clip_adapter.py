@@ -66,11 +66,14 @@ class AdapterClassifier(nn.Module):
         self.visual = Adapter(dim, reduction, final_relu) if alpha is not None else None
         self.text = Adapter(dim, reduction, final_relu) if beta is not None else None
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor,
+                class_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """``class_weights``: other classes' zero-shot embeddings (the adapters are class
+        agnostic, so the trained head scores classes it never saw: ``Fitted.for_classes``)."""
         f = features
         if self.visual is not None:
             f = self.alpha * self.visual(f) + (1.0 - self.alpha) * f
-        w = self.class_weights
+        w = self.class_weights if class_weights is None else class_weights
         if self.text is not None:
             w = self.beta * self.text(w) + (1.0 - self.beta) * w
         return self.logit_scale * normalize(f) @ normalize(w).t()
@@ -148,30 +151,34 @@ def fit_adapter(task: Task, branches: str) -> Fitted:
     def logits_fn(features: torch.Tensor) -> torch.Tensor:
         return head(features.to(task.device).float()).to(features.device)
 
+    def for_classes(classnames: list[str], templates: list[str], dataset: str):
+        other = task.backbone.class_weights(classnames, templates).to(task.device).float()
+        return lambda features: head(features.to(task.device).float(), other).to(features.device)
+
     info = {k: v for k, v in (("alpha", alpha), ("beta", beta)) if v is not None}
     info["logit_scale"] = scale
     if searched:
         info["ratio_search"] = search_log
     info["train_loss_first_epoch"], info["train_loss_last_epoch"] = history[0], history[-1]
-    return Fitted(logits_fn, info)
+    return Fitted(logits_fn, info, for_classes)
 
 
 @METHODS.register("clip_adapter_visual", display_name="CLIP-Adapter (visual)", order=30,
-                  views=PER_EPOCH_VIEWS, description="residual bottleneck adapter on the image feature "
+                  views=PER_EPOCH_VIEWS, new_classes=True, description="residual bottleneck adapter on the image feature "
                               "(Gao et al. 2023; the released variant)")
 def fit_visual(task: Task) -> Fitted:
     return fit_adapter(task, "visual")
 
 
 @METHODS.register("clip_adapter_text", display_name="CLIP-Adapter (text)", order=31,
-                  views=PER_EPOCH_VIEWS, description="residual bottleneck adapter on the class text embeddings "
+                  views=PER_EPOCH_VIEWS, new_classes=True, description="residual bottleneck adapter on the class text embeddings "
                               "(Gao et al. 2023; described, not released)")
 def fit_text(task: Task) -> Fitted:
     return fit_adapter(task, "text")
 
 
 @METHODS.register("clip_adapter_both", display_name="CLIP-Adapter (both)", order=32,
-                  views=PER_EPOCH_VIEWS, description="residual bottleneck adapters on image and text features "
+                  views=PER_EPOCH_VIEWS, new_classes=True, description="residual bottleneck adapters on image and text features "
                               "(Gao et al. 2023; described, not released)")
 def fit_both(task: Task) -> Fitted:
     return fit_adapter(task, "visual+text")
