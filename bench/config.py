@@ -9,6 +9,8 @@ A method file ``configs/methods/<name>.yaml`` has::
     variants:                      # optional named variants (e.g. paper vs released code)
       paper: {key: value, per_dataset: {...}}
     schema: {key: rule, ...}       # what each key may hold (bench/schema.py), checked at plan time
+    include: _base.yaml            # optional, or a list: files (relative to this one's folder)
+                                   # this file extends and overrides; see merge_method_files
 
 A value may be ``{by_shots: {1: 50, 2: 100, ...}}``: it resolves to the entry for the cell's shot
 count (the largest key not above it). The resolved config and the variant go into every result.
@@ -92,18 +94,90 @@ def method_file(name: str) -> Path:
     return path
 
 
+TOP_LEVEL_KEYS = ("include", "description", "default_variant", "defaults", "per_dataset",
+                  "variants", "schema")
+
+
 def load_method_file(name: str) -> dict:
+    """The method's YAML with its ``include:`` files merged in (see :func:`merge_method_files`)."""
     path = method_file(name)
     if not path.is_file():
         return {"defaults": {}}
-    data = load_yaml(path, f"config of method {name!r}")
-    unknown = set(data) - {"description", "default_variant", "defaults", "per_dataset", "variants",
-                           "schema"}
-    if unknown:
-        raise UsageError(f"{path}: unknown top-level keys {sorted(unknown)}")
+    data = _load_with_includes(path, f"config of method {name!r}", ())
     if "schema" in data:
         _check_schema(path, data)
     return data
+
+
+def _load_with_includes(path: Path, what: str, chain: tuple[Path, ...]) -> dict:
+    """``path``'s mapping over the files it includes, in order (later wins); ``chain`` holds
+    the files that include this one, to report a cycle instead of recursing forever."""
+    data = load_yaml(path, what)
+    unknown = [key for key in data if key not in TOP_LEVEL_KEYS]
+    if unknown:
+        raise UsageError(f"{path}: unknown top-level key {unknown[0]!r}."
+                         f"{did_you_mean(unknown[0], TOP_LEVEL_KEYS)} "
+                         f"Known keys: {', '.join(TOP_LEVEL_KEYS)}")
+    includes = data.pop("include", None)
+    if includes is None:
+        return data
+    if isinstance(includes, str):
+        includes = [includes]
+    if not isinstance(includes, list) or not all(isinstance(i, str) and i for i in includes):
+        raise UsageError(f"{path}: include must be a YAML path relative to this file's folder, or "
+                         f"a list of them (include: _base.yaml), not {includes!r}")
+    chain = chain + (path.resolve(),)
+    merged: dict = {}
+    for rel in includes:
+        target = path.parent / rel
+        if not target.is_file():
+            raise UsageError(f"{path}: included file {rel!r} not found (looked for {target}; "
+                             f"include paths are relative to the including file's folder)")
+        if target.resolve() in chain:
+            cycle = " -> ".join(p.name for p in chain + (target.resolve(),))
+            raise UsageError(f"{path}: include cycle {cycle}; a file must not include itself, "
+                             f"directly or through others")
+        base = _load_with_includes(target, f"file {rel!r} included by {path}", chain)
+        merged = merge_method_files(merged, base)
+    return merge_method_files(merged, data)
+
+
+def merge_method_files(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``: ``defaults`` and ``schema`` key by key, ``per_dataset``
+    dataset by dataset and then key by key, ``variants`` variant by variant, then key by key
+    (a variant's ``per_dataset`` as above). A value itself (``{by_shots: ...}``, a schema rule)
+    is replaced whole, never merged."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if key == "variants" and isinstance(value, dict) and isinstance(out.get(key), dict):
+            for name, variant in value.items():
+                out[key][name] = _merge_variant(out[key].get(name), variant)
+        else:
+            out[key] = _update(out.get(key), value, _MERGE_DEPTH.get(key, 0))
+    return out
+
+
+_MERGE_DEPTH = {"defaults": 1, "schema": 1, "per_dataset": 2}
+
+
+def _merge_variant(base, over):
+    if not isinstance(base, dict) or not isinstance(over, dict):
+        return copy.deepcopy(over)
+    merged = _update(base, {k: v for k, v in over.items() if k != "per_dataset"}, 1)
+    if "per_dataset" in over:
+        merged["per_dataset"] = _update(base.get("per_dataset"), over["per_dataset"], 2)
+    return merged
+
+
+def _update(base, over, depth: int):
+    """``over`` merged into a copy of ``base`` down to ``depth`` levels of mappings; below that
+    (or where either side is not a mapping) ``over`` replaces."""
+    if depth == 0 or not isinstance(base, dict) or not isinstance(over, dict):
+        return copy.deepcopy(over)
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        out[key] = _update(out[key], value, depth - 1) if key in out else copy.deepcopy(value)
+    return out
 
 
 def _check_schema(path: Path, data: dict) -> None:
