@@ -1,0 +1,44 @@
+"""KgCoOp: knowledge-guided context optimization (Yao et al., CVPR 2023; htyao89/KgCoOp).
+
+CoOp (methods/coop.py, the same :class:`PromptCore`) whose loss adds a pull of the learned class
+text embeddings toward the hand-crafted (zero-shot) ones::
+
+    loss = CE(logits, y) + kg_weight * (1 - mean_c cos(t_c, t_c^zs))
+
+as the release computes it (``trainers/kgcoop.py``: ``score = 1.0 - torch.mean(cos(text_features,
+text_features_old))``, ``loss = cross_entropy + self.w * score``). For unit vectors
+``1 - cos = |a - b|^2 / 2``, so this is ``kg_weight / 2`` times the paper's mean squared L2
+distance between the normalized embeddings. ``t^zs`` is the zero-shot classifier of
+``kg_templates`` (the release: one template per dataset, its ``CUSTOM_TEMPLATES``). The term only
+shapes training: scoring other classes (``for_classes``) is CoOp's.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from methods import METHODS
+from methods.base import PER_EPOCH_VIEWS, Fitted, Task, normalize
+from methods.coop import PromptCore
+from methods.zero_shot import resolve_templates
+
+
+def kg_term(text: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
+    """1 - mean over classes of cos(text_c, zs_c); ``zs`` rows already unit norm."""
+    return 1.0 - (normalize(text.float()) * zs).sum(dim=-1).mean()
+
+
+@METHODS.register("kgcoop", display_name="KgCoOp", order=22, views=PER_EPOCH_VIEWS,
+                  new_classes=True,
+                  description="CoOp + distance of the learned to the hand-crafted class text "
+                              "embeddings (Yao et al. 2023)")
+def fit(task: Task) -> Fitted:
+    cfg = task.config
+    core = PromptCore(task, "kgcoop")
+    templates = resolve_templates(cfg["kg_templates"], task.templates, task.dataset)
+    with torch.no_grad():
+        zs = normalize(task.backbone.class_weights(task.classnames, templates).float())
+    zs = zs.to(task.device)
+    weight = float(cfg["kg_weight"])
+    history = core.train(core.step_fn(lambda text: weight * kg_term(text, zs)))
+    return core.fitted(history, kg_templates=len(templates))
