@@ -196,14 +196,14 @@ def fit(task: Task) -> Fitted:
 
         @torch.no_grad()
         def logits_fn(features: torch.Tensor) -> torch.Tensor:
+            if len(features) == 0:
+                return features.new_zeros(0, n)
             out = []
             for part in features.split(per_pass):
                 img = normalize(part.to(device=device, dtype=dtype))
                 with autocast():
                     text = model.text(img, n, encoder=encoder)
                     out.append(_logits(scale_logits, img, text.to(img.dtype)).float())
-            if not out:
-                return features.new_zeros(0, n)
             return torch.cat(out).to(features.device)
 
         return logits_fn
