@@ -93,8 +93,9 @@ def run(methods=None, datasets=None, shots=None, seeds=None, *, output="bench-re
         warnings.warn(f"bench.run: some cells failed (exit code {code}); see n_failed, "
                       f"`bench status {args.output}` and the .failed.json records", stacklevel=2)
     cfg = run_command.resolve(args)  # the run's own grid, for the selection
-    return load(cfg["output"], methods=_labels(cfg["methods"]), datasets=cfg["datasets"],
-                shots=cfg["shots"])
+    datasets = cfg["datasets"] + cfg["targets"]
+    return load(cfg["output"], methods=_labels(cfg["methods"]), datasets=datasets,
+                shots=cfg["shots"], protocol=cfg["protocol"])
 
 
 def _labels(specs) -> list[str]:
@@ -109,14 +110,18 @@ def _labels(specs) -> list[str]:
     return list(dict.fromkeys(labels))
 
 
-def load(output, methods=None, datasets=None, shots=None, backbone=None, *, include=None):
+def load(output, methods=None, datasets=None, shots=None, backbone=None, *, include=None,
+         protocol="fewshot"):
     """The results under ``output`` as the tidy frame `bench report --format csv` writes: one
     row per (backbone, dataset or ``average``, method row, shots) with mean, std, n, n_failed,
     ... (columns ``results.tables.CSV_COLUMNS``). Selection arguments take lists or comma
-    strings, like `bench report`'s flags. ``include``: plugin paths, for display names."""
+    strings, like `bench report`'s flags. ``include``: plugin paths, for display names.
+    ``protocol``: ``base2novel``, ``domain`` or ``crossdataset`` give that protocol's frame
+    (`bench report --protocol NAME --format csv`: an ``evaluation`` column, base / novel / hm
+    or top1, and the ``source`` of transfer results; columns ``results.protocols.CSV_COLUMNS``)."""
     import pandas as pd
 
-    from bench.commands.report import load_summary
+    from bench.commands.report import load_summary, protocol_tables
     from results.tables import CSV_COLUMNS, render_csv
 
     if include:
@@ -129,6 +134,13 @@ def load(output, methods=None, datasets=None, shots=None, backbone=None, *, incl
 
     args = Namespace(output=Path(output), methods=joined(methods), datasets=joined(datasets),
                      shots=joined(shots), backbone=joined(backbone), compare=None)
+    if protocol != "fewshot":
+        from results.protocols import CSV_COLUMNS as PROTOCOL_COLUMNS
+
+        text = protocol_tables(args, protocol)[1]
+        frame = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values={
+            c: [""] for c in ("mean", "std")})
+        return frame.reindex(columns=PROTOCOL_COLUMNS)
     summary, labels, _ = load_summary(args)
     text = render_csv(summary, labels)
     frame = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values={

@@ -213,3 +213,14 @@ def test_a_protocol_record_without_its_evaluations_is_damaged():
     from results.validate import PROTOCOLS as VALIDATED
 
     assert tuple(PROTOCOLS) == tuple(VALIDATED)
+
+
+def test_python_api_returns_the_protocol_frame(tmp_path):
+    import bench
+
+    frame = bench.run(methods="zero_shot", datasets="demo_signs", shots=[1], seeds=[1],
+                      output=tmp_path / "o", protocol="base2novel")
+    assert set(frame["evaluation"]) == {"base", "novel", "hm"}
+    (rec,) = _records(tmp_path / "o")
+    row = frame[(frame.dataset == "demo_signs") & (frame.evaluation == "novel")].iloc[0]
+    assert row["mean"] == pytest.approx(rec["evaluations"]["novel"]["top1"], abs=1e-4)

@@ -259,19 +259,13 @@ def run(args) -> int:
     return 0
 
 
-def _run_protocol(args, protocol: str) -> int:
-    """The base-to-novel and transfer layouts (results/protocols.py)."""
+def protocol_tables(args, protocol: str) -> tuple[list, str]:
+    """The base-to-novel or transfer tables of ``args.output`` and their tidy CSV
+    (results/protocols.py)."""
     from bench.protocols import check_protocol
     from results import protocols as rp
-    from results.tables import render_latex, render_text
 
     check_protocol(protocol)
-    if args.compare:
-        raise UsageError(f"--compare published has few-shot numbers only; leave it out with "
-                         f"--protocol {protocol}")
-    if args.layout != "all":
-        raise UsageError(f"--layout is for the few-shot tables; --protocol {protocol} has one "
-                         f"layout")
     records = read_records(args, protocol)
     labels = _registry_labels()
     tables, csv_parts = [], []
@@ -292,8 +286,22 @@ def _run_protocol(args, protocol: str) -> int:
             tables += rp.transfer_tables(summary, labels[0], protocol, source)
             csv_parts.append(rp.render_csv(protocol, {"top1": summary}, labels[0], source,
                                            header=not csv_parts))
+    return tables, "".join(csv_parts)
+
+
+def _run_protocol(args, protocol: str) -> int:
+    """`bench report --protocol base2novel|domain|crossdataset`."""
+    from results.tables import render_latex, render_text
+
+    if args.compare:
+        raise UsageError(f"--compare published has few-shot numbers only; leave it out with "
+                         f"--protocol {protocol}")
+    if args.layout != "all":
+        raise UsageError(f"--layout is for the few-shot tables; --protocol {protocol} has one "
+                         f"layout")
+    tables, csv_text = protocol_tables(args, protocol)
     if args.fmt == "csv":
-        text = "".join(csv_parts)
+        text = csv_text
     elif args.fmt == "latex":
         text = render_latex(tables, standalone=args.standalone)
     else:
