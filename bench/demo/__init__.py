@@ -7,7 +7,7 @@ datasets in the CoOp split-file layout (generated on first use)}.
 - ``bench.demo.world``: the procedurally generated pretraining world (images + captions);
 - ``bench.demo.pretrain``: contrastive pretraining of the tiny CLIP (`bench demo pretrain`);
 - ``bench.demo.suite``: the demo few-shot datasets (`bench demo data`), registered in
-  ``datasets_registry/demo_*.py`` with the tag ``demo``.
+  ``datasets_registry/demo.py`` with the tag ``demo``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ Layout under the data root (one folder per dataset, as for the real datasets)::
     <root>/<folder>/images/<class>/<split>_<i>.png
     <root>/<folder>/split_zhou_<folder>.json   {train, val, test: [[relpath, label, classname]]}
 
-Generation is deterministic (fixed seeds) and atomic: everything is written into a temporary
+The datasets are registered in ``datasets_registry/demo.py`` (which imports this module; this
+module imports nothing of the registry). Generation is deterministic (fixed seeds) and atomic: everything is written into a temporary
 folder that is renamed into place, so a killed generation never leaves a half dataset.
 """
 
@@ -38,7 +39,6 @@ import numpy as np
 from PIL import Image
 
 from bench.demo import world as W
-from datasets_registry.split_file import SplitFileDataset
 
 # Bump when any generator below changes: the cache folder name carries it, so old data is never
 # mixed with new.
@@ -184,17 +184,6 @@ SUITE: dict[str, DemoSpec] = {
 
 def split_file_name(name: str) -> str:
     return f"split_zhou_{name}.json"
-
-
-class DemoDataset(SplitFileDataset):
-    """A demo dataset: a split-file dataset that generates the demo data root when it is missing."""
-
-    def load(self, data_root: Path):
-        data_root = Path(data_root)
-        if not (self.root(data_root) / self.split_file).is_file():
-            if data_root.resolve() == demo_data_root().resolve():
-                ensure_demo_data()
-        return super().load(data_root)
 
 
 # -- writing the data root ------------------------------------------------------------------------
