@@ -326,17 +326,22 @@ class PromptCore:
                 part = self.encoder(self.ctx, idx)
             part.backward(grad[idx].to(part.dtype))
 
-    def ctx_grad(self, loss: torch.Tensor, text: torch.Tensor, scale) -> torch.Tensor:
-        """d(loss)/d(context), leaving ``ctx.grad`` and the graph of ``text`` as they were."""
+    def ctx_grads(self, losses: list[torch.Tensor], text: torch.Tensor, scale) -> list[torch.Tensor]:
+        """d(loss)/d(context) for each loss, separately (ProGrad projects one on another);
+        ``ctx.grad`` is left alone. With ``class_chunk``, every chunk is encoded once for all."""
         if self.chunk is None:
-            return torch.autograd.grad(scale(loss), self.ctx, retain_graph=True)[0]
-        (grad,) = torch.autograd.grad(scale(loss), text, retain_graph=True)
-        total = torch.zeros_like(self.ctx)
+            return [torch.autograd.grad(scale(loss), self.ctx, retain_graph=True)[0]
+                    for loss in losses]
+        text_grads = [torch.autograd.grad(scale(loss), text, retain_graph=True)[0]
+                      for loss in losses]
+        totals = [torch.zeros_like(self.ctx) for _ in losses]
         for idx in _chunks(self.C, self.chunk, self.device):
             with self.autocast():
                 part = self.encoder(self.ctx, idx)
-            total += torch.autograd.grad(part, self.ctx, grad[idx].to(part.dtype))[0]
-        return total
+            for i, g in enumerate(text_grads):
+                totals[i] += torch.autograd.grad(part, self.ctx, g[idx].to(part.dtype),
+                                                 retain_graph=i < len(text_grads) - 1)[0]
+        return totals
 
     def step_fn(self, extra_loss=None):
         """CoOp's step: cross-entropy (+ ``extra_loss(text)`` when given), backward, loss."""
