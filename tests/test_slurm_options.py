@@ -147,10 +147,12 @@ def test_status_of_a_recorded_submission(tmp_path, capsys):
             "variant": None, "config": {}, "shots": 1, "seed": 1, "status": "ok",
             "metrics": {"top1": 50.0, "mean_per_class": 50.0, "n_test": 100}}
     (tmp_path / "results" / "a.json").write_text(json.dumps({**done, "cell_id": cell_id(done)}))
-    (tmp_path / "results" / "b.failed.json").write_text(json.dumps(
-        {"dataset": "dtd", "method": "m", "variant": None, "shots": 1, "seed": 1,
-         "error": {"type": "KeyError", "message": "x"}}))
-    ids = {1: cell_id(done), 2: "b-id", 3: "c-id"}  # a done record must be its cell's own
+    failed = {**done, "seed": 2, "status": "failed", "error": {"type": "KeyError", "message": "x"}}
+    del failed["metrics"]
+    (tmp_path / "results" / "b.failed.json").write_text(
+        json.dumps({**failed, "cell_id": cell_id(failed)}))
+    # a done or failure record must be a sound record of its cell's own (bench.cell_state)
+    ids = {1: cell_id(done), 2: cell_id(failed), 3: "c-id"}
     cells = [{"id": ids[i], "label": f"dtd/m/k1/s{i}", "result": f"results/{n}.json",
               "failed": f"results/{n}.failed.json"} for i, n in ((1, "a"), (2, "b"), (3, "c"))]
     log = tmp_path / "99_0_log.err"
@@ -164,7 +166,7 @@ def test_status_of_a_recorded_submission(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "3 cells: 1 done, 1 failed, 1 pending" in out
     assert "999999999 LOST" in out and str(log) in out and "MemoryError: killed" in out
-    assert "dtd/m/k1/s1: KeyError: x" in out
+    assert "dtd/m/k1/s2: KeyError: x" in out
     assert "1 pending cell(s) belong to tasks that are no longer running" in out
 
 

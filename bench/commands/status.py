@@ -8,10 +8,11 @@ OUTPUT/locks) and pending cells apart; exit 0 only when every planned cell is do
 local sweeps: exit 0 when nothing failed (all done, or still running), 1 when cells failed or
 tasks ended leaving cells without a result.
 
-A cell is done only when its record passes the one validation that `bench run` and `bench report`
-use too (results/validate.py) and is the record of that very cell (its ``cell_id``, which
-covers the cell's inputs): a damaged or stale record counts as pending, with one warning per
-damaged file.
+A cell's state (done, failed, stale, pending) comes from ``bench.cell_state.cell_state``, for
+every kind of sweep: done only when its record passes the one validation that `bench run` and
+`bench report` use too (results/validate.py) and is the record of that very cell (its
+``cell_id``, which covers the cell's inputs); a damaged or stale record counts as pending, with
+one warning per damaged file.
 """
 
 from __future__ import annotations
@@ -59,9 +60,9 @@ def main(args) -> int:
     output = Path(args.output).expanduser()
     if not output.is_dir():
         raise UsageError(f"{output} is not a folder; give the --output folder of a sweep")
-    st = sweep_status(output)
     out = sys.stdout
     store = ResultStore(output)
+    st = sweep_status(output, store=store)
     if not st["submissions"] and (output / "plan.json").is_file():
         return _inprocess_status(output, store, args, out)
     if not st["submissions"]:
@@ -80,7 +81,8 @@ def main(args) -> int:
         _print_failed_records(bad, args.tracebacks, out)
         return 1 if bad or store.damaged else 0
 
-    n_damaged = _recheck_done(st, store)
+    n_damaged = sum(1 for c in st["stale"] if any(str(output / c[k]) in store.damaged
+                                                  for k in ("result", "failed")))
     done, failed, pending = len(st["done"]), len(st["failed"]), len(st["pending"])
     total = done + failed + pending
     latest = st["submissions"][-1]
@@ -155,24 +157,6 @@ def main(args) -> int:
     return 1 if failed or lost or bad_tasks else 0
 
 
-def _recheck_done(st: dict, store) -> int:
-    """Move cells whose result file is damaged or stale (another cell's identity or inputs)
-    from done to pending (failed when a sound failure record is there); returns how many were
-    damaged."""
-    output = Path(st["output"])
-    kept, n_damaged = [], 0
-    for c in st["done"]:
-        rec = store.read(output / c["result"])
-        if rec is not None and rec["status"] == "ok" and rec.get("cell_id", c["id"]) == c["id"]:
-            kept.append(c)
-            continue
-        n_damaged += rec is None
-        failure = store.read(output / c["failed"]) if (output / c["failed"]).is_file() else None
-        (st["failed"] if failure is not None else st["pending"]).append(c)
-    st["done"] = kept
-    return n_damaged
-
-
 def _load(path: Path) -> dict | None:
     from results.atomic import read_json
 
@@ -209,6 +193,7 @@ def _print_failed_records(records: list[dict], tracebacks: bool, out) -> None:
 
 def _inprocess_status(output: Path, store, args, out) -> int:
     """Done, failed, running and pending cells of the grid recorded in OUTPUT/plan.json."""
+    from bench.cell_state import DONE, FAILED, cell_state
     from bench.locks import CellLocks, is_stale, read_holder
     from bench.slurm import cell_label
     from results.atomic import read_json
@@ -223,7 +208,8 @@ def _inprocess_status(output: Path, store, args, out) -> int:
     done, failed, running, pending = [], [], [], []
     holders = {}
     for cell in cells:
-        if store.exists(cell):
+        state = cell_state(store, cell)
+        if state == DONE:
             done.append(cell)
             continue
         lock = locks.path(cell_id(cell))
@@ -233,11 +219,11 @@ def _inprocess_status(output: Path, store, args, out) -> int:
                 holders[holder.describe()] = holders.get(holder.describe(), 0) + 1
             running.append(cell)
             continue
-        failure = store.read(store.failed_path_for(cell))
-        if failure is not None and failure.get("status") == "failed":
+        if state == FAILED:
+            failure = store.read(store.failed_path_for(cell))
             failure["_path"] = str(store.failed_path_for(cell))
             failed.append(failure)
-        else:
+        else:  # pending, or stale (a record that does not count: computed again)
             pending.append(cell)
     total = len(cells)
     print(f"sweep {output} (in-process, planned {plan.get('created', '?')}): {total} cells: "
