@@ -5,24 +5,29 @@ stand-ins through the real CLI, then projected to full scale.
     .venv/bin/python benchmarks/grid.py --scales 0.01,0.02 --backbone bench-bench-vit64 \\
         --set epochs=2 --device cpu                                             # this CPU
 
-Per scale: writes the eleven datasets (grid_data.py: real class counts, test sizes, per-class
-pools and typical image sizes, classes and test images times ``--scale``), runs
+Per scale: writes the datasets' stand-ins (grid_data.py: real class counts, test sizes,
+per-class pools and typical image sizes; classes and test images times ``--scale``), runs
 ``python -m bench run`` on them (random weights), reads the result records (timings: job_setup_s,
-encode_s, fit_s, eval_s) and the run's log (wall time, total encoding time), and fits a cost model:
+encode_s, fit_s, eval_s) and the run's log (wall time, total encoding time), and fits a cost model
+by non-negative least squares over every measured scale at once:
 
-* encoding, per dataset: seconds per eval-transform image (test set, train/val unions) and per
-  augmented train view (the protocol's (seed, image, epoch) crops, methods' fixed views), solved
-  from the records' set-up time (test set + the first seed's fixed views) and in-cell encode time
-  (per-epoch views + eval unions);
-* fits, per method: seconds = a per cell + b per unit of work (steps for the SGD methods, steps x
-  classes for CoOp, whose text encoder runs over every class each step; train images x classes for
-  the closed-form / full-batch ones), least squares over the run's cells;
-* evaluation: a per cell + b x (test images x classes).
+* encoding: a per-dataset set-up constant, and per eval-transform image (test set, train/val
+  unions) and per augmented train view (the protocol's (seed, image, epoch) crops, methods' fixed
+  views) a fixed cost plus a cost per megapixel of the file (decoding); fitted on the records'
+  set-up time (test set + the first seed's fixed views), in-cell encode time (per-epoch views +
+  eval unions) and the run's total encoding time;
+* fits, per method: a cost per cell plus, for the SGD methods, per step and per (step, class)
+  pair (prompt learners: the text encoder runs over every class each step) or per (image, epoch,
+  class) triple (logits; CoCoOp's text encoder per image); for the others per (image, class) pair
+  and per class;
+* evaluation, per method: per cell and per (test image, class) pair.
 
 The counts (images, views, steps) come from the plan itself (``plan_counts``: the same few-shot
-samplers and method configs the run uses), at the measured scale and at full scale (real configs,
-no ``--set``). With several ``--scales`` the model fitted on the smallest predicts the others: the
-scaling table's measured / predicted ratios say whether time grows as the counts say.
+samplers and method configs the run uses), at the measured scale and for the projection on the
+paper grid (eleven datasets, shots 1-16, seeds 1-3, the real configs: no ``--set``). With several
+``--scales``, each scale is also predicted from the model fitted on the smaller ones: the scaling
+table's measured / predicted ratios say whether time grows as the counts say. Results are written
+after each scale. ``--reuse`` re-analyses the runs already in ``--work``.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from _common import ROOT, machine_info, machine_md, table, write_results
 from grid_data import BY_NAME, GRID, Scaled, scaled, write_dataset
 
 PHASES = ["test encoding", "train views", "fits", "evaluation"]
-COOP_LIKE = {"coop"}  # a step runs the text encoder over every class
+COOP_LIKE = {"coop", "kgcoop", "prograd"}  # a step runs the text encoder over every class
 PER_IMAGE_TEXT = {"cocoop"}  # the text encoder over every class for every image (train and test)
 
 
@@ -64,17 +69,25 @@ def _epochs(cfg: dict, shots: int) -> int:
     return int(e)
 
 
-def fit_units(method: str, cfg: dict, shots: int, n_train: int, n_val: int,
-              classes: int) -> float:
-    """The unit of fitting work the cost model counts for one cell (see the module doc)."""
-    if "batch_size" in cfg and _epochs(cfg, shots):
-        steps = _epochs(cfg, shots) * math.ceil(n_train / int(cfg["batch_size"]))
-        if method in PER_IMAGE_TEXT:
-            return _epochs(cfg, shots) * n_train * classes
-        return steps * classes if method in COOP_LIKE else steps
-    if method == "zero_shot":
-        return classes
-    return max(n_train, n_val) * classes
+def fit_features(method: str, cfg: dict, shots: int, n_train: int, n_val: int,
+                 classes: int) -> dict:
+    """The fitting work of one cell, as the cost model counts it (see the module doc):
+    SGD methods: optimizer steps, (step, class) pairs (a prompt learner's text encoder runs over
+    every class each step) and (image, epoch, class) triples (logits, or CoCoOp's text encoder
+    per image); the others: (image, class) pairs and classes. "units" is the headline count."""
+    epochs = _epochs(cfg, shots) if "batch_size" in cfg else 0
+    if epochs:
+        steps = epochs * math.ceil(n_train / int(cfg["batch_size"]))
+        if method in COOP_LIKE:  # text encoder over every class, once per step
+            return {"cell": 1.0, "steps": steps, "step_classes": steps * classes,
+                    "units": steps * classes}
+        # logits of every (image, class) each epoch; CoCoOp: a text-encoder pass for each
+        triples = epochs * n_train * classes
+        return {"cell": 1.0, "steps": steps, "image_epoch_classes": triples,
+                "units": triples if method in PER_IMAGE_TEXT else steps}
+    pairs = max(n_train, n_val) * classes
+    return {"cell": 1.0, "image_classes": pairs, "classes": classes,
+            "units": classes if method == "zero_shot" else pairs}
 
 
 def plan_counts(s: Scaled, cells: list[dict]) -> dict:
@@ -111,9 +124,9 @@ def plan_counts(s: Scaled, cells: list[dict]) -> dict:
             for it in sub.train:
                 need[it] = max(need.get(it, 0), views["n_views"])
         per_cell.append({"method": cell["method"], "shots": cell["shots"], "seed": cell["seed"],
-                         "fit_units": fit_units(cell["method"], cell["config"], cell["shots"],
-                                                len(sub.train), len(sub.val), s.classes),
-                         "eval_units": s.test * s.classes})
+                         "fit": fit_features(cell["method"], cell["config"], cell["shots"],
+                                             len(sub.train), len(sub.val), s.classes),
+                         "eval": {"cell": 1.0, "test_classes": s.test * s.classes}})
     first_seed = min((c["seed"] for c in cells), default=None)
     return {"classes": s.classes, "test": s.test,
             "eval_union": len(union["train"]) + len(union["val"] - union["train"]),
@@ -138,87 +151,105 @@ def grid_cells(datasets, methods, shots, seeds, backbone, overrides_pairs):
 
 
 # --------------------------------------------------------------------------- the cost model
-def lstsq2(xs: list[float], ys: list[float]) -> tuple[float, float]:
-    """y = a + b x by least squares with a, b >= 0 (a constant fit when x does not vary)."""
-    n = len(xs)
-    if n == 0:
-        return 0.0, 0.0
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    if sxx <= 1e-12 * max(1.0, mx * mx):
-        return (0.0, my / mx) if mx > 0 else (my, 0.0)
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
-    a = my - b * mx
-    if b < 0:
-        return my, 0.0
-    if a < 0:
-        return 0.0, sum(x * y for x, y in zip(xs, ys)) / sum(x * x for x in xs)
-    return a, b
+def nnls(rows: list[dict], ys: list[float]) -> dict:
+    """Non-negative least squares: coefficients c >= 0 (one per feature name in ``rows``,
+    "units" excluded) minimising sum (y - sum_k c_k x_k)^2. Columns are scaled to max 1 first."""
+    import numpy as np
+    from scipy.optimize import nnls as _nnls
+
+    names = sorted({k for r in rows for k in r if k != "units"})
+    if not rows or not names:
+        return {}
+    a = np.array([[float(r.get(k, 0.0)) for k in names] for r in rows])
+    scale = np.abs(a).max(axis=0)
+    scale[scale == 0] = 1.0
+    coef, _ = _nnls(a / scale, np.array(ys, dtype=float))
+    return {k: float(c / sc) for k, c, sc in zip(names, coef, scale)}
 
 
-def encode_rates(counts: dict, setup_s: float, cell_encode_s: float) -> tuple[float, float]:
-    """(s per eval image, s per train view) of one dataset from two equations:
-    setup = r_eval * test + r_view * fixed_first;  in-cell encodes = r_eval * eval_union +
-    r_view * epoch_views. Falls back to one rate for both when they cannot be told apart."""
-    a11, a12, a21, a22 = (counts["test"], counts["fixed_first"], counts["eval_union"],
-                          counts["epoch_views"])
-    det = a11 * a22 - a12 * a21
-    if abs(det) > 1e-9 * max(1.0, a11 * a22):
-        r_eval = (setup_s * a22 - a12 * cell_encode_s) / det
-        r_view = (a11 * cell_encode_s - a21 * setup_s) / det
-        if r_eval > 0 and r_view > 0:
-            return r_eval, r_view
-    total = a11 + a12 + a21 + a22
-    r = (setup_s + cell_encode_s) / total if total else 0.0
-    return r, r
+def apply(coef: dict, x: dict) -> float:
+    return sum(c * x.get(k, 0.0) for k, c in coef.items())
 
 
-def fit_model(measured: dict) -> dict:
-    """The cost model from one measured run (see ``measure``)."""
-    rates = {ds: encode_rates(m["counts"], m["setup_s"], m["cell_encode_s"])
-             for ds, m in measured["datasets"].items()}
-    by_method = defaultdict(lambda: ([], []))
-    ev = defaultdict(lambda: ([], []))
+def _megapixels(ds: str) -> float:
+    w, h = BY_NAME[ds].size
+    return w * h / 1e6
+
+
+def encode_rows(ds: str, counts: dict) -> tuple[dict, dict, dict]:
+    """Encoding features of one dataset: (test set, train side, set-up constant). An image costs
+    a fixed part plus a part per megapixel of the file (decoding); eval-transform images and
+    augmented views have their own two rates (a view store decodes an image once for all its
+    epochs)."""
+    px = _megapixels(ds)
+    test = {"eval": counts["test"], "eval_px": counts["test"] * px}
+    views = counts["epoch_views"] + counts["fixed_views"]
+    train = {"eval": counts["eval_union"], "eval_px": counts["eval_union"] * px,
+             "view": views, "view_px": views * px}
+    return test, train, {f"setup_{ds}": 1.0}
+
+
+def fit_model(runs: list[dict]) -> dict:
+    """The cost model from measured runs (see ``measure``), fitted on all of them at once (the
+    fixed costs can only be told from the per-image ones across scales). Encoding: per dataset
+    and run, the set-up time (a per-dataset constant + test set + the first seed's fixed views)
+    and the in-cell encode time (per-epoch views + eval-transform unions), plus each run's total
+    encoding time (every fixed view included). Fits and evaluation: per method, over the cells."""
+    rows, ys = [], []
+    by_method = defaultdict(lambda: ([], [], [], []))
+    for measured in runs:
+        _encode_rows(measured, rows, ys)
+        for m in measured["datasets"].values():
+            for c in m["cells"]:
+                fx, fy, ex, ey = by_method[c["method"]]
+                fx.append(c["fit"])
+                fy.append(c["fit_s"])
+                ex.append(c["eval"])
+                ey.append(c["eval_s"])
+    return {"encode": nnls(rows, ys),
+            "fit": {meth: nnls(v[0], v[1]) for meth, v in by_method.items()},
+            "eval": {meth: nnls(v[2], v[3]) for meth, v in by_method.items()}}
+
+
+def _encode_rows(measured: dict, rows: list, ys: list) -> None:
+    total_row: dict = defaultdict(float)
     for ds, m in measured["datasets"].items():
-        for c in m["cells"]:
-            xs, ys = by_method[c["method"]]
-            xs.append(c["fit_units"])
-            ys.append(c["fit_s"])
-            xs, ys = ev[c["method"]]
-            xs.append(c["eval_units"])
-            ys.append(c["eval_s"])
-    return {"encode": {ds: {"s_per_eval_image": r[0], "s_per_view": r[1]}
-                       for ds, r in rates.items()},
-            "fit": {meth: dict(zip(("per_cell", "per_unit"), lstsq2(*xy)))
-                    for meth, xy in by_method.items()},
-            "eval": {meth: dict(zip(("per_cell", "per_unit"), lstsq2(*xy)))
-                     for meth, xy in ev.items()}}
+        c = m["counts"]
+        px = _megapixels(ds)
+        rows.append({"eval": c["test"], "eval_px": c["test"] * px,
+                     "view": c["fixed_first"], "view_px": c["fixed_first"] * px,
+                     f"setup_{ds}": 1.0})
+        ys.append(m["setup_s"])
+        rows.append({"eval": c["eval_union"], "eval_px": c["eval_union"] * px,
+                     "view": c["epoch_views"], "view_px": c["epoch_views"] * px})
+        ys.append(m["cell_encode_s"])
+        test, train, _ = encode_rows(ds, c)
+        for k, v in list(test.items()) + list(train.items()):
+            total_row[k] += v
+    if measured["run"].get("encode_s") is not None:
+        rows.append(dict(total_row))
+        ys.append(measured["run"]["encode_s"])
 
 
-def predict(model: dict, counts_by_ds: dict, rates_from: dict | None = None) -> dict:
-    """Seconds per phase (and fits per method) for the plan counts ``counts_by_ds``.
-    A dataset without its own encode rates uses the mean rates of the measured ones."""
+def predict(model: dict, counts_by_ds: dict) -> dict:
+    """Seconds per phase (and fits per method) for the plan counts ``counts_by_ds``. A dataset
+    not measured gets the mean of the measured datasets' set-up constants."""
     enc = model["encode"]
-    mean = {k: sum(r[k] for r in enc.values()) / len(enc) for k in
-            ("s_per_eval_image", "s_per_view")} if enc else {"s_per_eval_image": 0,
-                                                             "s_per_view": 0}
+    setups = [v for k, v in enc.items() if k.startswith("setup_")]
+    mean_setup = sum(setups) / len(setups) if setups else 0.0
     out = {p: 0.0 for p in PHASES}
     fits = defaultdict(float)
     per_ds = {}
     for ds, c in counts_by_ds.items():
-        r = enc.get(ds, mean)
-        test = r["s_per_eval_image"] * c["test"]
-        views = (r["s_per_eval_image"] * c["eval_union"]
-                 + r["s_per_view"] * (c["epoch_views"] + c["fixed_views"]))
+        test_x, train_x, _ = encode_rows(ds, c)
+        test = apply(enc, test_x) + enc.get(f"setup_{ds}", mean_setup)
+        views = apply(enc, train_x)
         fit = ev = 0.0
-        zero = {"per_cell": 0.0, "per_unit": 0.0}
         for x in c["cells"]:
-            f = model["fit"].get(x["method"], zero)
-            s = f["per_cell"] + f["per_unit"] * x["fit_units"]
-            fits[x["method"]] += s
-            fit += s
-            e = model["eval"].get(x["method"], zero)
-            ev += e["per_cell"] + e["per_unit"] * x["eval_units"]
+            f = apply(model["fit"].get(x["method"], {}), x["fit"])
+            fits[x["method"]] += f
+            fit += f
+            ev += apply(model["eval"].get(x["method"], {}), x["eval"])
         out["test encoding"] += test
         out["train views"] += views
         out["fits"] += fit
@@ -243,8 +274,12 @@ def run_cli(args, data_root: Path, out: Path, datasets: list[str]) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
            "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     t = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=args.timeout)
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        raise CutShort(f"the bench run on {out} passed --timeout {args.timeout:g} s and was "
+                       f"stopped; the scales measured before it are kept") from None
     wall = time.perf_counter() - t
     log = proc.stdout + proc.stderr
     (out / "grid_run.log").parent.mkdir(parents=True, exist_ok=True)
@@ -334,7 +369,7 @@ def measured_phases(m: dict, model: dict) -> dict:
     """Seconds per phase of one run: test encoding from the fitted per-image rates, train views
     = the run's whole encoding time minus that, fits and evaluation summed from the records,
     other = the rest of the wall time (start-up, model loading, planning, writing)."""
-    test = sum(model["encode"][ds]["s_per_eval_image"] * d["counts"]["test"]
+    test = sum(apply(model["encode"], encode_rows(ds, d["counts"])[0])
                for ds, d in m["datasets"].items())
     enc_total = m["run"]["encode_s"]
     if enc_total is None:
@@ -345,6 +380,8 @@ def measured_phases(m: dict, model: dict) -> dict:
     out["total"] = sum(out.values())
     out["other"] = max(0.0, m["run"]["wall_s"] - out["total"])
     out["wall"] = m["run"]["wall_s"]
+    # of "other": before bench's clock starts (imports, config, plan with its input identities)
+    out["startup"] = (m["run"]["wall_s"] - m["run"]["run_s"]) if m["run"]["run_s"] else None
     return out
 
 
@@ -352,7 +389,7 @@ def totals(counts_by_ds: dict) -> dict:
     keys = ["test", "eval_union", "epoch_views", "fixed_views"]
     t = {k: sum(c[k] for c in counts_by_ds.values()) for k in keys}
     t["cells"] = sum(len(c["cells"]) for c in counts_by_ds.values())
-    t["fit_units"] = sum(x["fit_units"] for c in counts_by_ds.values() for x in c["cells"])
+    t["fit_units"] = sum(x["fit"]["units"] for c in counts_by_ds.values() for x in c["cells"])
     return t
 
 
@@ -378,42 +415,56 @@ def render(res: dict) -> str:
         ph, t = m["phases"], m["totals"]
         rows.append([m["scale"], t["cells"], t["test"], t["eval_union"] + t["epoch_views"]
                      + t["fixed_views"], ph["test encoding"], ph["train views"], ph["fits"],
-                     ph["evaluation"], ph["other"], ph["wall"]])
+                     ph["evaluation"], ph["other"], ph.get("startup") or "", ph["wall"]])
     lines += [table(["scale", "cells", "test images", "train encodes", "test enc s",
-                     "train views s", "fits s", "eval s", "other s", "wall s"], rows), ""]
+                     "train views s", "fits s", "eval s", "other s", "of which start-up s",
+                     "wall s"], rows), "",
+              "Train encodes: eval-transform train/val images + per-epoch crops + fixed views. "
+              "Other: wall time outside the four phases (process start, model loading, "
+              "planning, writing records); start-up: before bench's own clock starts.", ""]
     if res.get("scaling"):
-        lines += ["## Scaling: the smallest scale's model predicts the others", "",
-                  "Predicted from the plan's counts at each scale with the rates fitted on scale "
-                  f"{res['runs'][0]['scale']:g}; ratio = measured / predicted (1.0 = time grows "
-                  "exactly as the counts say).", ""]
+        lines += ["## Scaling: the smaller scales predict the larger", "",
+                  "Each scale predicted from the plan's counts at that scale with the model fitted "
+                  "on the smaller scales only; ratio = measured / predicted (1.0 = time grows "
+                  "exactly as the counts say). From one scale alone, fixed costs (a dataset's "
+                  "set-up, a cell's overhead) cannot be told from per-image or per-step costs; "
+                  "from two they can. The measured split of encoding into test and train views "
+                  "uses the model fitted on every scale up to that one.", ""]
         rows = []
         for s in res["scaling"]:
-            rows += [[s["scale"], p, s["predicted"][p], s["measured"][p],
+            rows += [[s["scale"], ",".join(f"{x:g}" for x in s["fitted_on"]), p,
+                      s["predicted"][p], s["measured"][p],
                       s["measured"][p] / s["predicted"][p] if s["predicted"][p] else ""]
                      for p in PHASES + ["total"]]
-        lines += [table(["scale", "phase", "predicted s", "measured s", "ratio"], rows), ""]
+        lines += [table(["scale", "fitted on", "phase", "predicted s", "measured s", "ratio"],
+                        rows), ""]
     ft = res["projection"]["totals"]
+    scales = ", ".join(f"{r['scale']:g}" for r in res["runs"])
     lines += [
         "## Projection to full scale", "",
         f"Full-scale plan: {ft['cells']} cells; {ft['test']:,} test images, {ft['eval_union']:,} "
         f"eval-transform train/val images, {ft['epoch_views']:,} per-epoch view encodes, "
-        f"{ft['fixed_views']:,} fixed-view encodes. Rates from the largest measured scale "
-        f"({res['runs'][-1]['scale']:g}).", "",
+        f"{ft['fixed_views']:,} fixed-view encodes ({', '.join(a['project_datasets'])}; shots "
+        f"{a['project_shots']}, seeds {a['project_seeds']}). Model fitted on every measured "
+        f"scale ({scales}). Methods not measured, so not in the projection: "
+        f"{', '.join(a.get('unmeasured') or []) or 'none'}.", "",
         table(["phase", "projected s", "projected h", "share"],
               [[p, proj[p], proj[p] / 3600, f"{100 * proj[p] / proj['total']:.0f}%"]
                for p in PHASES] + [["**total**", proj["total"], proj["total"] / 3600, "100%"]]),
         "",
         f"Against the goal of one hour for the whole grid: {proj['total'] / goal:.2f}x the goal "
         f"on this machine with this backbone.", "",
-        "Fits by method (projected seconds):", "",
-        table(["method", "projected s", "per cell s (fitted)", "per unit s (fitted)"],
-              [[k, v, res["model"]["fit"][k]["per_cell"], res["model"]["fit"][k]["per_unit"]]
+        "Fits by method (projected seconds) and the fitted cost per cell and per unit of each "
+        "feature (steps, (step, class) pairs, (image, epoch, class) triples; (image, class) "
+        "pairs, classes):", "",
+        table(["method", "projected s", "fitted coefficients (s)"],
+              [[k, v, ", ".join(f"{f} {c:.3g}" for f, c in res["model"]["fit"][k].items() if c)]
                for k, v in sorted(res["projection"]["fits_by_method"].items(),
                                   key=lambda kv: -kv[1])]), "",
-        "Encoding rates (fitted, largest scale):", "",
-        table(["dataset", "image size", "ms per eval image", "ms per train view"],
-              [[ds, "x".join(map(str, BY_NAME[ds].size)), 1000 * r["s_per_eval_image"],
-                1000 * r["s_per_view"]] for ds, r in res["model"]["encode"].items()]), "",
+        "Encoding (fitted): ms per eval-transform image and per train view, each a fixed part "
+        "plus a part per megapixel of the file: "
+        + ", ".join(f"{k} {1000 * v:.3g}" for k, v in res["model"]["encode"].items()
+                    if not k.startswith("setup_")) + ".", "",
         "## Machine", "", machine_md(res["machine"])]
     return "\n".join(lines)
 
@@ -428,6 +479,11 @@ def parse(argv=None):
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--backbone", default="RN50-quickgelu")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--project-datasets", default="all",
+                    help="datasets of the full-scale projection (default: the eleven; one not "
+                         "measured gets the fitted per-image rates and the mean set-up time)")
+    ap.add_argument("--project-shots", default="1,2,4,8,16")
+    ap.add_argument("--project-seeds", default="1,2,3")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="override for the measured runs (e.g. epochs=2 on a CPU); repeatable")
     ap.add_argument("--workers", type=int, default=None)
@@ -439,6 +495,7 @@ def parse(argv=None):
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per bench run")
     ap.add_argument("--work", default="/tmp/bench-grid")
     ap.add_argument("--name", default="grid", help="results/<name>.{json,md}")
+    ap.add_argument("--out", default=None, help="also copy the result files into this folder")
     ap.add_argument("--reuse", action="store_true",
                     help="analyse the runs already in --work (same flags) instead of running")
     args = ap.parse_args(argv)
@@ -452,18 +509,50 @@ def parse(argv=None):
     except ValueError:
         ap.error(f"--scale/--scales: numbers in (0, 1] expected, got "
                  f"{args.scales or args.scale!r}")
-    args.datasets = ([d.name for d in GRID] if args.datasets == "all"
-                     else [d.strip() for d in args.datasets.split(",")])
-    unknown = [d for d in args.datasets if d not in BY_NAME]
-    if unknown:
-        ap.error(f"--datasets: unknown {', '.join(unknown)}; choose from "
-                 f"{', '.join(BY_NAME)}")
+    for flag in ("datasets", "project_datasets"):
+        value = getattr(args, flag)
+        names = ([d.name for d in GRID] if value == "all"
+                 else [d.strip() for d in value.split(",")])
+        unknown = [d for d in names if d not in BY_NAME]
+        if unknown:
+            ap.error(f"--{flag.replace('_', '-')}: unknown {', '.join(unknown)}; choose from "
+                     f"{', '.join(BY_NAME)}")
+        setattr(args, flag, names)
     try:
         args.shot_list = [int(x) for x in args.shots.split(",")]
         args.seed_list = [int(x) for x in args.seeds.split(",")]
+        args.project_shot_list = [int(x) for x in args.project_shots.split(",")]
+        args.project_seed_list = [int(x) for x in args.project_seeds.split(",")]
     except ValueError:
-        ap.error("--shots/--seeds: comma lists of integers expected")
+        ap.error("--shots/--seeds/--project-shots/--project-seeds: comma lists of integers "
+                 "expected")
     return args
+
+
+class CutShort(Exception):
+    """A bench run passed --timeout."""
+
+
+def report(args, runs: list, models: list, full: dict, info: dict) -> None:
+    """Write grid.{json,md} from the scales measured so far (after each one: a run cut short
+    keeps what it measured)."""
+    scaling = []
+    for i, m in enumerate(runs[1:], 1):  # each scale predicted from the smaller ones only
+        counts = {ds: {**d["counts"], "cells": d["cells"]} for ds, d in m["datasets"].items()}
+        pred = predict(models[i - 1], counts)["phases"]
+        scaling.append({"scale": m["scale"], "fitted_on": [r["scale"] for r in runs[:i]],
+                        "predicted": pred, "measured": m["phases"]})
+    projection = predict(models[-1], full)
+    projection["totals"] = totals(full)
+    projection["datasets_counts"] = {ds: {k: v for k, v in c.items() if k != "cells"}
+                                     for ds, c in full.items()}
+    res = {"args": dict(vars(args)), "machine": info, "runs": runs, "model": models[-1],
+           "scaling": scaling, "projection": projection}
+    paths = write_results(args.name, res, render(res))
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        for p in paths:
+            shutil.copy(p, Path(args.out) / p.name)
 
 
 def main(argv=None) -> None:
@@ -479,11 +568,21 @@ def main(argv=None) -> None:
     except BenchError as exc:
         print(f"grid.py: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    import torch
+
+    torch.set_num_threads(args.threads)
+    info = machine_info()
     work = Path(args.work)
-    runs, models = [], []
+    runs, models, full = [], [], None
     for scale in args.scale_list:
-        m = measure(args, scale, work)
-        model = fit_model(m)
+        try:
+            m = measure(args, scale, work)
+        except CutShort as exc:
+            print(f"grid.py: {exc}", file=sys.stderr)
+            if not runs:
+                raise SystemExit(1) from None
+            break
+        model = fit_model(runs + [m])
         m["phases"] = measured_phases(m, model)
         m["totals"] = totals({ds: {**d["counts"], "cells": d["cells"]}
                               for ds, d in m["datasets"].items()})
@@ -491,23 +590,14 @@ def main(argv=None) -> None:
         models.append(model)
         print(f"scale {scale:g}: wall {m['run']['wall_s']:.1f} s, phases "
               + ", ".join(f"{k} {v:.1f}" for k, v in m["phases"].items()), flush=True)
-    scaling = []
-    for m in runs[1:]:
-        counts = {ds: {**d["counts"], "cells": d["cells"]} for ds, d in m["datasets"].items()}
-        pred = predict(models[0], counts)["phases"]
-        scaling.append({"scale": m["scale"], "predicted": pred, "measured": m["phases"]})
-    measured_methods = [m for m in args.method_names if m in models[-1]["fit"]]
-    full_cells = grid_cells(args.datasets, measured_methods, args.shot_list, args.seed_list,
-                            args.backbone, None)
-    full = {ds: plan_counts(scaled(BY_NAME[ds], 1.0, args.cap), full_cells[ds])
-            for ds in args.datasets}
-    projection = predict(models[-1], full)
-    projection["totals"] = totals(full)
-    projection["datasets_counts"] = {ds: {k: v for k, v in c.items() if k != "cells"}
-                                     for ds, c in full.items()}
-    res = {"args": {k: v for k, v in vars(args).items()}, "machine": machine_info(),
-           "runs": runs, "model": models[-1], "scaling": scaling, "projection": projection}
-    write_results(args.name, res, render(res))
+        if full is None:  # the paper grid with the real configs (no --set), methods that ran
+            ran = [x for x in args.method_names if x in model["fit"]]
+            args.unmeasured = [x for x in args.method_names if x not in model["fit"]]
+            full_cells = grid_cells(args.project_datasets, ran, args.project_shot_list,
+                                    args.project_seed_list, args.backbone, None)
+            full = {ds: plan_counts(scaled(BY_NAME[ds], 1.0, args.cap), full_cells[ds])
+                    for ds in args.project_datasets}
+        report(args, runs, models, full, info)
 
 
 if __name__ == "__main__":
