@@ -127,7 +127,8 @@ def main() -> None:
                 rows.append(r)
                 print(r, flush=True)
             if not args.no_loop and b > 1:
-                r = {"kind": "loop", "classes": c, "batch": b, **loop_vs_batched(bb, c, b, args.steps)}
+                r = {"kind": "loop", "classes": c, "batch": b,
+                     **loop_vs_batched(bb, c, b, args.steps)}
                 rows.append(r)
                 print(r, flush=True)
     steps_md = table(["classes", "batch", "setting", "seq len", "precision", "step s (median)"],
