@@ -10,6 +10,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.errors import BenchError
+
 Item = tuple[str, int]  # (path relative to image_dir, 0-based label)
 
 
@@ -65,6 +67,14 @@ class Dataset(ABC):
 
     def root(self, data_root: Path) -> Path:
         return Path(data_root) / self.folder
+
+    def existing_root(self, data_root: Path) -> Path:
+        """The dataset folder; a BenchError pointing at `bench data check` when it is missing."""
+        root = self.root(data_root)
+        if not root.is_dir():
+            raise BenchError(f"dataset {self.display_name}: folder {root} not found (run "
+                             f"`bench data check --data-root {data_root}` for what is expected)")
+        return root
 
     def requirements(self) -> list[tuple[str, str]]:
         """What must exist under the dataset folder to load it: (relative path, where to get it).

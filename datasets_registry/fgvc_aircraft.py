@@ -28,10 +28,7 @@ class FGVCAircraftDataset(Dataset):
         return [(f, ARCHIVE) for f in files]
 
     def load(self, data_root: Path) -> DatasetSplits:
-        root = self.root(data_root)
-        if not root.is_dir():
-            raise BenchError(f"dataset {self.display_name}: folder {root} not found "
-                             f"(run `bench data check --data-root {data_root}` for what is expected)")
+        root = self.existing_root(data_root)
         vpath = root / "variants.txt"
         classnames = [line.strip() for line in _read_lines(vpath, self) if line.strip()]
         if not classnames:

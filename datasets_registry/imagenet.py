@@ -181,10 +181,7 @@ class ImageNetDataset(Dataset):
         return [("images/train/", IMAGES), ("images/val/", IMAGES)]
 
     def load(self, data_root: Path) -> DatasetSplits:
-        root = self.root(data_root)
-        if not root.is_dir():
-            raise BenchError(f"dataset {self.display_name}: folder {root} not found "
-                             f"(run `bench data check --data-root {data_root}` for what is expected)")
+        root = self.existing_root(data_root)
         for s in ("train", "val"):
             if not (root / "images" / s).is_dir():
                 raise BenchError(f"dataset {self.display_name}: folder {root / 'images' / s} not "

@@ -48,11 +48,8 @@ class ImageNetVariant(Dataset):
                                      Path(data_root) / SOURCE / "classnames.txt"])
 
     def load(self, data_root: Path) -> DatasetSplits:
-        root = self.root(data_root)
+        root = self.existing_root(data_root)
         image_dir = root / self.image_subdir
-        if not root.is_dir():
-            raise BenchError(f"dataset {self.display_name}: folder {root} not found "
-                             f"(run `bench data check --data-root {data_root}` for what is expected)")
         if not image_dir.is_dir():
             raise BenchError(f"dataset {self.display_name}: folder {image_dir} not found; get it "
                              f"from {self.image_source}")

@@ -130,10 +130,7 @@ class SplitFileDataset(Dataset):
         return self.root(data_root) / self.image_subdir if self.image_subdir else self.root(data_root)
 
     def load(self, data_root: Path) -> DatasetSplits:
-        root = self.root(data_root)
-        if not root.is_dir():
-            raise BenchError(f"dataset {self.display_name}: folder {root} not found "
-                             f"(run `bench data check --data-root {data_root}` for what is expected)")
+        root = self.existing_root(data_root)
         split_path = root / self.split_file
         if not split_path.is_file():
             raise BenchError(f"dataset {self.display_name}: split file {split_path} not found; "
