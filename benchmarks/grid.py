@@ -277,9 +277,19 @@ def run_cli(args, data_root: Path, out: Path, datasets: list[str]) -> dict:
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        raise CutShort(f"the bench run on {out} passed --timeout {args.timeout:g} s and was "
-                       f"stopped; the scales measured before it are kept") from None
+    except subprocess.TimeoutExpired as exc:
+        # stopped: the cells done so far (records are written atomically) are still analysed
+        def text(b):
+            return b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
+
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "grid_run.log").write_text(" ".join(cmd) + "\n" + text(exc.stdout)
+                                          + text(exc.stderr))
+        print(f"grid.py: the bench run on {out} passed --timeout {args.timeout:g} s and was "
+              f"stopped; analysing the cells it finished (later scales are skipped)",
+              file=sys.stderr)
+        return {"wall_s": time.perf_counter() - t, "encode_s": None, "run_s": None,
+                "command": " ".join(cmd), "cut_short": True}
     wall = time.perf_counter() - t
     log = proc.stdout + proc.stderr
     (out / "grid_run.log").parent.mkdir(parents=True, exist_ok=True)
@@ -350,6 +360,8 @@ def measure(args, scale: float, work: Path) -> dict:
               f"{missing[0]['dataset']}/{missing[0]['method']}); left out", file=sys.stderr)
     for ds in datasets:
         ran = [c for c in cells[ds] if (ds, c["method"], c["shots"], c["seed"]) in by_key]
+        if not ran:
+            continue
         counts = plan_counts(specs[ds], ran)
         rows = []
         for c in counts["cells"]:
@@ -413,7 +425,8 @@ def render(res: dict) -> str:
     rows = []
     for m in res["runs"]:
         ph, t = m["phases"], m["totals"]
-        rows.append([m["scale"], t["cells"], t["test"], t["eval_union"] + t["epoch_views"]
+        label = f"{m['scale']:g}" + (" (cut short)" if m["run"].get("cut_short") else "")
+        rows.append([label, t["cells"], t["test"], t["eval_union"] + t["epoch_views"]
                      + t["fixed_views"], ph["test encoding"], ph["train views"], ph["fits"],
                      ph["evaluation"], ph["other"], ph.get("startup") or "", ph["wall"]])
     lines += [table(["scale", "cells", "test images", "train encodes", "test enc s",
@@ -529,10 +542,6 @@ def parse(argv=None):
     return args
 
 
-class CutShort(Exception):
-    """A bench run passed --timeout."""
-
-
 def report(args, runs: list, models: list, full: dict, info: dict) -> None:
     """Write grid.{json,md} from the scales measured so far (after each one: a run cut short
     keeps what it measured)."""
@@ -575,12 +584,10 @@ def main(argv=None) -> None:
     work = Path(args.work)
     runs, models, full = [], [], None
     for scale in args.scale_list:
-        try:
-            m = measure(args, scale, work)
-        except CutShort as exc:
-            print(f"grid.py: {exc}", file=sys.stderr)
+        m = measure(args, scale, work)
+        if not m["datasets"]:
             if not runs:
-                raise SystemExit(1) from None
+                raise SystemExit("grid.py: no cell finished; nothing to report")
             break
         model = fit_model(runs + [m])
         m["phases"] = measured_phases(m, model)
@@ -589,7 +596,8 @@ def main(argv=None) -> None:
         runs.append(m)
         models.append(model)
         print(f"scale {scale:g}: wall {m['run']['wall_s']:.1f} s, phases "
-              + ", ".join(f"{k} {v:.1f}" for k, v in m["phases"].items()), flush=True)
+              + ", ".join(f"{k} {v:.1f}" for k, v in m["phases"].items() if v is not None),
+              flush=True)
         if full is None:  # the paper grid with the real configs (no --set), methods that ran
             ran = [x for x in args.method_names if x in model["fit"]]
             args.unmeasured = [x for x in args.method_names if x not in model["fit"]]
@@ -598,6 +606,8 @@ def main(argv=None) -> None:
             full = {ds: plan_counts(scaled(BY_NAME[ds], 1.0, args.cap), full_cells[ds])
                     for ds in args.project_datasets}
         report(args, runs, models, full, info)
+        if m["run"].get("cut_short"):
+            break
 
 
 if __name__ == "__main__":
