@@ -152,3 +152,12 @@ def test_data_check_missing_folder_says_what_to_get(tmp_path, capsys):
             f"https://github.com/hendrycks/imagenet-r") in out
     assert out.count("imagenet-r.tar from") == 1  # said once, not again by the failed load
     assert "summary: 0 of 2 usable; missing: ImageNet-A; unusable: ImageNet-R" in out
+
+
+def test_fewshot_on_an_evaluation_only_dataset_is_a_usage_error(miniroot, capsys):
+    code, _, err = run(capsys, "data", "fewshot", "--dataset", "imagenet_a", "--shots", "1",
+                       "--seed", "1", "--data-root", str(miniroot))
+    assert code == 2
+    assert "ImageNet-A has no train images to sample: it is an evaluation-only dataset " \
+           "(train on imagenet" in err
+    assert "Traceback" not in err

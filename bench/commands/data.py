@@ -96,6 +96,10 @@ def run_fewshot(args) -> int:
     root = data_root_arg(args.data_root)
     ds = DATASETS.get(args.dataset)
     splits = ds.load(root)
+    if not splits.train:
+        raise UsageError(f"{ds.display_name} has no train images to sample: it is an "
+                         f"evaluation-only dataset (train on {splits.source or 'another dataset'} "
+                         f"and test on it with `bench run --protocol domain`)")
     sub = sample_fewshot(splits.train, splits.val, args.shots, args.seed)
     json.dump({"train": [list(x) for x in sub.train], "val": [list(x) for x in sub.val]},
               sys.stdout)
