@@ -123,24 +123,8 @@ def check_dataset(ds: Dataset, data_root: Path, decode: bool = False, workers: i
     data_root = Path(data_root)
     root = ds.root(data_root)
     res = DatasetCheck(ds.name, ds.display_name, root, found=root.is_dir())
-    if not res.found:
-        if root.exists():
-            res.found = True
-            res.problems.append(f"{root} is not a folder; remove it and put the dataset there")
-        else:
-            res.problems.append(f"folder {root} not found; create it and add:")
-        for rel, source in ds.requirements():
-            res.problems.append(f"  {root / rel.rstrip('/')}{'/' if rel.endswith('/') else ''}"
-                                f"  <- {source}")
+    if not _check_layout(ds, root, res):
         return res
-    for rel, source in ds.requirements():
-        if not _exists(root, rel):
-            kind = "folder" if rel.endswith("/") else "file"
-            res.problems.append(f"missing {kind} {root / rel.rstrip('/')}"
-                                f"{'/' if rel.endswith('/') else ''}  <- {source}")
-    needs_files = [rel for rel, _ in ds.requirements() if not rel.endswith("/")]
-    if any(not _exists(root, rel) for rel in needs_files):
-        return res  # cannot read the lists without their files
     try:
         splits = ds.load(data_root)
     except BenchError as exc:
@@ -159,40 +143,77 @@ def check_dataset(ds: Dataset, data_root: Path, decode: bool = False, workers: i
                             f"{splits.image_dir}, e.g. {rel!r}, which {why}; the lists are "
                             f"damaged: get them again from {ds.source}")
         return res
-    gone: list[str] = []
-    if rels:
-        gone = missing_files(splits.image_dir, rels)
-        res.missing_images = len(gone)
-        res.missing_examples = [str(splits.image_dir / r) for r in gone[:SHOW_MISSING]]
-        if gone:
-            image_source = next((src for rel, src in ds.requirements() if rel.endswith("/")),
-                                ds.source)
-            res.problems.append(f"{len(gone)} of {len(rels)} image files listed for "
-                                f"{ds.display_name} are missing under {splits.image_dir}; "
-                                f"get the images again: {image_source}")
+    gone = _check_present(ds, splits, rels, res)
     if decode:
         present = set(gone)
         todo = [r for r in rels if r not in present] if rels else _listed(splits)
-        res.images_decoded = len(todo)
-        res.unreadable = unreadable_images(splits.image_dir, todo, workers,
-                                           desc=f"decoding {ds.display_name}", progress=progress)
-        if res.unreadable:
-            image_source = next((src for rel, src in ds.requirements() if rel.endswith("/")),
-                                ds.source)
-            res.problems.append(f"{len(res.unreadable)} of {len(todo)} image files listed for "
-                                f"{ds.display_name} cannot be decoded (empty, truncated or not "
-                                f"an image); replace them from {image_source}")
-    exp = ds.expected
-    if exp is not None:
-        published = {"classes": exp.classes, "train": exp.train, "val": exp.val,
-                     "test": exp.test}
-        diff = [k for k in published if res.counts[k] != published[k]]
-        if diff:
-            res.warnings.append(f"{', '.join(diff)} differ from the published sizes (partial "
-                                f"copy, other version or other split file?): results are not "
-                                f"comparable with published numbers")
+        _check_decodes(ds, splits, todo, res, workers, progress)
+    _check_sizes(ds, res)
     res.notes.extend(ds.check_notes(data_root, splits))
     return res
+
+
+def _check_layout(ds: Dataset, root: Path, res: DatasetCheck) -> bool:
+    """Report a missing dataset folder or required path; True when the lists can be read."""
+    if not res.found:
+        if root.exists():
+            res.found = True
+            res.problems.append(f"{root} is not a folder; remove it and put the dataset there")
+        else:
+            res.problems.append(f"folder {root} not found; create it and add:")
+        for rel, source in ds.requirements():
+            res.problems.append(f"  {root / rel.rstrip('/')}{'/' if rel.endswith('/') else ''}"
+                                f"  <- {source}")
+        return False
+    for rel, source in ds.requirements():
+        if not _exists(root, rel):
+            kind = "folder" if rel.endswith("/") else "file"
+            res.problems.append(f"missing {kind} {root / rel.rstrip('/')}"
+                                f"{'/' if rel.endswith('/') else ''}  <- {source}")
+    needs_files = [rel for rel, _ in ds.requirements() if not rel.endswith("/")]
+    return all(_exists(root, rel) for rel in needs_files)  # the lists need their files
+
+
+def _image_source(ds: Dataset) -> str:
+    return next((src for rel, src in ds.requirements() if rel.endswith("/")), ds.source)
+
+
+def _check_present(ds: Dataset, splits: DatasetSplits, rels: list[str],
+                   res: DatasetCheck) -> list[str]:
+    """Report listed image files that are missing; returns them."""
+    if not rels:
+        return []
+    gone = missing_files(splits.image_dir, rels)
+    res.missing_images = len(gone)
+    res.missing_examples = [str(splits.image_dir / r) for r in gone[:SHOW_MISSING]]
+    if gone:
+        res.problems.append(f"{len(gone)} of {len(rels)} image files listed for "
+                            f"{ds.display_name} are missing under {splits.image_dir}; "
+                            f"get the images again: {_image_source(ds)}")
+    return gone
+
+
+def _check_decodes(ds: Dataset, splits: DatasetSplits, todo: list[str], res: DatasetCheck,
+                   workers: int | None, progress: bool) -> None:
+    res.images_decoded = len(todo)
+    res.unreadable = unreadable_images(splits.image_dir, todo, workers,
+                                       desc=f"decoding {ds.display_name}", progress=progress)
+    if res.unreadable:
+        res.problems.append(f"{len(res.unreadable)} of {len(todo)} image files listed for "
+                            f"{ds.display_name} cannot be decoded (empty, truncated or not "
+                            f"an image); replace them from {_image_source(ds)}")
+
+
+def _check_sizes(ds: Dataset, res: DatasetCheck) -> None:
+    exp = ds.expected
+    if exp is None:
+        return
+    published = {"classes": exp.classes, "train": exp.train, "val": exp.val, "test": exp.test}
+    diff = [k for k in published if res.counts[k] != published[k]]
+    if diff:
+        res.warnings.append(f"{', '.join(diff)} differ from the published sizes (partial "
+                            f"copy, other version or other split file?): results are not "
+                            f"comparable with published numbers")
 
 
 def _listed(splits: DatasetSplits) -> list[str]:
