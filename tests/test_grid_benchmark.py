@@ -3,6 +3,7 @@ projection's arithmetic (plan counts, cost model, prediction) on hand-computed c
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,30 @@ def test_plan_counts_fixed_views_per_seed():
     assert counts["fixed_views"] == 2 * 4 * 10
     assert counts["fixed_first"] == 4 * 10
     assert counts["eval_union"] == 4 + 4  # train images + val images
+
+
+def test_fit_features_by_kind_of_method():
+    coop = grid.fit_features("coop", {"epochs": {"by_shots": {4: 100}}, "batch_size": 32}, 4,
+                             n_train=40, n_val=16, classes=10)
+    assert coop == {"cell": 1.0, "steps": 200, "step_classes": 2000, "units": 2000}
+    cocoop = grid.fit_features("cocoop", {"epochs": 10, "batch_size": 1}, 4, 40, 16, 10)
+    assert cocoop["steps"] == 400 and cocoop["units"] == 10 * 40 * 10
+    adapter = grid.fit_features("clip_adapter_visual", {"epochs": 50, "batch_size": 32}, 1,
+                                10, 10, 10)
+    assert adapter["units"] == adapter["steps"] == 50
+    probe = grid.fit_features("linear_probe", {"max_iter": 1000}, 4, 40, 16, 10)
+    assert probe == {"cell": 1.0, "image_classes": 400, "classes": 10, "units": 400}
+
+
+def test_reuse_without_a_run_says_so(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "grid.py"), "--scale", "0.01",
+                           "--datasets", "dtd", "--methods", "zero_shot", "--reuse",
+                           "--work", str(tmp_path), "--backbone", "bench-test-tiny"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 1
+    assert "--reuse" in proc.stderr and "run without --reuse first" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_nnls_recovers_a_cost_model():
