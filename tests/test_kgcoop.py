@@ -110,3 +110,14 @@ def test_released_defaults():
     assert cfg["ctx_init"] == "a photo of a" and cfg["kg_templates"] == "dataset"
     dtd = resolve_method_config(MethodSpec("kgcoop"), "dtd", 1)[1]
     assert dtd["kg_templates"] == ["a photo of a {}, a type of texture."]
+
+
+@pytest.mark.parametrize("precision", ["fp16", "amp_bf16"])
+def test_low_precision_runs_and_agrees(tiny_backbone, precision):
+    x = blobs(4, 10, 64, seed=6).features
+    ref = METHODS.get("kgcoop")(make_task("kgcoop", tiny_backbone, overrides=SHORT))
+    low = METHODS.get("kgcoop")(make_task("kgcoop", tiny_backbone,
+                                          overrides={**SHORT, "precision": precision}))
+    assert low.info["precision"] == precision
+    agree = (low.logits(x).argmax(1) == ref.logits(x).argmax(1)).float().mean()
+    assert agree >= 0.9

@@ -187,3 +187,18 @@ def test_scores_other_classes(tiny_backbone):
     torch.testing.assert_close(fitted.on_classes(NAMES[:2], ["{}"], "dtd").logits(x),
                                fitted.logits(x)[:, :2], rtol=1e-4, atol=1e-4)
     assert METHODS.entry("prograd").extra.get("new_classes") is True
+
+
+@pytest.mark.parametrize("precision", ["fp16", "amp_bf16", "amp_fp16"])
+def test_low_precision_runs_and_agrees(tiny_backbone, precision):
+    x = blobs(4, 10, 64, seed=6).features
+    base = {"epochs": 2, "batch_size": 8, "lr": 0.05, "n_ctx": 8}
+    ref = METHODS.get("prograd")(make_task("prograd", tiny_backbone, overrides=base))
+    low = METHODS.get("prograd")(make_task("prograd", tiny_backbone,
+                                           overrides={**base, "precision": precision}))
+    assert low.info["precision"] == precision
+    assert low.info["train_loss_last_epoch"] == pytest.approx(ref.info["train_loss_last_epoch"],
+                                                              rel=0.05)
+    if precision != "amp_fp16":  # (the GradScaler's first scaled steps overflow and are skipped)
+        agree = (low.logits(x).argmax(1) == ref.logits(x).argmax(1)).float().mean()
+        assert agree >= 0.9
