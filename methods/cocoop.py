@@ -164,7 +164,8 @@ def fit(task: Task) -> Fitted:
         pairs = model.pairs(len(img), C)
         if len(pairs) == 1:
             with autocast():
-                loss = F.cross_entropy(_logits(scale_logits, img, model.text(img, C, pairs=pairs)), y)
+                text = model.text(img, C, pairs=pairs)
+                loss = F.cross_entropy(_logits(scale_logits, img, text), y)
             scale(loss).backward()
             return loss
         with torch.no_grad(), autocast():

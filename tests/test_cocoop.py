@@ -165,7 +165,8 @@ def test_learns_and_beats_untrained(tiny_backbone):
     train, test = text_blobs(tiny_backbone, 4, seed=1), text_blobs(tiny_backbone, 30, seed=99)
 
     def run(**o):
-        task = make_task("cocoop", tiny_backbone, overrides={"epochs": 10, "lr": 0.05, "batch_size": 4, **o})
+        task = make_task("cocoop", tiny_backbone,
+                         overrides={"epochs": 10, "lr": 0.05, "batch_size": 4, **o})
         task.train = train
         task.train_views = type(task.train_views)(train.features[None], task.seed)
         return METHODS.get("cocoop")(task)
@@ -189,7 +190,8 @@ def test_low_precision_options_run_and_agree(tiny_backbone, precision):
     test = blobs(4, 10, 64, seed=96)
     ref, low = fit(tiny_backbone), fit(tiny_backbone, precision=precision)
     assert low.info["precision"] == precision
-    agree = (low.logits(test.features).argmax(1) == ref.logits(test.features).argmax(1)).float().mean()
+    same = low.logits(test.features).argmax(1) == ref.logits(test.features).argmax(1)
+    agree = same.float().mean()
     assert agree >= 0.9
 
 
