@@ -42,6 +42,8 @@ def test_agreeing_gradient_is_kept_and_shapes_survive():
     torch.testing.assert_close(out, torch.tensor([[[0.0, 0.0]], [[0.0, 1.0]]]))
     half = project_gradient(g.half(), -h.half(), 1.0)
     assert half.dtype == torch.float16
+    # a zero general-direction gradient (the model equals the teacher) leaves g as it is
+    assert torch.equal(project_gradient(g, torch.zeros(2), 1.0), g)
 
 
 def test_distillation_is_t2_times_soft_cross_entropy():
