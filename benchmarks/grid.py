@@ -406,6 +406,45 @@ def totals(counts_by_ds: dict) -> dict:
 
 
 # --------------------------------------------------------------------------- report
+FEATURE_NAMES = {"cell": "cell", "steps": "step", "step_classes": "(step, class) pair",
+                 "image_epoch_classes": "(image, epoch, class) triple",
+                 "image_classes": "(image, class) pair", "classes": "class",
+                 "test_classes": "(test image, class) pair"}
+
+
+def bounds(model: dict, full: dict) -> list[str]:
+    """One line per phase: which term of the fitted model carries its projected time."""
+    enc = model["encode"]
+    parts = defaultdict(float)
+    for ds, c in full.items():
+        test_x, train_x, _ = encode_rows(ds, c)
+        for phase, x in (("test encoding", test_x), ("train views", train_x)):
+            for k, v in x.items():
+                parts[(phase, "per megapixel (decoding, resizing)" if k.endswith("_px")
+                       else "per image (model, transfer, crop)")] += enc.get(k, 0.0) * v
+    lines = []
+    for phase in ("test encoding", "train views"):
+        total = sum(v for (p, _), v in parts.items() if p == phase) or 1.0
+        lines.append(f"- {phase}: " + ", ".join(
+            f"{100 * v / total:.0f}% {what}" for (p, what), v in sorted(parts.items())
+            if p == phase))
+    for phase, key in (("fits", "fit"), ("evaluation", "eval")):
+        by = defaultdict(lambda: defaultdict(float))
+        for c in full.values():
+            for x in c["cells"]:
+                coef = model[key].get(x["method"], {})
+                feats = x["fit"] if key == "fit" else x["eval"]
+                for k, v in coef.items():
+                    by[x["method"]][k] += v * feats.get(k, 0.0)
+        total = sum(sum(d.values()) for d in by.values()) or 1.0
+        top = sorted(by.items(), key=lambda kv: -sum(kv[1].values()))[:3]
+        lines.append(f"- {phase}: " + "; ".join(
+            f"{meth} {100 * sum(d.values()) / total:.0f}% (mostly per "
+            f"{FEATURE_NAMES.get(max(d, key=d.get), max(d, key=d.get))})"
+            for meth, d in top if sum(d.values()) > 0))
+    return lines
+
+
 def render(res: dict) -> str:
     a = res["args"]
     proj = res["projection"]["phases"]
@@ -467,6 +506,8 @@ def render(res: dict) -> str:
         "",
         f"Against the goal of one hour for the whole grid: {proj['total'] / goal:.2f}x the goal "
         f"on this machine with this backbone.", "",
+        "What carries each phase's projected time (the fitted model's terms):", "",
+        *res["projection"]["bounds"], "",
         "Fits by method (projected seconds) and the fitted cost per cell and per unit of each "
         "feature (steps, (step, class) pairs, (image, epoch, class) triples; (image, class) "
         "pairs, classes):", "",
@@ -553,6 +594,7 @@ def report(args, runs: list, models: list, full: dict, info: dict) -> None:
                         "predicted": pred, "measured": m["phases"]})
     projection = predict(models[-1], full)
     projection["totals"] = totals(full)
+    projection["bounds"] = bounds(models[-1], full)
     projection["datasets_counts"] = {ds: {k: v for k, v in c.items() if k != "cells"}
                                      for ds, c in full.items()}
     res = {"args": dict(vars(args)), "machine": info, "runs": runs, "model": models[-1],
