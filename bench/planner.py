@@ -136,7 +136,9 @@ def plan(cells: list[dict], *, data_root: str, output: str, cache_dir: str, devi
 
     attach_inputs(cells, data_root, device, options or {})
     store = ResultStore(output)
-    todo = [c for c in cells if not (skip_done and store.exists(c))]
+    from bench.cell_state import DONE, cell_state
+
+    todo = [c for c in cells if not (skip_done and cell_state(store, c) == DONE)]
     keys = GROUPINGS[group_by]
     jobs: dict[tuple, Job] = {}
     for cell in todo:
