@@ -155,7 +155,11 @@ def train(task: Task, params: Iterable[torch.nn.Parameter], step: StepFn, opt: O
           scaler: "torch.amp.GradScaler | None" = None,
           features_for_epoch: Callable[[int], torch.Tensor] | None = None) -> list[float]:
     """Run the loop; returns the mean training loss of every epoch. ``features_for_epoch(e)``
-    replaces ``task.train_views.for_epoch(e)`` as the source of epoch ``e``'s (N, D) features."""
+    replaces ``task.train_views.for_epoch(e)`` as the source of epoch ``e``'s (N, D) features.
+
+    ``step`` may return a vector of K losses (K models trained side by side on the same
+    batches, whose backward pass it ran on their sum): the history is then one list of K mean
+    losses per epoch."""
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: no parameter requires grad")
@@ -179,7 +183,7 @@ def train(task: Task, params: Iterable[torch.nn.Parameter], step: StepFn, opt: O
         if feats.shape[0] != n:
             raise ValueError(f"train views for epoch {epoch} have {feats.shape[0]} rows, "
                              f"the train split has {n}")
-        total, count = 0.0, 0
+        total, count = None, 0
         for idx in batches(n, opt.batch_size, gen, opt.drop_last):
             idx = idx.to(device)
             if opt.schedule == "cosine_iter":
@@ -193,9 +197,11 @@ def train(task: Task, params: Iterable[torch.nn.Parameter], step: StepFn, opt: O
                 scaler.update()
             else:
                 optimizer.step()
-            total += float(loss.detach()) * len(idx)
+            part = loss.detach().double().cpu() * len(idx)
+            total = part if total is None else total + part
             count += len(idx)
-        history.append(total / count)
+        mean = total / count
+        history.append(mean.tolist() if mean.ndim else float(mean))
     return history
 
 

@@ -22,6 +22,7 @@ the best val accuracy is kept (ties: the earlier candidate). Test data never rea
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import torch
@@ -79,6 +80,65 @@ class AdapterClassifier(nn.Module):
         return self.logit_scale * normalize(f) @ normalize(w).t()
 
 
+class StackedAdapter(nn.Module):
+    """K adapters with the same shape in one module, for K candidates trained side by side:
+    weights (K, d/r, d) and (K, d, d/r), applied with one batched matmul per layer. Candidate k
+    computes what ``Adapter`` k would, in one kernel for all K."""
+
+    def __init__(self, adapters: list[Adapter]):
+        super().__init__()
+        self.down = nn.Parameter(torch.stack([a.down.weight.detach() for a in adapters]))
+        self.up = nn.Parameter(torch.stack([a.up.weight.detach() for a in adapters]))
+        self.final_relu = adapters[0].final_relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (K, N, d) -> (K, N, d)
+        y = torch.bmm(F.relu(torch.bmm(x, self.down.transpose(1, 2))), self.up.transpose(1, 2))
+        return F.relu(y) if self.final_relu else y
+
+    def unstack(self, k: int, template: Adapter) -> Adapter:
+        one = copy.deepcopy(template)
+        with torch.no_grad():
+            one.down.weight.copy_(self.down[k])
+            one.up.weight.copy_(self.up[k])
+        return one
+
+
+class StackedHeads(nn.Module):
+    """The ratio search's K candidate heads as one model: every candidate starts from the same
+    initial adapters (each one-by-one fit seeds its initialization with the task seed) and
+    reads the same batches, so they train side by side: logits (K, N, C), the loss the sum of
+    the K cross-entropies (each candidate's gradient is its own loss's)."""
+
+    def __init__(self, head: AdapterClassifier, alphas: list, betas: list):
+        super().__init__()
+        self.head = head
+        K = len(alphas)
+        dev = head.class_weights.device
+        self.alphas = torch.tensor([a or 0.0 for a in alphas], device=dev).view(K, 1, 1)
+        self.betas = torch.tensor([b or 0.0 for b in betas], device=dev).view(K, 1, 1)
+        self.visual = StackedAdapter([head.visual] * K) if head.visual is not None else None
+        self.text = StackedAdapter([head.text] * K) if head.text is not None else None
+        self.K = K
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        f = features.unsqueeze(0).expand(self.K, -1, -1)
+        if self.visual is not None:
+            f = self.alphas * self.visual(f) + (1.0 - self.alphas) * f
+        w = self.head.class_weights.unsqueeze(0).expand(self.K, -1, -1)
+        if self.text is not None:
+            w = self.betas * self.text(w) + (1.0 - self.betas) * w
+        return self.head.logit_scale * normalize(f) @ normalize(w).transpose(1, 2)
+
+    def candidate(self, k: int, alpha, beta) -> AdapterClassifier:
+        one = copy.deepcopy(self.head)
+        one.alpha, one.beta = alpha, beta
+        if self.visual is not None:
+            one.visual = self.visual.unstack(k, self.head.visual)
+        if self.text is not None:
+            one.text = self.text.unstack(k, self.head.text)
+        return one.eval()
+
+
 def _ratio_candidates(value, grid: list[float], name: str) -> list[float]:
     if isinstance(value, str):
         if value != "search":
@@ -104,13 +164,18 @@ def _logit_scale(cfg: dict, task: Task) -> float:
                          f"not {value!r}") from None
 
 
-def _fit_one(task: Task, cfg: dict, weights: torch.Tensor, alpha, beta,
-             scale: float) -> tuple[AdapterClassifier, list[float]]:
+def _new_head(task: Task, cfg: dict, weights: torch.Tensor, alpha, beta,
+              scale: float) -> AdapterClassifier:
     with seeded_rng(task.seed, task.device):
         head = AdapterClassifier(weights, alpha=alpha, beta=beta,
                                  reduction=int(cfg["reduction"]),
                                  final_relu=bool(cfg["final_relu"]), logit_scale=scale)
-    head = head.to(task.device).train()
+    return head.to(task.device).train()
+
+
+def _fit_one(task: Task, cfg: dict, weights: torch.Tensor, alpha, beta,
+             scale: float) -> tuple[AdapterClassifier, list[float]]:
+    head = _new_head(task, cfg, weights, alpha, beta, scale)
 
     def step(x, y, scale_loss):
         loss = F.cross_entropy(head(x), y)
@@ -119,6 +184,29 @@ def _fit_one(task: Task, cfg: dict, weights: torch.Tensor, alpha, beta,
 
     history = train(task, head.parameters(), step, OptimConfig.from_config(cfg))
     return head.eval(), history
+
+
+def _fit_candidates(task: Task, cfg: dict, weights: torch.Tensor, candidates: list[tuple],
+                    scale: float) -> list[tuple[AdapterClassifier, list[float]]]:
+    """Every (alpha, beta) candidate of a ratio search trained side by side (StackedHeads):
+    the same result as ``_fit_one`` per candidate within float rounding (batched matmuls sum
+    in another order; tests/test_clip_adapter_batched.py), in one pass over the epochs."""
+    alphas, betas = [a for a, _ in candidates], [b for _, b in candidates]
+    stacked = StackedHeads(_new_head(task, cfg, weights, alphas[0], betas[0], scale),
+                           alphas, betas)
+    K = len(candidates)
+
+    def step(x, y, scale_loss):
+        logits = stacked(x)  # (K, B, C)
+        losses = F.cross_entropy(logits.reshape(K * len(y), -1), y.repeat(K),
+                                 reduction="none").view(K, -1).mean(dim=1)
+        scale_loss(losses.sum()).backward()
+        return losses
+
+    params = [p for m in (stacked.visual, stacked.text) if m is not None for p in m.parameters()]
+    history = train(task, params, step, OptimConfig.from_config(cfg))
+    return [(stacked.candidate(k, a, b), [epoch[k] for epoch in history])
+            for k, (a, b) in enumerate(candidates)]
 
 
 def fit_adapter(task: Task, branches: str) -> Fitted:
@@ -135,8 +223,11 @@ def fit_adapter(task: Task, branches: str) -> Fitted:
         raise ConfigError("clip_adapter: a ratio set to 'search' needs a few-shot val set")
     best = None
     search_log = []
-    for alpha, beta in candidates:
-        head, history = _fit_one(task, cfg, weights, alpha, beta, scale)
+    if searched:
+        fits = _fit_candidates(task, cfg, weights, candidates, scale)
+    else:
+        fits = [_fit_one(task, cfg, weights, *candidates[0], scale)]
+    for (alpha, beta), (head, history) in zip(candidates, fits):
         val_acc = None
         if searched:
             with torch.no_grad():
