@@ -93,9 +93,9 @@ def run(methods=None, datasets=None, shots=None, seeds=None, *, output="bench-re
         warnings.warn(f"bench.run: some cells failed (exit code {code}); see n_failed, "
                       f"`bench status {args.output}` and the .failed.json records", stacklevel=2)
     cfg = run_command.resolve(args)  # the run's own grid, for the selection
-    datasets = cfg["datasets"] + cfg["targets"]
-    return load(cfg["output"], methods=_labels(cfg["methods"]), datasets=datasets,
-                shots=cfg["shots"], protocol=cfg["protocol"])
+    datasets = cfg.datasets + cfg.targets
+    return load(cfg.output, methods=_labels(cfg.methods), datasets=datasets,
+                shots=cfg.shots, protocol=cfg.protocol)
 
 
 def _labels(specs) -> list[str]:

@@ -152,12 +152,12 @@ def test_feature_options_resolve_and_are_recorded(run_cli, miniroot, tmp_path):
     sweep = tmp_path / "s.yaml"
     sweep.write_text("autocast: false\ncache_dtype: float16\n")
     argv = BASE[1:] + ["--data-root", str(miniroot), "--output", str(tmp_path / "o")]
-    opts = resolve(build_parser().parse_args(["run", *argv]))["options"]
+    opts = resolve(build_parser().parse_args(["run", *argv])).options
     assert opts["autocast"] == "auto" and opts["cache_dtype"] == "float32"  # the defaults
-    opts = resolve(build_parser().parse_args(["run", *argv, "--config", str(sweep)]))["options"]
+    opts = resolve(build_parser().parse_args(["run", *argv, "--config", str(sweep)])).options
     assert opts["autocast"] == "off" and opts["cache_dtype"] == "float16"  # YAML false -> off
     opts = resolve(build_parser().parse_args(["run", *argv, "--config", str(sweep),
-                                              "--autocast", "on"]))["options"]
+                                              "--autocast", "on"])).options
     assert opts["autocast"] == "on"  # the flag wins over the YAML
     out = tmp_path / "run"
     code, _, err = run_cli(*(BASE + ["--data-root", miniroot, "--datasets", "dtd", "--methods",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import UsageError
@@ -66,7 +67,32 @@ def register(sub) -> None:
     p.set_defaults(func=main)
 
 
-def resolve(args) -> dict:
+@dataclass
+class RunConfig:
+    """Everything a `bench run` needs, resolved from flags, the sweep file and defaults."""
+
+    sweep: dict  # the sweep YAML as read ({} without --config)
+    shots: list[int]
+    seeds: list[int]
+    data_root: str
+    backbones: list[tuple[str, str | None]]  # (open_clip model, pretrained tag or file)
+    datasets: list[str]  # the datasets cells train on (the source of transfer protocols)
+    methods: list  # bench.config.MethodSpec, in order
+    protocol: str  # bench.protocols.PROTOCOLS
+    targets: list[str]  # domain / crossdataset: evaluated besides each dataset
+    overrides: dict  # method -> {key: value} (--set and the sweep's set)
+    config_problems: list[str]  # unknown --set keys, reported with the bad values
+    output: Path
+    cache_dir: str
+    device: str
+    launcher: str
+    group_by: str
+    options: dict  # feature extraction: batch_size, workers, cache_dtype, autocast, progress
+    demo_note: str | None  # printed when the run falls back to the built-in demo
+    slurm: dict  # bench.slurm.slurm_options
+
+
+def resolve(args) -> RunConfig:
     """Everything the run needs, from flags, the sweep file and defaults; validated."""
     from bench.config import parse_overrides
     from bench.sweep import (DEFAULT_SEEDS, DEFAULT_SHOTS, PROTOCOL_BACKBONE, load_sweep,
@@ -148,13 +174,13 @@ def resolve(args) -> dict:
         raise UsageError("--batch-size must be a positive number")
     if options["workers"] < 0:
         raise UsageError("--workers must be 0 (decode in this process) or more")
-    return {"sweep": sweep, "shots": shots, "seeds": seeds, "data_root": data_root,
-            "backbones": backbones, "datasets": datasets, "methods": method_specs,
-            "protocol": protocol, "targets": targets,
-            "overrides": overrides, "config_problems": config_problems, "output": output, "cache_dir": str(cache_dir),
-            "device": device, "launcher": launcher,
-            "group_by": pick(args.group_by, sweep, "group_by", "dataset"),
-            "options": options, "demo_note": demo_note, "slurm": slurm}
+    return RunConfig(
+        sweep=sweep, shots=shots, seeds=seeds, data_root=data_root, backbones=backbones,
+        datasets=datasets, methods=method_specs, protocol=protocol, targets=targets,
+        overrides=overrides, config_problems=config_problems, output=output,
+        cache_dir=str(cache_dir), device=device, launcher=launcher,
+        group_by=pick(args.group_by, sweep, "group_by", "dataset"), options=options,
+        demo_note=demo_note, slurm=slurm)
 
 
 def _protocol_datasets(args, sweep, dataset_tag) -> tuple[str, list[str], list[str]]:
@@ -275,30 +301,30 @@ def main(args) -> int:
     if not every >= 0:  # negative or nan
         raise UsageError(f"--progress-every must be 0 (never) or a number of seconds, got "
                          f"{every}")
-    _check_device(cfg["device"], cfg["launcher"])
-    if cfg["demo_note"]:
-        print(cfg["demo_note"], file=sys.stderr)
-    cells = expand_cells(cfg["backbones"], cfg["datasets"], cfg["methods"], cfg["shots"],
-                         cfg["seeds"], cfg["overrides"], cfg["config_problems"],
-                         protocol=cfg["protocol"], targets=cfg["targets"])
-    jobs = plan(cells, data_root=cfg["data_root"], output=str(cfg["output"]),
-                cache_dir=cfg["cache_dir"], device=cfg["device"], group_by=cfg["group_by"],
-                options=cfg["options"])
+    _check_device(cfg.device, cfg.launcher)
+    if cfg.demo_note:
+        print(cfg.demo_note, file=sys.stderr)
+    cells = expand_cells(cfg.backbones, cfg.datasets, cfg.methods, cfg.shots,
+                         cfg.seeds, cfg.overrides, cfg.config_problems,
+                         protocol=cfg.protocol, targets=cfg.targets)
+    jobs = plan(cells, data_root=cfg.data_root, output=str(cfg.output),
+                cache_dir=cfg.cache_dir, device=cfg.device, group_by=cfg.group_by,
+                options=cfg.options)
     n_todo = sum(len(j.cells) for j in jobs)
     print(f"bench: {len(cells)} cells ({len(cells) - n_todo} already done), {n_todo} to run "
-          f"in {len(jobs)} job(s); results in {cfg['output']}", file=sys.stderr)
+          f"in {len(jobs)} job(s); results in {cfg.output}", file=sys.stderr)
     if args.dry_run:
         for job in jobs:
             print(f"{job.key}: {len(job.cells)} cells")
         return 0
-    _check_writable(cfg["output"])
-    _check_writable(Path(cfg["cache_dir"]), "--cache-dir")
-    write_plan(cfg["output"], cells)
+    _check_writable(cfg.output)
+    _check_writable(Path(cfg.cache_dir), "--cache-dir")
+    write_plan(cfg.output, cells)
     t0 = time.perf_counter()
     code = 0
     if jobs:
         code = launch(jobs, cfg, args)
-    if cfg["launcher"] == "inprocess" or getattr(args, "wait", True):
+    if cfg.launcher == "inprocess" or getattr(args, "wait", True):
         print(f"bench: finished in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         _print_summary(cfg)
     return code
@@ -349,7 +375,7 @@ def write_plan(output: Path, cells: list[dict]) -> None:
 
 
 def launch(jobs, cfg, args) -> int:
-    if cfg["launcher"] == "inprocess":
+    if cfg.launcher == "inprocess":
         from bench.errors import sigterm_as_interrupt
         from bench.progress import log_progress
         from bench.runner import run_job
@@ -371,15 +397,15 @@ def launch(jobs, cfg, args) -> int:
               file=sys.stderr)
         if locked:
             print(f"bench: {locked} cell(s) were left to another bench process running on "
-                  f"{cfg['output']}; once it has finished, rerun to pick up any it did not "
+                  f"{cfg.output}; once it has finished, rerun to pick up any it did not "
                   f"complete", file=sys.stderr)
         if failed:
-            print(f"bench: {failed} cell(s) failed; see `bench status {cfg['output']}` or the "
+            print(f"bench: {failed} cell(s) failed; see `bench status {cfg.output}` or the "
                   f".failed.json records; rerun to retry them", file=sys.stderr)
         return 1 if failed else 0
     from bench.slurm import launch_submitit
 
-    return launch_submitit(jobs, cfg["launcher"], cfg["slurm"],
+    return launch_submitit(jobs, cfg.launcher, cfg.slurm,
                            wait=not getattr(args, "no_wait", False))
 
 
@@ -390,11 +416,11 @@ def _print_summary(cfg) -> None:
     from bench.commands import report
     from bench.errors import BenchError
 
-    args = Namespace(output=cfg["output"], methods=",".join(sorted({m.name for m in cfg["methods"]})),
-                     datasets=",".join(cfg["datasets"]), shots=",".join(map(str, cfg["shots"])),
+    args = Namespace(output=cfg.output, methods=",".join(sorted({m.name for m in cfg.methods})),
+                     datasets=",".join(cfg.datasets), shots=",".join(map(str, cfg.shots)),
                      backbone=None, compare=None, fmt="terminal", out=None, layout="all",
-                     color="auto", standalone=False, protocol=cfg.get("protocol", "fewshot"))
-    if cfg.get("targets"):  # transfer protocols: the tables are of the source and the targets
+                     color="auto", standalone=False, protocol=cfg.protocol)
+    if cfg.targets:  # transfer protocols: the tables are of the source and the targets
         args.datasets = None
     try:
         report.run(args)
