@@ -240,10 +240,10 @@ def test_demo_runs_on_the_cpu_unless_a_device_is_named(demo_dir, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     parse = build_parser().parse_args
     cfg = resolve(parse(["run", "--methods", "zero_shot"]))
-    assert cfg["device"] == "cpu" and cfg["options"]["workers"] == 0
-    assert "--device cuda" in cfg["demo_note"]
+    assert cfg.device == "cpu" and cfg.options["workers"] == 0
+    assert "--device cuda" in cfg.demo_note
     cfg = resolve(parse(["run", "--methods", "zero_shot", "--device", "cuda"]))
-    assert cfg["device"] == "cuda" and cfg["options"]["workers"] == 8
+    assert cfg.device == "cuda" and cfg.options["workers"] == 8
     cfg = resolve(parse(["run", "--methods", "zero_shot", "--backbone", "RN50",
                          "--pretrained", "none"]))
-    assert cfg["device"] == "auto"
+    assert cfg.device == "auto"
