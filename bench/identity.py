@@ -51,9 +51,11 @@ class _DatasetInputs:
         from bench.features import file_identity
 
         self._ident = file_identity
+        self.problem = None
         try:
             self.splits = dataset.load(Path(data_root))
-        except (BenchError, OSError):  # unreadable data: the run reports it per dataset
+        except (BenchError, OSError) as exc:  # unreadable data: the run reports it per dataset
+            self.problem = str(exc)
             self.splits = None
             self.split = self.test = None
             return
@@ -122,5 +124,9 @@ def attach_inputs(cells: list[dict], data_root: str, device: str, options: dict)
             for t in cell["targets"]:
                 if t not in datasets:
                     datasets[t] = _DatasetInputs(DATASETS.get(t), data_root)
+                if datasets[t].problem:  # every cell would evaluate on it: refuse the run
+                    raise UsageError(f"target dataset {t} cannot be read: {datasets[t].problem}"
+                                     f" (check it with `bench data check --datasets {t}`, or "
+                                     f"leave it out of --datasets)")
             cell["inputs"]["targets"] = {t: {"split": datasets[t].split, "test": datasets[t].test}
                                          for t in cell["targets"]}

@@ -224,3 +224,14 @@ def test_python_api_returns_the_protocol_frame(tmp_path):
     (rec,) = _records(tmp_path / "o")
     row = frame[(frame.dataset == "demo_signs") & (frame.evaluation == "novel")].iloc[0]
     assert row["mean"] == pytest.approx(rec["evaluations"]["novel"]["top1"], abs=1e-4)
+
+
+def test_a_missing_target_is_refused_before_anything_runs(tmp_path, miniroot, run_cli):
+    root = tmp_path / "data"
+    shutil.copytree(miniroot / "imagenet", root / "imagenet")
+    code, _, err = run_cli("run", "--protocol", "domain", "--data-root", root, "--datasets",
+                           "imagenet_a", "--methods", "zero_shot", "--shots", "1", "--seeds",
+                           "1", *TINY, "--output", tmp_path / "o")
+    assert code == 2, err
+    assert "imagenet_a cannot be read" in err and "bench data check" in err
+    assert not (tmp_path / "o" / "results").exists()
