@@ -53,3 +53,16 @@ def test_method_catalog_read_from_source_equals_the_registry():
     assert method_catalog() == method_catalog(light=False)
 
 
+
+
+def test_every_package_is_listed_for_installation():
+    """A non-editable install ships only the packages pyproject.toml lists: each folder with an
+    __init__.py under the project's top-level packages must be there (bench/slurm/ once was not)."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {str(p.parent.relative_to(ROOT)).replace("/", ".")
+             for top in ("bench", "methods", "datasets_registry", "results", "configs")
+             for p in (ROOT / top).rglob("__init__.py") if "__pycache__" not in p.parts}
+    assert found <= listed, sorted(found - listed)

@@ -235,3 +235,21 @@ def test_a_missing_target_is_refused_before_anything_runs(tmp_path, miniroot, ru
     assert code == 2, err
     assert "imagenet_a cannot be read" in err and "bench data check" in err
     assert not (tmp_path / "o" / "results").exists()
+
+
+def test_published_base2novel_numbers_are_consistent_and_sourced():
+    """Every shipped base-to-novel row names its source, and its HM is the harmonic mean of its
+    base and novel accuracies (to the published rounding)."""
+    from importlib import resources
+
+    folder = resources.files("configs") / "published" / "base2novel"
+    rows = [r for f in folder.iterdir() if f.name.endswith(".csv")
+            for r in csv.DictReader(io.StringIO(f.read_text()))]
+    assert rows
+    from methods import METHODS
+
+    for r in rows:
+        assert r["source"].strip()
+        METHODS.entry(r["method"])  # a method bench has
+        b, n, h = float(r["base"]), float(r["novel"]), float(r["hm"])
+        assert abs(2 * b * n / (b + n) - h) <= 0.011, r
