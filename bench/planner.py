@@ -82,6 +82,11 @@ def expand_cells(backbones: list[tuple[str, str | None]], datasets: list[str],
                                       "variant": variant, "config": config,
                                       "shots": k, "seed": seed, **extra})
     found.raise_any()
+    from bench.protocols import config_refusals
+
+    refused = config_refusals(protocol, cells)
+    if refused:
+        raise UsageError(refusal(protocol, refused))
     return cells
 
 

@@ -58,10 +58,16 @@ def cell_fields(protocol: str, targets: list[str] | None = None) -> dict:
     return fields
 
 
-def supports_new_classes(method: str) -> bool:
+def supports_new_classes(method: str, config: dict | None = None) -> bool:
+    """Whether ``method`` (with ``config``, when given) scores classes it did not train on: its
+    registration's ``new_classes`` is True, or a function of the config (CoOp: not with a
+    class-specific context); without a config such a function counts as yes."""
     from methods import METHODS
 
-    return bool(METHODS.entry(method).extra.get("new_classes"))
+    flag = METHODS.entry(method).extra.get("new_classes")
+    if callable(flag):
+        return config is None or bool(flag(config))
+    return bool(flag)
 
 
 def split_methods(protocol: str, names: list[str]) -> tuple[list[str], list[str]]:
@@ -70,6 +76,18 @@ def split_methods(protocol: str, names: list[str]) -> tuple[list[str], list[str]
         return list(names), []
     ok = [n for n in names if supports_new_classes(n)]
     return ok, [n for n in names if n not in ok]
+
+
+def config_refusals(protocol: str, cells: list[dict]) -> list[str]:
+    """Method labels whose resolved config cannot follow ``protocol`` (``coop:csc``)."""
+    if protocol not in NEEDS_NEW_CLASSES:
+        return []
+    bad = {}
+    for cell in cells:
+        if not supports_new_classes(cell["method"], cell["config"]):
+            label = f"{cell['method']}:{cell['variant']}" if cell.get("variant") else cell["method"]
+            bad[label] = None
+    return list(bad)
 
 
 def refusal(protocol: str, refused: list[str]) -> str:

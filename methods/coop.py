@@ -393,7 +393,13 @@ class PromptCore:
         return Fitted(self.logits_fn_for(), info, self.for_classes())
 
 
-@METHODS.register("coop", display_name="CoOp", order=20, views=PER_EPOCH_VIEWS, new_classes=True,
+def unified_context(config: dict) -> bool:
+    """A unified context scores any class name; a class-specific one (csc) only its own."""
+    return not config.get("csc")
+
+
+@METHODS.register("coop", display_name="CoOp", order=20, views=PER_EPOCH_VIEWS,
+                  new_classes=unified_context,
                   description="learned prompt context through the frozen text encoder "
                               "(Zhou et al. 2022)")
 def fit(task: Task) -> Fitted:

@@ -19,7 +19,7 @@ import torch
 
 from methods import METHODS
 from methods.base import PER_EPOCH_VIEWS, Fitted, Task, normalize
-from methods.coop import PromptCore
+from methods.coop import PromptCore, unified_context
 from methods.zero_shot import resolve_templates
 
 
@@ -29,7 +29,7 @@ def kg_term(text: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
 
 
 @METHODS.register("kgcoop", display_name="KgCoOp", order=22, views=PER_EPOCH_VIEWS,
-                  new_classes=True,
+                  new_classes=unified_context,
                   description="CoOp + distance of the learned to the hand-crafted class text "
                               "embeddings (Yao et al. 2023)")
 def fit(task: Task) -> Fitted:

@@ -261,4 +261,5 @@ def test_class_specific_context_cannot_score_other_classes(tiny_backbone):
     assert fitted.for_classes is None
     with pytest.raises(TypeError, match="cannot score classes"):
         fitted.on_classes(["cat"], ["{}"], "dtd")
-    assert METHODS.entry("coop").extra.get("new_classes") is True
+    flag = METHODS.entry("coop").extra.get("new_classes")
+    assert flag({"csc": False}) and not flag({"csc": True})

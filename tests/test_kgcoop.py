@@ -101,7 +101,8 @@ def test_scores_other_classes_with_the_learned_context(tiny_backbone):
     torch.testing.assert_close(fitted.on_classes(NAMES[::-1], ["{}"], "dtd").logits(x),
                                fitted.logits(x).flip(1), rtol=1e-4, atol=1e-4)
     assert fitted.on_classes(["cat", "tree", "car"], ["{}"], "x").logits(x).shape == (12, 3)
-    assert METHODS.entry("kgcoop").extra.get("new_classes") is True
+    flag = METHODS.entry("kgcoop").extra.get("new_classes")
+    assert flag({"csc": False}) and not flag({"csc": True})
 
 
 def test_released_defaults():

@@ -253,3 +253,17 @@ def test_published_base2novel_numbers_are_consistent_and_sourced():
         METHODS.entry(r["method"])  # a method bench has
         b, n, h = float(r["base"]), float(r["novel"]), float(r["hm"])
         assert abs(2 * b * n / (b + n) - h) <= 0.011, r
+
+
+def test_a_class_specific_context_is_refused_at_plan_time(tmp_path, run_cli):
+    """CoOp scores new classes with its unified context; ``coop:csc`` has one context per
+    trained class and nothing for an unseen one: refused before anything runs."""
+    common = ("--datasets", "demo_signs", "--shots", "1", "--seeds", "1", "--output",
+              tmp_path / "o", "--dry-run")
+    code, _, err = run_cli("run", "--protocol", "base2novel", "--methods", "coop", *common)
+    assert code == 0, err
+    code, _, err = run_cli("run", "--protocol", "base2novel", "--methods", "coop:csc", *common)
+    assert code == 2 and "coop:csc" in err and "Traceback" not in err
+    code, _, err = run_cli("run", "--protocol", "base2novel", "--methods", "kgcoop", "--set",
+                           "kgcoop.csc=true", *common)
+    assert code == 2 and "kgcoop" in err
