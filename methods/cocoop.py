@@ -20,12 +20,10 @@ The text encoder runs once per (image, class) pair. Affordable here by:
 
 from __future__ import annotations
 
-import functools
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 from bench.schema import ConfigError
 from methods import METHODS
@@ -38,33 +36,8 @@ class RowPromptEncoder(PromptEncoder):
     """CoOp's prompt encoder fed one context per prompt: ``ctx_rows`` (k, M, W) goes into the
     slots of ``classes`` (k,), so prompts of different images share one pass."""
 
-    def embed(self, ctx_rows: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        """The token embeddings entering the transformer (k, L, W), positions added."""
-        k, M = ctx_rows.shape[:2]
-        x = self.base[classes]
-        rows = torch.arange(k, device=x.device).repeat_interleave(M)
-        x = x.index_put((rows, self.ctx_cols[classes].flatten()),
-                        ctx_rows.reshape(k * M, -1).to(x.dtype))
-        return x + self.pos.to(x.dtype)
-
     def forward(self, ctx_rows: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        x = self.embed(ctx_rows, classes)
-        tr = self.parts.transformer
-        if not getattr(tr, "batch_first", True):
-            x = x.transpose(0, 1)
-        for block in tr.resblocks:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(functools.partial(block, attn_mask=self.mask), x,
-                               use_reentrant=False)
-            else:
-                x = block(x, attn_mask=self.mask)
-        if not getattr(tr, "batch_first", True):
-            x = x.transpose(0, 1)
-        x = self.parts.ln_final(x)
-        x = x[torch.arange(len(classes), device=x.device), self.eot[classes]]
-        if self.parts.proj_module is not None:
-            return self.parts.proj_module(x)
-        return x @ self.parts.proj if self.parts.proj is not None else x
+        return self.encode(self.embed(ctx_rows, classes), classes)
 
 
 def meta_net(image_dim: int, width: int, ratio: int) -> nn.Sequential:

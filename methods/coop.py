@@ -197,16 +197,19 @@ class PromptEncoder(nn.Module):
         mask = parts.attn_mask[:L, :L] if causal else None
         self.register_buffer("mask", mask, persistent=False)
 
-    def forward(self, ctx: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        """``ctx`` (M, W) unified or (C, M, W) class-specific; ``classes`` (k,) -> (k, D)."""
-        k = len(classes)
+    def embed(self, ctx_rows: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """The token embeddings entering the transformer (k, L, W), positions added:
+        ``ctx_rows`` (k, M, W), one context per prompt, in the slots of ``classes`` (k,)."""
+        k, M = ctx_rows.shape[:2]
         x = self.base[classes]
-        ctx_rows = ctx.unsqueeze(0).expand(k, -1, -1) if ctx.ndim == 2 else ctx[classes]
-        M = ctx_rows.shape[1]
         rows = torch.arange(k, device=x.device).repeat_interleave(M)
         x = x.index_put((rows, self.ctx_cols[classes].flatten()),
                         ctx_rows.reshape(k * M, -1).to(x.dtype))
-        x = x + self.pos.to(x.dtype)
+        return x + self.pos.to(x.dtype)
+
+    def encode(self, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """The frozen text transformer from embeddings ``x`` (k, L, W) of ``classes``' prompts:
+        causal blocks, the final layer norm, EOT pooling, the projection -> (k, D)."""
         tr = self.parts.transformer
         if not getattr(tr, "batch_first", True):
             x = x.transpose(0, 1)
@@ -219,12 +222,16 @@ class PromptEncoder(nn.Module):
         if not getattr(tr, "batch_first", True):
             x = x.transpose(0, 1)
         x = self.parts.ln_final(x)
-        x = x[torch.arange(k, device=x.device), self.eot[classes]]
+        x = x[torch.arange(len(classes), device=x.device), self.eot[classes]]
         if self.parts.proj_module is not None:
-            x = self.parts.proj_module(x)
-        elif self.parts.proj is not None:
-            x = x @ self.parts.proj
-        return x
+            return self.parts.proj_module(x)
+        return x @ self.parts.proj if self.parts.proj is not None else x
+
+    def forward(self, ctx: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """``ctx`` (M, W) unified or (C, M, W) class-specific; ``classes`` (k,) -> (k, D)."""
+        k = len(classes)
+        ctx_rows = ctx.unsqueeze(0).expand(k, -1, -1) if ctx.ndim == 2 else ctx[classes]
+        return self.encode(self.embed(ctx_rows, classes), classes)
 
 
 def init_context(cfg: dict, task: Task, tower: nn.Module, width: int,
