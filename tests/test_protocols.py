@@ -137,6 +137,8 @@ def test_base2novel_end_to_end_report_hm(tmp_path, run_cli):
     # the few-shot report of the same folder says where the other results are
     code, _, err = run_cli("report", out)
     assert code == 2 and "--protocol base2novel" in err
+    code, _, err = run_cli("plot", out, "--out", tmp_path / "plots")  # few-shot curves only
+    assert code == 2 and "bench report" in err and "Traceback" not in err
     code, text, err = run_cli("report", out, "--protocol", "base2novel", "--format", "latex")
     assert code == 0 and "Novel" in text and "HM" in text
 

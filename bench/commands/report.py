@@ -125,8 +125,8 @@ def read_records(args, protocol: str = "fewshot") -> list[dict]:
               f"(bench report {args.output} --protocol NAME)", file=sys.stderr)
     if not mine and records:
         raise UsageError(f"no {protocol} results in {args.output}; it holds "
-                         f"{', '.join(sorted(others))} results: add --protocol "
-                         f"{sorted(others)[0]}")
+                         f"{', '.join(sorted(others))} results: see them with `bench report "
+                         f"{args.output} --protocol {sorted(others)[0]}`")
     return mine
 
 
