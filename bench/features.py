@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from bench.augment import CropFlip
 from bench.errors import BenchError
+from bench.gpu_images import DECODES, DeviceImages, EvalGeometry
 from results.atomic import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -302,10 +303,13 @@ def image_loader(files: ImageFiles, batch_size: int, workers: int, device: torch
         pin_memory=device.type == "cuda", persistent_workers=False, **extra)
 
 
-def encode_files(backbone, files: ImageFiles, batch_size: int = 64, workers: int = 0,
+def encode_files(backbone, files: ImageFiles | DeviceImages, batch_size: int = 64, workers: int = 0,
                  desc: str = "", autocast: bool = False, progress: bool = True) -> torch.Tensor:
     """Encode every image of ``files`` with the frozen image encoder: (N, D) float32 on CPU,
     or (V, N, D) when ``files`` yields V views per image.
+
+    ``files`` may also be a :class:`bench.gpu_images.DeviceImages` (``--decode gpu``): workers
+    then only read the files, and decoding and crops run on the model's device.
 
     Decoding and transforms run in ``workers`` DataLoader processes (:func:`image_loader`); on
     CUDA, batches come in pinned memory and are copied without blocking, the model runs under
@@ -314,7 +318,11 @@ def encode_files(backbone, files: ImageFiles, batch_size: int = 64, workers: int
     """
     # With V views per image, a batch holds about ``batch_size`` crops (at least one image).
     per_batch = batch_size if files.views is None else max(1, batch_size // len(files.views))
-    loader = image_loader(files, per_batch, workers, backbone.device)
+    if isinstance(files, DeviceImages):  # --decode gpu: batches come decoded on the device
+        files.batch_size, files.workers = per_batch, workers
+        loader = files
+    else:
+        loader = image_loader(files, per_batch, workers, backbone.device)
     out = []
     bar = tqdm(total=len(files), desc=desc, unit="img", disable=not progress or None, leave=False)
     for images, errors in loader:
@@ -354,10 +362,19 @@ class DatasetFeatures:
     augmented views of train images (each image decoded once for all its views); cached on disk
     unless ``cache=False`` (the protocol's per-epoch views, which are many and read once per run:
     see bench.views.EpochViewStore).
+
+    ``decode="gpu"``: images are decoded and cropped on the backbone's device
+    (bench.gpu_images; the same crop boxes, slightly different pixels), which changes the cache
+    key and :meth:`describe`. The default "cpu" leaves both as they were before the option.
     """
 
     def __init__(self, backbone, splits, cache: FeatureCache, batch_size: int = 64,
-                 workers: int = 0, autocast: bool = False, progress: bool = True):
+                 workers: int = 0, autocast: bool = False, progress: bool = True,
+                 decode: str = "cpu"):
+        if decode not in DECODES:
+            raise BenchError(f"decode must be one of {', '.join(DECODES)}, not {decode!r}")
+        self.decode = decode
+        self.decode_fallbacks = 0  # --decode gpu: images PIL decoded (not JPEG, or refused)
         self.backbone = backbone
         self.splits = splits
         self.cache = cache
@@ -375,13 +392,17 @@ class DatasetFeatures:
 
     def describe(self) -> dict:
         """How these features were computed and stored (recorded in every result)."""
-        return {"device": self.backbone.device.type, "precision": self.precision(),
-                "cache_dtype": self.cache.dtype}
+        out = {"device": self.backbone.device.type, "precision": self.precision(),
+               "cache_dtype": self.cache.dtype}
+        if self.decode != "cpu":  # absent for cpu: records from before the option stay equal
+            out["decode"] = self.decode
+        return out
 
     def _key(self, split: str, transform: str, view: int | None = None) -> dict:
         return {"weights": self.backbone.fingerprint, "dataset": self.splits.name, "split": split,
                 "items": self._list_hash[split], "transform": transform, "view": view,
-                "image_size": self.backbone.image_size, "precision": self.precision()}
+                "image_size": self.backbone.image_size, "precision": self.precision(),
+                **({"decode": self.decode} if self.decode != "cpu" else {})}
 
     def identity(self, split: str) -> Callable[[int], int]:
         """position -> :func:`file_identity` of that image, each file stat'ed once per job."""
@@ -400,15 +421,38 @@ class DatasetFeatures:
         import time
 
         items = self.splits.split(split)
-        files = ImageFiles(self.splits.image_dir, [items[p][0] for p in positions], transform,
-                           views=views, salt=salt, image_size=self.backbone.image_size,
-                           augment=augment)
+        relpaths = [items[p][0] for p in positions]
+        if self.decode == "gpu":
+            files = self._device_images(relpaths, transform, views, salt, augment)
+        else:
+            files = ImageFiles(self.splits.image_dir, relpaths, transform, views=views,
+                               salt=salt, image_size=self.backbone.image_size, augment=augment)
         t0 = time.perf_counter()
         feats = encode_files(self.backbone, files, self.batch_size, self.workers, desc=desc,
                              autocast=self.autocast, progress=self.progress)
+        if self.decode == "gpu" and files.fallbacks:
+            self.decode_fallbacks += len(files.fallbacks)
+            log.info("--decode gpu: %d of %d %s images are not JPEG (or nvJPEG refused them) and "
+                     "were decoded by PIL on the CPU, e.g. %s", len(files.fallbacks),
+                     len(relpaths), self.splits.name, files.fallbacks[0])
         self.encode_seconds += time.perf_counter() - t0
         self.encoded_images += len(positions) * (len(views) if views is not None else 1)
         return feats
+
+    def _device_images(self, relpaths, transform, views, salt, augment) -> DeviceImages:
+        bb = self.backbone
+        if augment is not None:
+            return DeviceImages(self.splits.image_dir, relpaths, bb.device, self.batch_size,
+                                augment=augment, views=views, salt=salt,
+                                image_size=bb.image_size)
+        try:
+            geometry = EvalGeometry(transform)
+        except ValueError as exc:
+            raise BenchError(f"{exc}; run it with --decode cpu") from None
+        split = split_normalization(transform)  # the eval transform's own mean and std
+        return DeviceImages(self.splits.image_dir, relpaths, bb.device, self.batch_size,
+                            eval=geometry, image_size=bb.image_size,
+                            normalization=split[1:] if split else (bb.mean, bb.std))
 
     def eval_features(self, split: str, positions: Sequence[int]) -> torch.Tensor:
         return self.cache.get(
