@@ -269,3 +269,70 @@ def test_a_class_specific_context_is_refused_at_plan_time(tmp_path, run_cli):
     code, _, err = run_cli("run", "--protocol", "base2novel", "--methods", "kgcoop", "--set",
                            "kgcoop.csc=true", *common)
     assert code == 2 and "kgcoop" in err
+
+
+# ----------------------------------------------------------------------------- report layouts
+def _metrics(correct: int, n: int) -> dict:
+    return {"top1": round(100.0 * correct / n, 6), "mean_per_class": 50.0, "n_test": n}
+
+
+def _synthetic_store(tmp_path):
+    """Base-to-novel and domain records written by hand (no run): known accuracies."""
+    from results.store import ResultStore
+
+    store = ResultStore(tmp_path / "out")
+    base = {"backbone": "RN50-quickgelu", "pretrained": "openai", "variant": None, "config": {},
+            "status": "ok", "created": "2026-11-29T00:00:00+00:00"}
+    truth = {}
+    for m, (b, n) in {"zero_shot": (60, 70), "coop": (80, 50)}.items():
+        for ds in ("dtd", "eurosat"):
+            for seed, shift in ((1, 0), (2, 10)):
+                ev = {"base": _metrics(b + shift, 100), "novel": _metrics(n - shift, 100)}
+                store.write({**base, "method": m, "dataset": ds, "shots": 16, "seed": seed,
+                             "protocol": "base2novel", "metrics": ev["base"], "evaluations": ev})
+            truth[(m, ds)] = (b + 5, n - 5)
+        targets = ["imagenet_a", "imagenet_v2"]
+        ev = {"imagenet": _metrics(b, 100), "imagenet_a": _metrics(n, 100),
+              "imagenet_v2": _metrics(b - 10, 100)}
+        store.write({**base, "method": m, "dataset": "imagenet", "shots": 16, "seed": 1,
+                     "protocol": "domain", "targets": targets, "metrics": ev["imagenet"],
+                     "evaluations": ev})
+    return store.output, truth
+
+
+def test_base2novel_layout_in_every_format(tmp_path, run_cli):
+    out, truth = _synthetic_store(tmp_path)
+    code, text, err = run_cli("report", out, "--protocol", "base2novel", "--format", "markdown")
+    assert code == 0, err
+    assert "| Method" in text and "Base" in text and "Novel" in text and "HM" in text
+    b, n = truth[("coop", "dtd")]
+    hm = 2 * b * n / (b + n)
+    assert f"{hm:.2f}" in text  # HM of the means, per dataset
+    avg_b = (truth[("coop", "dtd")][0] + truth[("coop", "eurosat")][0]) / 2
+    avg_n = (truth[("coop", "dtd")][1] + truth[("coop", "eurosat")][1]) / 2
+    assert f"{2 * avg_b * avg_n / (avg_b + avg_n):.2f}" in text  # and of the averages
+    code, text, err = run_cli("report", out, "--protocol", "domain", "--format", "terminal")
+    assert code == 0, err
+    assert "ImageNet" in text and "trained on ImageNet" in text
+    code, text, _ = run_cli("report", out, "--protocol", "domain", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    got = {(r["method"], r["dataset"]): float(r["mean"]) for r in rows}
+    assert got[("coop", "imagenet_a")] == 50.0 and got[("zero_shot", "imagenet_v2")] == 50.0
+    assert all(r["source"] == "imagenet" for r in rows)
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None,
+                    reason="pdflatex not installed (scripts/ci/setup-latex.sh installs it)")
+def test_protocol_latex_compiles(tmp_path, run_cli):
+    import subprocess
+
+    out, _ = _synthetic_store(tmp_path)
+    for protocol in ("base2novel", "domain"):
+        tex = tmp_path / f"{protocol}.tex"
+        code, _, err = run_cli("report", out, "--protocol", protocol, "--format", "latex",
+                               "--standalone", "--out", tex)
+        assert code == 0, err
+        res = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error",
+                              tex.name], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=120)
+        assert res.returncode == 0, res.stdout[-3000:]
