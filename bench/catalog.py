@@ -25,6 +25,15 @@ class MethodInfo:
     display_name: str
     description: str
     order: float
+    # Can it score classes it did not train on (bench.protocols)? "yes", "config" (depends on
+    # its config, e.g. CoOp's unified context), or "" (no).
+    new_classes: str = ""
+
+
+def _new_classes(flag) -> str:
+    if callable(flag):
+        return "config"
+    return "yes" if flag else ""
 
 
 class _NotLiteral(Exception):
@@ -50,8 +59,15 @@ def _info(call: ast.Call) -> MethodInfo:
         raise _NotLiteral from None
     if not isinstance(name, str):
         raise _NotLiteral
+    flag = next((k.value for k in call.keywords if k.arg == "new_classes"), None)
+    if flag is None:
+        new = ""
+    elif isinstance(flag, ast.Constant):
+        new = _new_classes(flag.value)
+    else:  # a function of the config, named or written inline
+        new = "config"
     return MethodInfo(name, kw.get("display_name") or name, kw.get("description", ""),
-                      float(kw.get("order", 1000.0)))
+                      float(kw.get("order", 1000.0)), new)
 
 
 def _methods_folder() -> Path | None:
@@ -84,7 +100,8 @@ def _from_source() -> list[MethodInfo] | None:
 def _from_registry() -> list[MethodInfo]:
     from methods import METHODS
 
-    return [MethodInfo(e.name, e.display_name, e.description, e.order)
+    return [MethodInfo(e.name, e.display_name, e.description, e.order,
+                       _new_classes(e.extra.get("new_classes")))
             for e in METHODS.entries()]
 
 

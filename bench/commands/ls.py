@@ -21,7 +21,10 @@ def main(args) -> int:
             if variants:
                 vtext = "  [variants: " + ", ".join(
                     f"{v}{' (default)' if v == default else ''}" for v in variants) + "]"
-            print(f"{e.name:24s} {e.display_name}: {e.description}{vtext}")
+            protocols = {"yes": "all", "config": "all (base2novel, crossdataset: not with "
+                         "every config)"}.get(e.new_classes, "fewshot, domain")
+            print(f"{e.name:24s} {e.display_name}: {e.description}{vtext}  "
+                  f"[protocols: {protocols}]")
     elif args.what == "datasets":
         from datasets_registry import DATASETS
 
