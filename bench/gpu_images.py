@@ -15,11 +15,16 @@ and benchmarks/gpu_check.sh measures it on the GPU; docs/protocol.md §9 gives t
 pixels differ, the decode path is part of every result's identity (bench.identity.feature_inputs).
 
 Everything here also runs on CPU tensors (``device="cpu"``): that is how it is tested.
+
+torchvision 0.29 marks its image decoders deprecated in favour of TorchCodec (not a dependency of
+bench yet); :func:`_decode_jpeg` silences that one warning. If a later torchvision drops
+``decode_jpeg``, this module is the one place to port.
 """
 
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -35,6 +40,12 @@ from bench.augment import CropFlip
 DECODES = ("cpu", "gpu")
 JPEG_MAGIC = b"\xff\xd8\xff"
 BICUBIC = InterpolationMode.BICUBIC
+
+
+def _decode_jpeg(data, device: torch.device):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
+        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
 
 
 def is_jpeg(data: bytes) -> bool:
@@ -147,13 +158,12 @@ class DeviceImages:
         if jpegs:
             datas = [payloads[i] for i in jpegs]
             try:
-                decoded = decode_jpeg(datas, mode=ImageReadMode.RGB, device=self.device)
+                decoded = _decode_jpeg(datas, self.device)
             except RuntimeError:  # one bad file fails the batch: decode one by one
                 decoded = []
                 for data in datas:
                     try:
-                        decoded.append(decode_jpeg(data, mode=ImageReadMode.RGB,
-                                                   device=self.device))
+                        decoded.append(_decode_jpeg(data, self.device))
                     except RuntimeError:
                         decoded.append(None)
             for i, img in zip(jpegs, decoded):

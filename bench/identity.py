@@ -8,7 +8,8 @@
     subset    hash of the cell's few-shot train/val items (its sampler, shots and seed) and of
               their files' identities
     weights   the backbone weights' fingerprint (tag, or a content hash of a local file)
-    features  how image features are made: device type, precision, cache storage dtype
+    features  how image features are made: device type, precision, cache storage dtype, and
+              ``decode: gpu`` where images are decoded on the device (bench.gpu_images)
     views     the train views the cell's method gets (bench.views.resolve_views)
     targets   (domain / cross-dataset protocols) per target dataset: its split and test hashes
 
@@ -89,8 +90,12 @@ def feature_inputs(device: str, options: dict) -> dict:
     dev = torch.device(device).type
     autocast = options.get("autocast", "auto")
     amp = dev == "cuda" and (autocast in (True, "on") or autocast == "auto")
-    return {"device": dev, "precision": "amp" if amp else "fp32",
-            "cache_dtype": options.get("cache_dtype", "float32")}
+    out = {"device": dev, "precision": "amp" if amp else "fp32",
+           "cache_dtype": options.get("cache_dtype", "float32")}
+    decode = options.get("decode", "cpu")
+    if decode != "cpu":  # absent for cpu, so the results from before --decode stay done
+        out["decode"] = decode
+    return out
 
 
 def attach_inputs(cells: list[dict], data_root: str, device: str, options: dict) -> None:

@@ -154,7 +154,9 @@ def config_tag(config: dict, reference: dict | None, keys: Iterable[str] = ()) -
 
 
 FEATURE_PARTS = (("device", "{} features"), ("precision", "{} features"),
-                 ("cache_dtype", "{} cache"))
+                 ("cache_dtype", "{} cache"), ("decode", "{} decode"))
+# A part a record does not state has this value (records say decode only when it is gpu).
+FEATURE_DEFAULTS = {"decode": "cpu"}
 
 
 def _features_sig(rec: dict) -> tuple | None:
@@ -165,7 +167,7 @@ def _features_sig(rec: dict) -> tuple | None:
         else rec.get("features")
     if not isinstance(feats, dict):
         return None
-    return tuple(str(feats.get(k)) for k, _ in FEATURE_PARTS)
+    return tuple(str(feats.get(k, FEATURE_DEFAULTS.get(k))) for k, _ in FEATURE_PARTS)
 
 
 def _weights(rec: dict) -> str | None:

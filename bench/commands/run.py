@@ -14,6 +14,7 @@ AUTOCAST = ("auto", "on", "off")
 # bench.features.DTYPES's names, spelled out so `bench --help` does not import torch
 # (tests/test_cli_run.py checks they agree)
 CACHE_DTYPES = ("float32", "float16")
+DECODES = ("cpu", "gpu")  # bench.gpu_images.DECODES (tests/test_gpu_images.py checks they agree)
 
 
 def register(sub) -> None:
@@ -52,6 +53,11 @@ def register(sub) -> None:
     p.add_argument("--autocast", choices=AUTOCAST,
                    help="fp16 autocast for image encoding: auto (default) = on when the run is on "
                         "CUDA (the original code's fp16 image encoder), never on a CPU")
+    p.add_argument("--decode", choices=DECODES,
+                   help="where images are decoded and cropped: cpu (default; PIL in the "
+                        "DataLoader workers) or gpu (nvJPEG and tensor crops on the run's CUDA "
+                        "device: the same crop boxes, slightly different pixels; its speed and "
+                        "accuracy on a GPU are not measured yet, see docs/protocol.md §9)")
     p.add_argument("--cache-dtype", choices=CACHE_DTYPES,
                    help="how cached features are stored (default float32; float16 halves the "
                         "cache)")
@@ -168,8 +174,14 @@ def resolve(args) -> RunConfig:
         "cache_dtype": _choice(pick(args.cache_dtype, sweep, "cache_dtype", "float32"),
                                CACHE_DTYPES, "cache_dtype"),
         "autocast": _choice(pick(args.autocast, sweep, "autocast", "auto"), AUTOCAST, "autocast"),
+        "decode": _choice(pick(getattr(args, "decode", None), sweep, "decode", "cpu"), DECODES,
+                          "decode"),
         "progress": not args.quiet,
     }
+    if options["decode"] == "gpu" and not cuda:
+        raise UsageError(f"--decode gpu decodes images on the run's CUDA device, but this run is "
+                         f"on the CPU (--device {device}); use --decode cpu, or --device cuda "
+                         f"on a machine with a GPU")
     if options["batch_size"] < 1:
         raise UsageError("--batch-size must be a positive number")
     if options["workers"] < 0:
