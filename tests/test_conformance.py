@@ -278,6 +278,26 @@ def test_info_is_json_serializable_into_the_record(conformance, case):
     assert json.loads(json.dumps(fitted.info)) == record["selected"]
 
 
+@pytest.mark.parametrize("case", METHOD_CASES, ids=_case_id)
+def test_new_classes_as_declared(conformance, case):
+    """A method declared able to score classes it did not train on (``new_classes``, for this
+    config) returns ``for_classes``; over its own classes it gives its fitted logits, and over a
+    subset of them, in another order, those columns (the base-to-novel and cross-dataset
+    protocols score novel classes through it)."""
+    from bench.protocols import supports_new_classes
+
+    _, task, fitted = _case(conformance, case)
+    if not supports_new_classes(case[0], task.config):
+        pytest.skip(f"{_case_id(case)} does not declare new_classes for this config")
+    assert fitted.for_classes is not None, "declared new_classes but returned no for_classes"
+    x = _probe(task)
+    own = fitted.on_classes(task.classnames, task.templates, task.dataset).logits(x)
+    assert torch.allclose(own, fitted.logits(x), atol=1e-4)
+    pick = list(range(task.num_classes))[::-1][:2]
+    sub = fitted.on_classes([task.classnames[i] for i in pick], task.templates, task.dataset)
+    assert torch.allclose(sub.logits(x), fitted.logits(x)[:, pick], atol=1e-4)
+
+
 def test_every_variant_resolves_on_every_dataset_and_shot():
     from bench.config import MethodSpec, resolve_method_config
     from datasets_registry import DATASETS
