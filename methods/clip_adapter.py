@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from bench.schema import ConfigError
 from methods import METHODS
+from methods._selection import Selection, correct, require_val
 from methods._training import OptimConfig, accuracy, seeded_rng, train
 from methods.base import PER_EPOCH_VIEWS, Fitted, Task, normalize
 
@@ -209,6 +210,26 @@ def _fit_candidates(task: Task, cfg: dict, weights: torch.Tensor, candidates: li
             for k, (a, b) in enumerate(candidates)]
 
 
+def _search_ratios(task: Task, cfg: dict, weights: torch.Tensor, candidates: list[tuple],
+                   scale: float) -> tuple[Selection, list[dict]]:
+    """One head per (alpha, beta) candidate, the best on val kept (ties: the earlier one).
+    Returns the selection (its value: head, loss history, alpha, beta) and the ratio_search log."""
+    n_val = require_val(task, "clip_adapter", "a ratio set to 'search'",
+                        "set alpha / beta to a number in [0, 1]")
+    names = ", ".join(n for n, v in zip(("alpha", "beta"), candidates[0]) if v is not None)
+    sel = Selection(names, n_val, ties="first")
+    xv, yv = task.val.features.to(task.device).float(), task.val.labels
+    log = []
+    for (alpha, beta), (head, history) in zip(candidates,
+                                              _fit_candidates(task, cfg, weights, candidates, scale)):
+        with torch.no_grad():
+            logits = head(xv)
+        entry = {k: v for k, v in (("alpha", alpha), ("beta", beta)) if v is not None}
+        log.append({**entry, "val_acc": accuracy(logits, yv)})  # the record's float percent
+        sel.offer((head, history, alpha, beta), correct(logits, yv))
+    return sel, log
+
+
 def fit_adapter(task: Task, branches: str) -> Fitted:
     cfg = task.config
     grid = list(cfg.get("ratio_grid") or [])
@@ -218,26 +239,13 @@ def fit_adapter(task: Task, branches: str) -> Fitted:
     weights = task.backbone.class_weights(task.classnames, task.templates).to(task.device).float()
 
     candidates = list(itertools.product(alphas, betas))
-    searched = len(candidates) > 1
-    if searched and len(task.val) == 0:
-        raise ConfigError("clip_adapter: a ratio set to 'search' needs a few-shot val set")
-    best = None
-    search_log = []
-    if searched:
-        fits = _fit_candidates(task, cfg, weights, candidates, scale)
+    if len(candidates) == 1:
+        head, history = _fit_one(task, cfg, weights, *candidates[0], scale)
+        alpha, beta = candidates[0]
+        sel = search_log = None
     else:
-        fits = [_fit_one(task, cfg, weights, *candidates[0], scale)]
-    for (alpha, beta), (head, history) in zip(candidates, fits):
-        val_acc = None
-        if searched:
-            with torch.no_grad():
-                val_acc = accuracy(head(task.val.features.to(task.device).float()),
-                                   task.val.labels)
-            entry = {k: v for k, v in (("alpha", alpha), ("beta", beta)) if v is not None}
-            search_log.append({**entry, "val_acc": val_acc})
-        if best is None or (val_acc is not None and val_acc > best[0]):
-            best = (val_acc, head, history, alpha, beta)
-    _, head, history, alpha, beta = best
+        sel, search_log = _search_ratios(task, cfg, weights, candidates, scale)
+        head, history, alpha, beta = sel.value
 
     def logits_fn(features: torch.Tensor) -> torch.Tensor:
         return head(features.to(task.device).float()).to(features.device)
@@ -248,8 +256,9 @@ def fit_adapter(task: Task, branches: str) -> Fitted:
 
     info = {k: v for k, v in (("alpha", alpha), ("beta", beta)) if v is not None}
     info["logit_scale"] = scale
-    if searched:
+    if sel is not None:
         info["ratio_search"] = search_log
+        info["val_selection"] = sel.trace()
     info["train_loss_first_epoch"], info["train_loss_last_epoch"] = history[0], history[-1]
     return Fitted(logits_fn, info, for_classes)
 

@@ -25,6 +25,7 @@ import torch
 
 from bench.schema import ConfigError
 from methods import METHODS
+from methods._selection import correct, percent, require_val, select
 from methods.base import Fitted, Task, normalize
 from methods.tip_adapter import TIP_VIEWS, _fixed_views, _scale
 from methods.zero_shot import resolve_templates
@@ -66,20 +67,20 @@ def fit_gda(task: Task) -> Fitted:
         return scale * f @ text.T, f @ W.T + b
 
     grid = [float(a) for a in cfg["alpha_grid"]]
-    if len(task.val) == 0:
-        raise ConfigError("gda: the alpha search needs a few-shot val set")
+    n = require_val(task, "gda", "the alpha search",
+                    "use a split with val images (every few-shot sampler draws some)")
     zs, disc = parts(task.val.features)
     yv = task.val.labels.to(dev)
-    scores = [int(((zs + a * disc).argmax(1) == yv).sum()) for a in grid]
-    best = max(range(len(grid)), key=lambda i: (scores[i], -i))  # first best, as the release
-    # the release starts from best_alpha = 0.1 and replaces it only on a val accuracy > 0
-    alpha = grid[best] if scores[best] > 0 else 0.1
+    scores = [correct(zs + a * disc, yv) for a in grid]
+    # the release starts from best_alpha = 0.1 at accuracy 0 and keeps the first strictly better
+    sel = select("alpha", n, grid, scores, ties="first", start=(0.1, 0))
+    alpha = sel.value
 
     def logits_fn(features: torch.Tensor) -> torch.Tensor:
         z, g = parts(features)
         return (z + alpha * g).to(features.device)
 
-    n = len(task.val)
-    return Fitted(logits_fn, {"alpha": alpha, "val_acc": round(100.0 * scores[best] / n, 4),
-                              "alpha_search": [[a, round(100.0 * s / n, 4)] for a, s in zip(grid, scores)],
-                              "n_samples": int(x.shape[0]), "logit_scale": scale})
+    return Fitted(logits_fn, {"alpha": alpha, "val_acc": sel.val_acc,
+                              "alpha_search": [[a, percent(s, n)] for a, s in zip(grid, scores)],
+                              "n_samples": int(x.shape[0]), "logit_scale": scale,
+                              "val_selection": sel.trace()})

@@ -33,6 +33,7 @@ import torch
 
 from bench.schema import ConfigError
 from methods import METHODS
+from methods._selection import require_val, select, trace
 from methods.base import Fitted, Task
 
 
@@ -351,24 +352,34 @@ class SklearnLogReg:
 SOLVERS = {"torch": TorchLogReg, "sklearn": SklearnLogReg}
 
 
-def _accuracy(model, X, y, X_basis=None) -> float:
+def _correct(model, X, y, X_basis=None) -> int:
+    """How many of the val rows X the model labels y."""
     if X_basis is not None and getattr(model, "_basis", None) is not None:
         # val features already in the model's basis: (X - mu) V Wr + b' (no d x r x k expansion)
         pred = torch.addmm(model._bp, X_basis, model._Wr).argmax(dim=1)
     else:
         pred = model.predict(X)
-    return (pred.cpu() == y.cpu()).double().mean().item()
+    return int((pred.cpu() == y.cpu()).sum())
 
 
 def search_C(train_X, train_y, val_X, val_y, n_classes, cfg, device):
-    """CoOp lpclip's search. Returns (best C, fitted model, trace of (C, val acc))."""
+    """CoOp lpclip's search. Returns (best C, fitted model, trace of (C, val acc as a fraction))."""
+    C, model, scored = _search_C(train_X, train_y, val_X, val_y, n_classes, cfg, device)
+    return C, model, [(c, k / len(val_y)) for c, k in scored]
+
+
+def _search_C(train_X, train_y, val_X, val_y, n_classes, cfg, device):
+    """(best C, its model, [(C, correct val count)] in the order scored). Both stages keep the
+    first of ties (``select``): the grid's first best in the listed order (lpclip's argmax), and
+    at each bisection step the left end unless the right one is strictly better."""
     name = cfg.get("solver", "torch")
     if name not in SOLVERS:
         raise ConfigError(f"linear_probe: solver must be one of {', '.join(SOLVERS)}, not {name!r}")
     solver = SOLVERS[name]
     max_iter = int(cfg.get("max_iter", 1000))
     tol = float(cfg.get("tol", 1e-4))
-    trace: list[tuple[float, float]] = []
+    n_val = len(val_y)
+    scored: list[tuple[float, int]] = []
     solved: dict[float, TorchLogReg] = {}
     opts = {}
     basis = val_basis = None
@@ -383,7 +394,7 @@ def search_C(train_X, train_y, val_X, val_y, n_classes, cfg, device):
 
     def fit(C):
         if C in done:  # bisection revisits the end it kept: same C, same model, same accuracy
-            trace.append((float(C), done[C][1]))
+            scored.append((float(C), done[C][1]))
             return done[C]
         model = solver(train_X.shape[1], n_classes, device, **opts)
         if solved and isinstance(model, TorchLogReg):  # warm start from the nearest C solved
@@ -393,23 +404,23 @@ def search_C(train_X, train_y, val_X, val_y, n_classes, cfg, device):
         model.fit(train_X, train_y, C, max_iter=max_iter, tol=tol, **kw)
         if isinstance(model, TorchLogReg):
             solved[C] = model
-        acc = _accuracy(model, val_X, val_y, val_basis)
-        trace.append((float(C), acc))
-        done[C] = (model, acc)
-        return model, acc
+        k = _correct(model, val_X, val_y, val_basis)
+        scored.append((float(C), k))
+        done[C] = (model, k)
+        return model, k
 
     grid = [float(c) for c in cfg.get("c_grid", [1e6, 1e4, 1e2, 1, 1e-2, 1e-4, 1e-6])]
     # Warm starts work best from strong to weak regularization, so fit the grid in increasing C,
     # but choose exactly as lpclip does (the first best in the listed order).
     fitted = {C: fit(C) for C in sorted(grid)}
-    best = grid[int(np.argmax([fitted[c][1] for c in grid]))]
+    best = select("C", n_val, grid, [fitted[c][1] for c in grid], ties="first").value
     left, right = best / 10.0, best * 10.0
     final_C, final_model = None, None
     for _ in range(int(cfg.get("bisection_steps", 8))):
-        m_left, acc_left = fit(left)
-        m_right, acc_right = fit(right)
+        m_left, k_left = fit(left)
+        m_right, k_right = fit(right)
         mid = 10 ** (0.5 * (math.log10(left) + math.log10(right)))
-        if acc_left < acc_right:
+        if select("C", n_val, ["left", "right"], [k_left, k_right], ties="first").value == "right":
             final_C, final_model = right, m_right
             left = mid
         else:
@@ -421,7 +432,7 @@ def search_C(train_X, train_y, val_X, val_y, n_classes, cfg, device):
         # the chosen fit gets the float64 polish (scikit-learn's stopping rule, docs/protocol.md §5), unless it already
         # met the rule in float64 during the search
         final_model.fit(train_X, train_y, final_C, max_iter=max_iter, tol=tol, basis=basis)
-    return final_C, final_model, trace
+    return final_C, final_model, scored
 
 
 @METHODS.register("linear_probe", display_name="Linear probe", order=10,
@@ -429,11 +440,18 @@ def search_C(train_X, train_y, val_X, val_y, n_classes, cfg, device):
 def linear_probe(task: Task) -> Fitted:
     cfg = task.config
     device = task.device
-    C, model, trace = search_C(task.train.features, task.train.labels, task.val.features,
-                               task.val.labels, task.num_classes, cfg, device)
+    n_val = require_val(task, "linear_probe", "the C search",
+                        "use a split with val images (every few-shot sampler draws some)")
+    C, model, scored = _search_C(task.train.features, task.train.labels, task.val.features,
+                                 task.val.labels, task.num_classes, cfg, device)
+    chosen = max(i for i, (c, _) in enumerate(scored) if c == C)
 
     def logits(features):
         return model.decision(features).float()
 
-    return Fitted(logits, {"C": C, "val_acc": round(100 * dict(trace)[C], 4),
-                           "c_trace": [[c, round(100 * a, 4)] for c, a in trace]})
+    return Fitted(logits, {"C": C, "val_acc": round(100 * (scored[chosen][1] / n_val), 4),
+                           "c_trace": [[c, round(100 * (k / n_val), 4)] for c, k in scored],
+                           "val_selection": trace(
+                               "C", "first", n_val, [k for _, k in scored], chosen,
+                               scored[chosen][1], search="grid, then bisection",
+                               bisection_steps=int(cfg.get("bisection_steps", 8)))})

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from bench.schema import ConfigError
 from methods import METHODS
+from methods._selection import Selection, correct, percent, require_val
 from methods.base import Fitted, Task, ViewSpec, normalize
 from methods.tip_adapter import _fixed_views
 from methods.zero_shot import resolve_templates
@@ -81,9 +82,10 @@ def fit_lp_pp(task: Task) -> Fitted:
     if missing:
         raise ConfigError(f"lp_pp: classes {missing[:5]} have no train image; LP++ starts "
                           f"from a per-class sum")
-    if select == "val" and len(task.val) == 0:
-        raise ConfigError("lp_pp: select_epoch 'val' needs a few-shot val set "
-                          "(or set select_epoch: last)")
+    # the epoch on val, ties: the latest (the release's >=); select_epoch: last keeps the last
+    sel = None if select == "last" else Selection(
+        "epoch", require_val(task, "lp_pp", "select_epoch 'val'", "set select_epoch: last"),
+        ties="last")
     templates = resolve_templates(cfg.get("templates", "dataset"), task.templates, task.dataset, False)
     text = task.backbone.class_weights(task.classnames, templates).to(dev).float()
     gen = torch.Generator().manual_seed(int(task.seed))
@@ -99,11 +101,12 @@ def fit_lp_pp(task: Task) -> Fitted:
     if dev.type == "cpu" and x.numel() * task.num_classes < SMALL:
         torch.set_num_threads(1)
     try:
-        best, best_epoch, curve, loss = _train(x, y, xv, yv, text, W, b, alpha, opt, init,
-                                               epochs, every, select)
+        best, curve, loss = _train(x, y, xv, yv, text, W, b, alpha, opt, init, epochs, every,
+                                   sel)
     finally:
         torch.set_num_threads(threads)
     Wf, bf, af = best
+    best_epoch = epochs - 1 if sel is None else sel.value
 
     def logits_fn(features: torch.Tensor) -> torch.Tensor:
         f = normalize(features.to(dev).float())
@@ -114,12 +117,15 @@ def fit_lp_pp(task: Task) -> Fitted:
             "alpha_mean": float(af.mean()), "train_loss_last_epoch": float(loss.detach())}
     if curve:
         info["val_acc"] = curve[best_epoch]
+    if sel is not None:
+        info["val_selection"] = sel.trace()
     return Fitted(logits_fn, info)
 
 
-def _train(x, y, xv, yv, text, W, b, alpha, opt, init, epochs, every, select):
-    """The release's loop; returns ((W, b, alpha) of the kept epoch, its index, val curve, loss)."""
-    best, best_epoch, best_acc, curve = None, 0, -1.0, []
+def _train(x, y, xv, yv, text, W, b, alpha, opt, init, epochs, every, sel):
+    """The release's loop; returns ((W, b, alpha) of the kept epoch, val curve, last loss).
+    ``sel``: the epoch's Selection on val, or None to keep the last epoch."""
+    best, curve = None, []
     for epoch in range(epochs):
         loss = F.cross_entropy(lpp_logits(x, W, b, alpha, text), y)
         opt.zero_grad()                    # W and b only: alpha's gradient accumulates
@@ -129,12 +135,11 @@ def _train(x, y, xv, yv, text, W, b, alpha, opt, init, epochs, every, select):
             with torch.no_grad():
                 alpha -= init["lr_alpha"] * alpha.grad
         state = (W.detach().clone(), b.detach().clone(), alpha.detach().clone())
+        n_correct = None
         if xv is not None:
             with torch.no_grad():
-                acc = 100.0 * float((lpp_logits(xv, *state[:2], state[2], text).argmax(1) == yv)
-                                    .float().mean())
-            curve.append(round(acc, 4))
-        if select == "last" or curve[-1] >= best_acc:
-            best, best_epoch = state, epoch
-            best_acc = curve[-1] if curve else best_acc
-    return best, best_epoch, curve, loss
+                n_correct = correct(lpp_logits(xv, *state[:2], state[2], text), yv)
+            curve.append(percent(n_correct, len(yv)))
+        if sel is None or sel.offer(epoch, n_correct):
+            best = state
+    return best, curve, loss

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from bench.schema import ConfigError
 from methods import METHODS
+from methods._selection import Selection, correct, percent, require_val
 from methods._training import OptimConfig, train
 from methods.base import Fitted, Task, ViewSpec, normalize
 from methods.zero_shot import resolve_templates
@@ -58,20 +59,26 @@ def search_grid(scale: float, steps: int) -> list[float]:
 
 
 @torch.no_grad()
-def search_alpha_beta(f_val: torch.Tensor, y_val: torch.Tensor, clip_val: torch.Tensor,
-                      keys: torch.Tensor, values: torch.Tensor, betas: list[float],
-                      alphas: list[float]) -> tuple[float, float, int]:
-    """(beta, alpha, correct) with the most correct val predictions; ties keep the first in
-    (beta outer, alpha inner) order, as the release's strict ``>`` does."""
-    best = None
+def alpha_beta_selection(f_val: torch.Tensor, y_val: torch.Tensor, clip_val: torch.Tensor,
+                         keys: torch.Tensor, values: torch.Tensor, betas: list[float],
+                         alphas: list[float]) -> Selection:
+    """The release's ``search_hp``: (beta, alpha) pairs in (beta outer, alpha inner) order, the
+    first best kept (its strict ``>``); the selection's value is (beta, alpha)."""
+    sel = Selection("beta, alpha", len(y_val), ties="first")
     y = y_val.to(clip_val.device)
     for beta in betas:
         cache = cache_logits(f_val, keys, values, beta)
         for alpha in alphas:
-            correct = int(((clip_val + alpha * cache).argmax(dim=1) == y).sum())
-            if best is None or correct > best[2]:
-                best = (beta, alpha, correct)
-    return best
+            sel.offer((beta, alpha), correct(clip_val + alpha * cache, y))
+    return sel
+
+
+def search_alpha_beta(f_val: torch.Tensor, y_val: torch.Tensor, clip_val: torch.Tensor,
+                      keys: torch.Tensor, values: torch.Tensor, betas: list[float],
+                      alphas: list[float]) -> tuple[float, float, int]:
+    """(beta, alpha, correct) of ``alpha_beta_selection``."""
+    sel = alpha_beta_selection(f_val, y_val, clip_val, keys, values, betas, alphas)
+    return (*sel.value, sel.correct)
 
 
 def _scale(cfg: dict, task: Task) -> float:
@@ -117,27 +124,28 @@ class _Setup:
         labels = task.train.labels.to(dev).long()
         self.values = F.one_hot(labels, task.num_classes).float()
         self.n_cache = n_cache
+        # checked before Tip-Adapter-F trains, not after
+        self.n_val = (require_val(task, name, "the alpha/beta search",
+                                  "set search: false to use init_alpha / init_beta")
+                      if cfg.get("search", True) else 0)
 
     def search(self, keys: torch.Tensor) -> dict:
         """alpha, beta: searched on the few-shot val set, or the init values (search: false)."""
         cfg, task = self.cfg, self.task
         if not cfg.get("search", True):
             return {"alpha": float(cfg["init_alpha"]), "beta": float(cfg["init_beta"])}
-        if len(task.val) == 0:
-            raise ConfigError("tip_adapter: the alpha/beta search needs a few-shot val set "
-                             "(or set search: false to use init_alpha / init_beta)")
         (beta_scale, alpha_scale), (beta_steps, alpha_steps) = cfg["search_scale"], cfg["search_step"]
         betas, alphas = search_grid(beta_scale, beta_steps), search_grid(alpha_scale, alpha_steps)
         f_val = normalize(task.val.features.to(task.device).float())
         clip_val = self.scale * f_val @ self.weights.T
-        beta, alpha, correct = search_alpha_beta(f_val, task.val.labels, clip_val, keys,
-                                                 self.values, betas, alphas)
-        zs_correct = int((clip_val.argmax(1).cpu() == task.val.labels.cpu()).sum())
-        n = len(task.val)
-        return {"alpha": alpha, "beta": beta, "val_acc": round(100.0 * correct / n, 4),
-                "val_acc_zero_shot": round(100.0 * zs_correct / n, 4),
+        sel = alpha_beta_selection(f_val, task.val.labels, clip_val, keys, self.values,
+                                   betas, alphas)
+        beta, alpha = sel.value
+        return {"alpha": alpha, "beta": beta, "val_acc": sel.val_acc,
+                "val_acc_zero_shot": percent(correct(clip_val, task.val.labels), self.n_val),
                 "grid": {"beta": [betas[0], betas[-1], len(betas)],
-                         "alpha": [alphas[0], alphas[-1], len(alphas)]}}
+                         "alpha": [alphas[0], alphas[-1], len(alphas)]},
+                "val_selection": sel.trace(keep_scores=False)}
 
     def fitted(self, keys: torch.Tensor, info: dict) -> Fitted:
         weights, values, scale = self.weights, self.values, self.scale
