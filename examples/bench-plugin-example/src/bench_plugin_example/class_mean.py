@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from methods import METHODS
+from methods._selection import correct, require_val, select
 from methods.base import NO_VIEWS, Fitted, Task, normalize
 
 
@@ -31,11 +32,6 @@ def _blend(text: torch.Tensor, protos: torch.Tensor, alpha: float, scale: float)
     return logits
 
 
-def _val_accuracy(logits_fn, task: Task) -> float:
-    pred = logits_fn(task.val.features).argmax(dim=1)
-    return (pred == task.val.labels).float().mean().item()
-
-
 @METHODS.register("class_mean", display_name="Class-mean + ZS", order=50,
                   description="class-mean prototypes blended with zero-shot text weights "
                               "(example plugin)",
@@ -45,8 +41,12 @@ def class_mean(task: Task) -> Fitted:
     protos = _prototypes(task)
     scale = task.backbone.logit_scale
     alpha = task.config["alpha"]
+    info = {}
     if alpha == "search":  # the first best value of the grid on the few-shot val set
+        n = require_val(task, "class_mean", "alpha: search", "set alpha to a number")
         grid = [float(a) for a in task.config["alpha_grid"]]
-        scores = [_val_accuracy(_blend(text, protos, a, scale), task) for a in grid]
-        alpha = grid[scores.index(max(scores))]
-    return Fitted(_blend(text, protos, float(alpha), scale), {"alpha": float(alpha)})
+        scores = [correct(_blend(text, protos, a, scale)(task.val.features), task.val.labels)
+                  for a in grid]
+        choice = select("alpha", n, grid, scores, ties="first")
+        alpha, info["val_selection"] = choice.value, choice.trace()
+    return Fitted(_blend(text, protos, float(alpha), scale), {"alpha": float(alpha), **info})
