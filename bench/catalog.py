@@ -16,7 +16,10 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-_FIELDS = ("display_name", "order", "description")
+_FIELDS = ("display_name", "order", "description", "family")
+# The method families, in the order tables group them (registrations say ``family=...``;
+# a method without one, a plugin say, is listed after them).
+FAMILIES = ("zero-shot", "linear probe", "adapter", "cache model", "prompt learning")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class MethodInfo:
     # Can it score classes it did not train on (bench.protocols)? "yes", "config" (depends on
     # its config, e.g. CoOp's unified context), or "" (no).
     new_classes: str = ""
+    family: str = ""  # one of FAMILIES, or "" 
 
 
 def _new_classes(flag) -> str:
@@ -67,7 +71,7 @@ def _info(call: ast.Call) -> MethodInfo:
     else:  # a function of the config, named or written inline
         new = "config"
     return MethodInfo(name, kw.get("display_name") or name, kw.get("description", ""),
-                      float(kw.get("order", 1000.0)), new)
+                      float(kw.get("order", 1000.0)), new, str(kw.get("family", "")))
 
 
 def _methods_folder() -> Path | None:
@@ -101,7 +105,7 @@ def _from_registry() -> list[MethodInfo]:
     from methods import METHODS
 
     return [MethodInfo(e.name, e.display_name, e.description, e.order,
-                       _new_classes(e.extra.get("new_classes")))
+                       _new_classes(e.extra.get("new_classes")), str(e.extra.get("family", "")))
             for e in METHODS.entries()]
 
 

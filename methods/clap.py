@@ -89,7 +89,7 @@ def _check(cfg: dict) -> None:
                           f"not {cfg['multipliers']!r}")
 
 
-@METHODS.register("clap", display_name="CLAP", order=13, views=CLAP_VIEWS,
+@METHODS.register("clap", display_name="CLAP", order=12, family="linear probe", views=CLAP_VIEWS,
                   description="zero-shot-initialized linear probe kept near the text prototypes "
                               "by class-adaptive multipliers; no val search (Silva-Rodriguez et al. 2024)")
 def fit_clap(task: Task) -> Fitted:

@@ -264,6 +264,7 @@ def fit_adapter(task: Task, branches: str) -> Fitted:
 
 
 @METHODS.register("clip_adapter_visual", display_name="CLIP-Adapter (visual)", order=30,
+                  family="adapter",
                   views=PER_EPOCH_VIEWS, new_classes=True, description="residual bottleneck adapter on the image feature "
                               "(Gao et al. 2023; the released variant)")
 def fit_visual(task: Task) -> Fitted:
@@ -271,6 +272,7 @@ def fit_visual(task: Task) -> Fitted:
 
 
 @METHODS.register("clip_adapter_text", display_name="CLIP-Adapter (text)", order=31,
+                  family="adapter",
                   views=PER_EPOCH_VIEWS, new_classes=True, description="residual bottleneck adapter on the class text embeddings "
                               "(Gao et al. 2023; described, not released)")
 def fit_text(task: Task) -> Fitted:
@@ -278,6 +280,7 @@ def fit_text(task: Task) -> Fitted:
 
 
 @METHODS.register("clip_adapter_both", display_name="CLIP-Adapter (both)", order=32,
+                  family="adapter",
                   views=PER_EPOCH_VIEWS, new_classes=True, description="residual bottleneck adapters on image and text features "
                               "(Gao et al. 2023; described, not released)")
 def fit_both(task: Task) -> Fitted:

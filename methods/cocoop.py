@@ -94,7 +94,8 @@ def _logits(scale: float, img: torch.Tensor, text: torch.Tensor) -> torch.Tensor
     return scale * torch.einsum("bd,bcd->bc", img, normalize(text))
 
 
-@METHODS.register("cocoop", display_name="CoCoOp", order=21, views=PER_EPOCH_VIEWS,
+@METHODS.register("cocoop", display_name="CoCoOp", order=51, family="prompt learning",
+                  views=PER_EPOCH_VIEWS,
                   new_classes=True,
                   description="prompt context conditioned on each image by a meta-net "
                               "(Zhou et al. 2022)")

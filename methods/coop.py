@@ -405,7 +405,8 @@ def unified_context(config: dict) -> bool:
     return not config.get("csc")
 
 
-@METHODS.register("coop", display_name="CoOp", order=20, views=PER_EPOCH_VIEWS,
+@METHODS.register("coop", display_name="CoOp", order=50, family="prompt learning",
+                  views=PER_EPOCH_VIEWS,
                   new_classes=unified_context,
                   description="learned prompt context through the frozen text encoder "
                               "(Zhou et al. 2022)")

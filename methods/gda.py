@@ -45,7 +45,7 @@ def gda_classifier(x: torch.Tensor, y: torch.Tensor, n_classes: int):
     return W.float(), b.float()
 
 
-@METHODS.register("gda", display_name="GDA", order=42, views=TIP_VIEWS,
+@METHODS.register("gda", display_name="GDA", order=13, family="linear probe", views=TIP_VIEWS,
                   description="Gaussian discriminant analysis on the few-shot features, blended "
                               "with zero-shot by alpha on val (Wang et al. 2024)")
 def fit_gda(task: Task) -> Fitted:

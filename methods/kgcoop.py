@@ -28,7 +28,8 @@ def kg_term(text: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
     return 1.0 - (normalize(text.float()) * zs).sum(dim=-1).mean()
 
 
-@METHODS.register("kgcoop", display_name="KgCoOp", order=22, views=PER_EPOCH_VIEWS,
+@METHODS.register("kgcoop", display_name="KgCoOp", order=52, family="prompt learning",
+                  views=PER_EPOCH_VIEWS,
                   new_classes=unified_context,
                   description="CoOp + distance of the learned to the hand-crafted class text "
                               "embeddings (Yao et al. 2023)")

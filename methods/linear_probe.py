@@ -435,7 +435,7 @@ def _search_C(train_X, train_y, val_X, val_y, n_classes, cfg, device):
     return final_C, final_model, scored
 
 
-@METHODS.register("linear_probe", display_name="Linear probe", order=10,
+@METHODS.register("linear_probe", display_name="Linear probe", order=10, family="linear probe",
                   description="logistic regression on frozen image features, C on val (docs/protocol.md §5)")
 def linear_probe(task: Task) -> Fitted:
     cfg = task.config

@@ -68,7 +68,7 @@ def lpp_init(x: torch.Tensor, y: torch.Tensor, text: torch.Tensor, n_classes: in
             "lr_w": lr_w, "lr_alpha": lr_alpha}
 
 
-@METHODS.register("lp_pp", display_name="LP++", order=12, views=LPP_VIEWS,
+@METHODS.register("lp_pp", display_name="LP++", order=11, family="linear probe", views=LPP_VIEWS,
                   description="linear probe blended with the text classifier by class-wise "
                               "multipliers, data-driven step sizes, epoch on val (Huang et al. 2024)")
 def fit_lp_pp(task: Task) -> Fitted:

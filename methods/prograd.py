@@ -82,7 +82,8 @@ def make_init(phrase: str | None):
     return init
 
 
-@METHODS.register("prograd", display_name="ProGrad", order=23, views=PER_EPOCH_VIEWS,
+@METHODS.register("prograd", display_name="ProGrad", order=53, family="prompt learning",
+                  views=PER_EPOCH_VIEWS,
                   new_classes=unified_context,
                   description="CoOp with the CE gradient projected off the zero-shot KL "
                               "gradient where they conflict (Zhu et al. 2023)")

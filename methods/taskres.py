@@ -52,7 +52,8 @@ class TaskResHead(nn.Module):
         return self.logit_scale * normalize(features) @ normalize(self.classifier()).t()
 
 
-@METHODS.register("taskres", display_name="TaskRes", order=35, views=PER_EPOCH_VIEWS,
+@METHODS.register("taskres", display_name="TaskRes", order=33, family="adapter",
+                  views=PER_EPOCH_VIEWS,
                   description="learned residual on the zero-shot text classifier, t + alpha*x "
                               "(Yu et al. 2023)")
 def fit_taskres(task: Task) -> Fitted:

@@ -160,7 +160,8 @@ class _Setup:
         return Fitted(logits_fn, info)
 
 
-@METHODS.register("tip_adapter", display_name="Tip-Adapter", order=40, views=TIP_VIEWS,
+@METHODS.register("tip_adapter", display_name="Tip-Adapter", order=40, family="cache model",
+                  views=TIP_VIEWS,
                   description="training-free cache model of the few-shot features, alpha/beta "
                               "on val (Zhang et al. 2022)")
 def fit_tip_adapter(task: Task) -> Fitted:
@@ -168,7 +169,8 @@ def fit_tip_adapter(task: Task) -> Fitted:
     return setup.fitted(setup.keys, setup.search(setup.keys))
 
 
-@METHODS.register("tip_adapter_f", display_name="Tip-Adapter-F", order=41, views=TIP_VIEWS,
+@METHODS.register("tip_adapter_f", display_name="Tip-Adapter-F", order=41,
+                  family="cache model", views=TIP_VIEWS,
                   description="Tip-Adapter with fine-tuned cache keys (AdamW, last epoch), "
                               "alpha/beta on val (Zhang et al. 2022)")
 def fit_tip_adapter_f(task: Task) -> Fitted:

@@ -47,7 +47,8 @@ def resolve_templates(choice, dataset_templates: list[str], dataset: str | None 
     return templates
 
 
-@METHODS.register("zero_shot", display_name="Zero-shot CLIP", order=0, new_classes=True,
+@METHODS.register("zero_shot", display_name="Zero-shot CLIP", order=0, family="zero-shot",
+                  new_classes=True,
                   description="no training: cosine to class prompt embeddings (docs/protocol.md §4)")
 def zero_shot(task: Task) -> Fitted:
     templates = resolve_templates(task.config.get("templates", "dataset"), task.templates,

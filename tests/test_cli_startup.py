@@ -66,3 +66,27 @@ def test_every_package_is_listed_for_installation():
              for top in ("bench", "methods", "datasets_registry", "results", "configs")
              for p in (ROOT / top).rglob("__init__.py") if "__pycache__" not in p.parts}
     assert found <= listed, sorted(found - listed)
+
+
+def test_methods_are_grouped_by_family():
+    """`bench ls methods` and the report's row order group the families (zero-shot, linear-probe
+    family, adapters, cache models, prompt learning), in that order."""
+    from bench.catalog import FAMILIES, method_catalog
+
+    builtin = [m for m in method_catalog() if m.name in _builtin_method_names()]
+    assert all(m.family in FAMILIES for m in builtin), [m.name for m in builtin
+                                                         if m.family not in FAMILIES]
+    ranks = [FAMILIES.index(m.family) for m in builtin]
+    assert ranks == sorted(ranks)
+
+
+def _builtin_method_names() -> set[str]:
+    import ast
+
+    names = set()
+    for path in (ROOT / "methods").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "register" \
+                    and getattr(node.func.value, "id", "") == "METHODS":
+                names.add(ast.literal_eval(node.args[0]))
+    return names

@@ -23,7 +23,8 @@ def main(args) -> int:
                     f"{v}{' (default)' if v == default else ''}" for v in variants) + "]"
             protocols = {"yes": "all", "config": "all (base2novel, crossdataset: not with "
                          "every config)"}.get(e.new_classes, "fewshot, domain")
-            print(f"{e.name:24s} {e.display_name}: {e.description}{vtext}  "
+            family = f"[{e.family or 'other'}]"
+            print(f"{e.name:24s} {family:17s} {e.display_name}: {e.description}{vtext}  "
                   f"[protocols: {protocols}]")
     elif args.what == "datasets":
         from datasets_registry import DATASETS

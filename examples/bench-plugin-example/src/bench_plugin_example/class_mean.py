@@ -32,7 +32,8 @@ def _blend(text: torch.Tensor, protos: torch.Tensor, alpha: float, scale: float)
     return logits
 
 
-@METHODS.register("class_mean", display_name="Class-mean + ZS", order=50,
+@METHODS.register("class_mean", display_name="Class-mean + ZS", order=15,
+                  family="linear probe",
                   description="class-mean prototypes blended with zero-shot text weights "
                               "(example plugin)",
                   views=NO_VIEWS)
