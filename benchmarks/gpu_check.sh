@@ -31,3 +31,11 @@ out_abs="$(cd "$out" && pwd)"
     --workers 12 --set cocoop.epochs=2 --timeout 240 --work "$demo/grid" --name grid_gpu \
     --out "$out_abs") > "$out/grid.log" 2>&1
 echo "grid.py on cuda: exit $?, $(( $(date +%s) - start )) s"; tail -60 "$out/grid.log"
+# --decode gpu (benchmarks/gpu_decode.py): input-pipeline img/s of the PIL path (12 workers) and
+# of nvJPEG + tensor crops on the GPU, eval transform and 4 train views, on 4,096 generated JPEGs;
+# max/mean pixel difference between the two paths; the demo CLIP's top-1 with each. About 2 min.
+start=$(date +%s)
+(cd benchmarks && BENCH_DEMO_DIR="$demo/demo" timeout 240 "$py" gpu_decode.py --device cuda --images 4096 --workers 12 \
+    --out "$out_abs") > "$out/gpu_decode.log" 2>&1
+echo "gpu_decode.py on cuda: exit $?, $(( $(date +%s) - start )) s"
+grep -v -i warn "$out/gpu_decode.log" | tail -30
