@@ -108,7 +108,11 @@ def _sources(bb, folder, names, device, batch, workers, views):
 def throughput(bb, folder, names, device, batch, workers, views) -> dict:
     from bench.features import normalize_uint8
 
+    import torch
+
     row = {"views": views or "eval", "images": len(names)}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     for warm in (True, False):
         subset = names[:batch * 2] if warm else names
         cpu, gpu, norm = _sources(bb, folder, subset, device, batch, workers, views)
@@ -121,6 +125,8 @@ def throughput(bb, folder, names, device, batch, workers, views) -> dict:
             if not warm:
                 row[f"{name} img/s"] = round(len(subset) / (time.perf_counter() - t), 1)
     row["gpu / cpu"] = round(row["gpu img/s"] / row["cpu img/s"], 2)
+    if device.type == "cuda":
+        row["peak GPU MiB"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
     return row
 
 
