@@ -1,8 +1,14 @@
-"""Metrics on test logits: top-1 accuracy (micro, correct/total) and mean per-class accuracy."""
+"""Scoring a fitted method: metrics on test logits (top-1 accuracy, micro, correct/total; mean
+per-class accuracy) and every evaluation a cell's protocol asks for (bench.protocols)."""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+
 import torch
+
+from bench.protocols import BaseNovel, protocol_of
 
 
 def evaluate(logits: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -15,3 +21,63 @@ def evaluate(logits: torch.Tensor, labels: torch.Tensor) -> dict:
         "mean_per_class": round(100.0 * per_class.mean().item(), 6),
         "n_test": int(labels.numel()),
     }
+
+
+@dataclass
+class Target:
+    """A target dataset of the domain / cross-dataset protocols, with its test features and
+    labels. ``source_classes``: the source classifier's columns for a target whose classes are
+    some of the source's (ImageNet-A/-R: 200 of ImageNet's 1000); None: the source's classes."""
+
+    dataset: object  # datasets_registry.base.Dataset
+    splits: object  # datasets_registry.base.DatasetSplits
+    features: torch.Tensor
+    labels: torch.Tensor
+
+    @property
+    def source_classes(self):
+        return getattr(self.splits, "source_classes", None)
+
+
+def evaluate_cell(cell, ctx, fitted, test_feats, test_labels, device):
+    """Every evaluation of the cell's protocol: ({name: metrics}, the primary name, a sha256 of
+    all test logits in order). Few-shot: the test set. Base-to-novel: ``base`` (base test images
+    over the base classes) and ``novel`` (novel test images over the novel classes, through
+    ``Fitted.for_classes``). Domain / cross-dataset: the source's test set, then each target
+    (``ctx.target(name)``)."""
+    protocol = protocol_of(cell)
+    digest = hashlib.sha256()
+    out: dict[str, dict] = {}
+
+    def score(name, model, feats, labels, columns=None):
+        logits = chunked_logits(model, feats, device)
+        if columns is not None:
+            logits = logits[:, columns]
+        out[name] = evaluate(logits, labels)
+        digest.update(logits.numpy().tobytes())
+
+    if protocol == "base2novel":
+        split = BaseNovel(len(ctx.splits.classnames))
+        novel_names = split.classnames(ctx.splits.prompt_classnames)["novel"]
+        for part, (rows, labels) in split.test_parts(ctx.splits.test).items():
+            model = fitted if part == "base" else fitted.on_classes(
+                novel_names, ctx.dataset.templates, cell["dataset"])
+            score(part, model, test_feats[rows], torch.tensor(labels))
+        return out, "base", digest.hexdigest()
+    score(cell["dataset"], fitted, test_feats, test_labels)
+    for name in cell.get("targets") or []:
+        target = ctx.target(name)
+        if protocol == "domain":
+            score(name, fitted, target.features, target.labels, target.source_classes)
+        else:
+            model = fitted.on_classes(target.splits.prompt_classnames, target.dataset.templates,
+                                      name)
+            score(name, model, target.features, target.labels)
+    return out, cell["dataset"], digest.hexdigest()
+
+
+def chunked_logits(fitted, feats: torch.Tensor, device, chunk: int = 8192) -> torch.Tensor:
+    """``fitted``'s logits of ``feats`` (float32, on the CPU), computed ``chunk`` rows at a time
+    on ``device``."""
+    return torch.cat([fitted.logits(feats[i:i + chunk].to(device)).float().cpu()
+                      for i in range(0, len(feats), chunk)])

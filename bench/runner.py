@@ -34,7 +34,7 @@ import torch
 
 from bench.backbone import Backbone
 from bench.errors import BenchError
-from bench.evaluate import evaluate
+from bench.evaluate import Target, evaluate_cell
 from bench.features import DatasetFeatures, FeatureCache
 from bench.identity import draw_subset, sampler_of
 from bench.protocols import BaseNovel, base_subset, protocol_of
@@ -81,6 +81,16 @@ def _versions() -> dict:
     return {"bench": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "open_clip": open_clip.__version__,
             "numpy": numpy.__version__, "sklearn": sklearn}
+
+
+def dataset_features(backbone, splits, cache: FeatureCache, opts: dict) -> DatasetFeatures:
+    """The feature extractor of one dataset, with the run's options (batch size, decoding
+    workers and where images are decoded, autocast, progress bars)."""
+    return DatasetFeatures(
+        backbone, splits, cache, batch_size=opts.get("batch_size", 64),
+        workers=opts.get("workers", 0), decode=opts.get("decode", "cpu"),
+        autocast=_autocast(opts.get("autocast", "auto"), backbone.device),
+        progress=opts.get("progress", True))
 
 
 def _autocast(option, device: torch.device) -> bool:
@@ -222,11 +232,9 @@ class _Context:
         opts = job.options
         self.dataset = DATASETS.get(dataset_name)
         self.splits = self.dataset.load(Path(job.data_root))
-        self.features = DatasetFeatures(
-            backbone, self.splits, FeatureCache(Path(job.cache_dir), opts.get("cache_dtype", "float32")),
-            batch_size=opts.get("batch_size", 64), workers=opts.get("workers", 0),
-            autocast=_autocast(opts.get("autocast", "auto"), backbone.device),
-            progress=opts.get("progress", True))
+        self.features = dataset_features(
+            backbone, self.splits,
+            FeatureCache(Path(job.cache_dir), opts.get("cache_dtype", "float32")), opts)
         self.position = {s: _positions(self.splits.split(s)) for s in ("train", "val")}
         self.subsets: dict[tuple[int, int, str], FewShotSubset] = {}
         self.union: dict[str, list[int]] = {}  # per split, the positions any cell uses
@@ -240,7 +248,7 @@ class _Context:
         self.epoch_stores: dict[tuple[str, int], EpochViewStore] = {}
         self.view_encodes = 0  # (image, epoch) crops encoded into the stores
         self.job, self.backbone = job, backbone
-        self.targets: dict[str, _Target] = {}
+        self.targets: dict[str, Target] = {}
 
     def eval_rows(self, split: str, positions: list[int]) -> torch.Tensor:
         """Eval-transform features of ``positions``; the first call for a split encodes what all
@@ -273,10 +281,17 @@ class _Context:
             return base_subset(subset, BaseNovel(len(self.splits.classnames)))
         return subset
 
-    def target(self, name: str) -> "_Target":
+    def target(self, name: str) -> "Target":
         """A transfer protocol's target dataset: its test features (encoded once per job)."""
         if name not in self.targets:
-            self.targets[name] = _Target(self, name)
+            target = DATASETS.get(name)
+            splits = target.load(Path(self.job.data_root))
+            extractor = dataset_features(self.backbone, splits, self.features.cache,
+                                         self.job.options)
+            feats = extractor.eval_features("test", list(range(len(splits.test))))
+            self.targets[name] = Target(target, splits, feats,
+                                        torch.tensor([lbl for _, lbl in splits.test]))
+            self.features.encode_seconds += extractor.encode_seconds
         return self.targets[name]
 
     def positions(self, split: str, items) -> list[int]:
@@ -311,26 +326,6 @@ class _Context:
         self.epoch_readers[key] -= 1
         if self.epoch_readers[key] <= 0:
             self.epoch_stores.pop(key, None)
-
-
-class _Target:
-    """A target dataset of the domain / cross-dataset protocols: test features and labels."""
-
-    def __init__(self, ctx: _Context, name: str):
-        opts = ctx.job.options
-        self.dataset = DATASETS.get(name)
-        self.splits = self.dataset.load(Path(ctx.job.data_root))
-        features = DatasetFeatures(
-            ctx.backbone, self.splits, ctx.features.cache, batch_size=opts.get("batch_size", 64),
-            workers=opts.get("workers", 0),
-            autocast=_autocast(opts.get("autocast", "auto"), ctx.backbone.device),
-            progress=opts.get("progress", True))
-        self.features = features.eval_features("test", list(range(len(self.splits.test))))
-        self.labels = torch.tensor([lbl for _, lbl in self.splits.test])
-        ctx.features.encode_seconds += features.encode_seconds
-        # The source classifier's columns for a target whose classes are some of the source's
-        # (ImageNet-A/-R: 200 of ImageNet's 1000); None: the target has the source's classes.
-        self.source_classes = getattr(self.splits, "source_classes", None)
 
 
 def short_classes_note(dataset: str, subset: FewShotSubset, classnames: list[str]) -> str:
@@ -530,8 +525,8 @@ def _run_cell(cell, ctx: _Context, backbone, test_feats, test_labels,
         if encode_s:
             record["timings"]["encode_s"] = round(encode_s, 4)
         t = time.perf_counter()
-        evaluations, primary, digest = _evaluate(cell, ctx, fitted, test_feats, test_labels,
-                                                 task.device)
+        evaluations, primary, digest = evaluate_cell(cell, ctx, fitted, test_feats,
+                                                     test_labels, task.device)
         record["timings"]["eval_s"] = round(time.perf_counter() - t, 4)
         record["metrics"] = evaluations[primary]
         if protocol_of(cell) != "fewshot":
@@ -551,42 +546,6 @@ def _run_cell(cell, ctx: _Context, backbone, test_feats, test_labels,
         print(f"bench: cell {cell['dataset']}/{cell['method']}/k{cell['shots']}/s{cell['seed']} "
               f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     return record
-
-
-def _evaluate(cell, ctx: _Context, fitted, test_feats, test_labels, device):
-    """Every evaluation of the cell's protocol: ({name: metrics}, the primary name, a sha256 of
-    all test logits in order). Few-shot: the test set. Base-to-novel: ``base`` (base test images
-    over the base classes) and ``novel`` (novel test images over the novel classes, through
-    ``Fitted.for_classes``). Domain / cross-dataset: the source's test set, then each target."""
-    protocol = protocol_of(cell)
-    digest = hashlib.sha256()
-    out: dict[str, dict] = {}
-
-    def score(name, model, feats, labels, columns=None):
-        logits = _chunked_logits(model, feats, device)
-        if columns is not None:
-            logits = logits[:, columns]
-        out[name] = evaluate(logits, labels)
-        digest.update(logits.numpy().tobytes())
-
-    if protocol == "base2novel":
-        split = BaseNovel(len(ctx.splits.classnames))
-        novel_names = split.classnames(ctx.splits.prompt_classnames)["novel"]
-        for part, (rows, labels) in split.test_parts(ctx.splits.test).items():
-            model = fitted if part == "base" else fitted.on_classes(
-                novel_names, ctx.dataset.templates, cell["dataset"])
-            score(part, model, test_feats[rows], torch.tensor(labels))
-        return out, "base", digest.hexdigest()
-    score(cell["dataset"], fitted, test_feats, test_labels)
-    for name in cell.get("targets") or []:
-        target = ctx.target(name)
-        if protocol == "domain":
-            score(name, fitted, target.features, target.labels, target.source_classes)
-        else:
-            model = fitted.on_classes(target.splits.prompt_classnames, target.dataset.templates,
-                                      name)
-            score(name, model, target.features, target.labels)
-    return out, cell["dataset"], digest.hexdigest()
 
 
 def _write_subset(path: Path, subset: dict) -> None:
@@ -621,8 +580,3 @@ def _build_task(cell, ctx: _Context, backbone, classnames, subset: FewShotSubset
     return Task(dataset=cell["dataset"], classnames=classnames, templates=ctx.dataset.templates,
                 shots=cell["shots"], seed=cell["seed"], config=cfg, device=backbone.device,
                 train=train, val=val, train_views=train_views, backbone=backbone)
-
-
-def _chunked_logits(fitted, feats: torch.Tensor, device, chunk: int = 8192) -> torch.Tensor:
-    return torch.cat([fitted.logits(feats[i:i + chunk].to(device)).float().cpu()
-                      for i in range(0, len(feats), chunk)])

@@ -72,7 +72,7 @@ class PlainLoopViews:
 
 def _reference_logits_sha(cell, root, backbone):
     """Fit ``cell`` with the plain loop's views; the sha256 of its test logits."""
-    from bench.runner import _chunked_logits
+    from bench.evaluate import chunked_logits as _chunked_logits
     from datasets_registry import DATASETS
     from datasets_registry.fewshot import sample_fewshot, seed_everything
     from methods import METHODS

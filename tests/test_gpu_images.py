@@ -245,9 +245,6 @@ def test_decode_flag_errors(run_cli, miniroot, tmp_path, extra, needle):
         assert len(err.strip().splitlines()) == 1, err
 
 
-@pytest.mark.xfail(strict=True, reason="bench/runner.py does not pass options['decode'] to "
-                   "DatasetFeatures yet (patch in the gpudecode helper's report); remove this "
-                   "mark when it does")
 def test_run_with_decode_gpu_records_it_end_to_end(run_cli, miniroot, tmp_path, monkeypatch):
     """`bench run --decode gpu` on CPU tensors (the CUDA check patched away): the records say
     gpu in both their identity and their features description, and a rerun computes nothing."""
@@ -265,3 +262,16 @@ def test_run_with_decode_gpu_records_it_end_to_end(run_cli, miniroot, tmp_path, 
     rec = json.loads(next((out / "results").rglob("*.json")).read_text())
     assert rec["inputs"]["features"]["decode"] == "gpu"
     assert rec["features"].get("decode") == "gpu"
+
+
+def test_sweep_file_decode_key(run_cli, miniroot, tmp_path):
+    """`decode:` in a sweep YAML is read like --decode (and refused the same way on a CPU)."""
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("decode: gpu\ndevice: cpu\n")
+    code, _, err = run_cli("run", "--config", sweep, "--backbone", TINY, "--pretrained", "none",
+                           "--data-root", miniroot, "--output", tmp_path / "o", "--dry-run")
+    assert code == 2 and "--decode gpu" in err and "Traceback" not in err
+    sweep.write_text("decode: gpu2\n")
+    code, _, err = run_cli("run", "--config", sweep, "--backbone", TINY, "--pretrained", "none",
+                           "--data-root", miniroot, "--output", tmp_path / "o", "--dry-run")
+    assert code == 2 and "gpu2" in err
