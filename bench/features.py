@@ -35,6 +35,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision import transforms as T
 from tqdm import tqdm
 
+from bench.threads import encode_threads, torch_threads
 from bench.augment import CropFlip
 from bench.errors import BenchError
 from bench.gpu_images import DECODES, DeviceImages, EvalGeometry
@@ -428,8 +429,9 @@ class DatasetFeatures:
             files = ImageFiles(self.splits.image_dir, relpaths, transform, views=views,
                                salt=salt, image_size=self.backbone.image_size, augment=augment)
         t0 = time.perf_counter()
-        feats = encode_files(self.backbone, files, self.batch_size, self.workers, desc=desc,
-                             autocast=self.autocast, progress=self.progress)
+        with torch_threads(encode_threads()):  # a fit may run with fewer (bench.threads)
+            feats = encode_files(self.backbone, files, self.batch_size, self.workers, desc=desc,
+                                 autocast=self.autocast, progress=self.progress)
         if self.decode == "gpu" and files.fallbacks:
             self.decode_fallbacks += len(files.fallbacks)
             log.info("--decode gpu: %d of %d %s images are not JPEG (or nvJPEG refused them) and "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import inspect
 import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -117,12 +118,19 @@ class Registry:
 
 
 def _source(obj) -> str:
-    """Where ``obj`` is being registered from: the plugin being imported, else its module."""
+    """Where ``obj`` is being registered from: the plugin being imported, else its module. A
+    built-in module that a plugin's import pulls in (``from methods.zero_shot import ...``)
+    registers as itself, not as the plugin."""
     from bench import plugins
 
-    if plugins.importing():
+    module = getattr(obj, "__module__", None) or type(obj).__module__
+    # a function's or class's __module__ is where it is defined; an instance's (a dataset
+    # object) is its class's, which says nothing about who registers it
+    defined_here = inspect.isfunction(obj) or inspect.isclass(obj)
+    builtin = defined_here and module.split(".")[0] in {r.package for r in _REGISTRIES}
+    if plugins.importing() and not builtin:
         return f"plugin {plugins.importing()}"
-    return f"module {getattr(obj, '__module__', None) or type(obj).__module__}"
+    return f"module {module}"
 
 
 def _split(spec: str | Iterable[str]) -> list[str]:

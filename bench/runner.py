@@ -35,6 +35,7 @@ import torch
 from bench.backbone import Backbone
 from bench.errors import BenchError
 from bench.evaluate import Target, evaluate_cell
+from bench.threads import DEFAULT_FIT_THREADS, torch_threads
 from bench.features import DatasetFeatures, FeatureCache
 from bench.identity import draw_subset, sampler_of
 from bench.protocols import BaseNovel, base_subset, protocol_of
@@ -91,6 +92,14 @@ def dataset_features(backbone, splits, cache: FeatureCache, opts: dict) -> Datas
         workers=opts.get("workers", 0), decode=opts.get("decode", "cpu"),
         autocast=_autocast(opts.get("autocast", "auto"), backbone.device),
         progress=opts.get("progress", True))
+
+
+def fit_threads(options: dict, device: torch.device) -> int | None:
+    """Threads for fitting and evaluating a cell on a CPU (bench.threads); None on a GPU."""
+    if device.type != "cpu":
+        return None
+    n = options.get("fit_threads", DEFAULT_FIT_THREADS)
+    return int(n) if n else None
 
 
 def _autocast(option, device: torch.device) -> bool:
@@ -516,7 +525,9 @@ def _run_cell(cell, ctx: _Context, backbone, test_feats, test_labels,
         fit = METHODS.get(cell["method"])
         seed_everything(cell["seed"])
         enc1, t = ctx.features.encode_seconds, time.perf_counter()
-        fitted = fit(task)
+        threads = fit_threads(ctx.job.options, backbone.device)
+        with torch_threads(threads):
+            fitted = fit(task)
         # Images this cell caused to be encoded (its seed's view store when it is the first
         # reader; the dataset's eval-transform train/val union, on first use) are not fitting.
         encode_s = ctx.features.encode_seconds - enc0
@@ -525,9 +536,12 @@ def _run_cell(cell, ctx: _Context, backbone, test_feats, test_labels,
         if encode_s:
             record["timings"]["encode_s"] = round(encode_s, 4)
         t = time.perf_counter()
-        evaluations, primary, digest = evaluate_cell(cell, ctx, fitted, test_feats,
-                                                     test_labels, task.device)
+        with torch_threads(threads):
+            evaluations, primary, digest = evaluate_cell(cell, ctx, fitted, test_feats,
+                                                         test_labels, task.device)
         record["timings"]["eval_s"] = round(time.perf_counter() - t, 4)
+        if threads:
+            record["timings"]["fit_threads"] = threads
         record["metrics"] = evaluations[primary]
         if protocol_of(cell) != "fewshot":
             record["evaluations"] = evaluations

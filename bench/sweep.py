@@ -21,6 +21,7 @@ Sweep YAML keys (all optional; a CLI flag given explicitly wins over the file)::
     protocol: fewshot | base2novel | domain | crossdataset   # docs/protocol.md §12
     source: imagenet               # domain / crossdataset: the dataset trained on
     decode: cpu | gpu              # where images are decoded and augmented (docs/protocol.md §9)
+    fit_threads: 1                 # CPU threads for fitting (bench/threads.py; 0 = torch's default)
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ SWEEP_KEYS = {
     "methods": (str, list), "shots": (int, str, list), "seeds": (int, str, list),
     "data_root": str, "output": str, "cache_dir": str, "device": str, "set": (dict, list),
     "launcher": str, "group_by": str, "batch_size": int, "workers": int, "cache_dtype": str,
-    "autocast": (bool, str), "slurm": dict, "protocol": str, "source": str, "decode": str,
+    "autocast": (bool, str), "slurm": dict, "protocol": str, "source": str, "decode": str, "fit_threads": int,
 }
 
 

@@ -37,9 +37,6 @@ from methods.zero_shot import resolve_templates
 CLAP_VIEWS = ViewSpec("fixed", transform="protocol", n_views=20)
 CONSTRAINTS = ("l2", "none")
 MULTIPLIERS = ("class_adaptive", "balanced", "corrected", "constant")
-# Below this many multiply-adds per step the loop runs on one CPU thread (as lp_pp: on the shared
-# 2-core machine two threads are slower for demo-sized tensors).
-SMALL = 50_000_000
 
 
 def clap_logits(features: torch.Tensor, prototypes: torch.Tensor, scale: float) -> torch.Tensor:
@@ -115,29 +112,23 @@ def fit_clap(task: Task) -> Fitted:
     n_batches = batches_per_epoch(n_images, opt.batch_size, opt.drop_last)
     gen = torch.Generator().manual_seed(int(task.seed))
 
-    threads = torch.get_num_threads()
-    if dev.type == "cpu" and opt.batch_size * x.shape[1] * task.num_classes < SMALL:
-        torch.set_num_threads(1)
-    try:
-        history = []
-        for epoch in range(opt.epochs):
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(epoch, opt)
-            perm = torch.randperm(x.shape[0], generator=gen).to(dev)
-            total, count = 0.0, 0
-            for b in range(n_batches):
-                idx = perm[b * opt.batch_size:(b + 1) * opt.batch_size]
-                loss = F.cross_entropy(clap_logits(x[idx], W, scale), y[idx])
-                if constrained:
-                    loss = loss + constraint_penalty(W, base, lam)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach()) * len(idx)
-                count += len(idx)
-            history.append(total / count)
-    finally:
-        torch.set_num_threads(threads)
+    history = []
+    for epoch in range(opt.epochs):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(epoch, opt)
+        perm = torch.randperm(x.shape[0], generator=gen).to(dev)
+        total, count = 0.0, 0
+        for b in range(n_batches):
+            idx = perm[b * opt.batch_size:(b + 1) * opt.batch_size]
+            loss = F.cross_entropy(clap_logits(x[idx], W, scale), y[idx])
+            if constrained:
+                loss = loss + constraint_penalty(W, base, lam)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+        history.append(total / count)
     prototypes = W.detach()
 
     def logits_fn(features: torch.Tensor) -> torch.Tensor:

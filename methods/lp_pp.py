@@ -38,9 +38,6 @@ from methods.tip_adapter import _fixed_views
 from methods.zero_shot import resolve_templates
 
 LPP_VIEWS = ViewSpec("fixed", transform="tip", n_views=1)
-# Below this many multiply-adds per step (N * D * C) the loop runs on one CPU thread: 300 steps on
-# demo-sized tensors take 0.02 s on one thread and 3 s on two when the other core is busy.
-SMALL = 50_000_000
 
 
 def lpp_logits(f: torch.Tensor, W: torch.Tensor, b: torch.Tensor, alpha: torch.Tensor,
@@ -97,14 +94,7 @@ def fit_lp_pp(task: Task) -> Fitted:
     xv = normalize(task.val.features.to(dev).float()) if len(task.val) else None
     yv = task.val.labels.to(dev) if len(task.val) else None
 
-    threads = torch.get_num_threads()
-    if dev.type == "cpu" and x.numel() * task.num_classes < SMALL:
-        torch.set_num_threads(1)
-    try:
-        best, curve, loss = _train(x, y, xv, yv, text, W, b, alpha, opt, init, epochs, every,
-                                   sel)
-    finally:
-        torch.set_num_threads(threads)
+    best, curve, loss = _train(x, y, xv, yv, text, W, b, alpha, opt, init, epochs, every, sel)
     Wf, bf, af = best
     best_epoch = epochs - 1 if sel is None else sel.value
 

@@ -36,3 +36,18 @@ def run_cli(capsys):
         return code, out, err
 
     return run
+
+
+@pytest.fixture()
+def plugin_state():
+    """Forget included paths and the entries tmp plugins registered, after the test."""
+    from bench import plugins
+    from datasets_registry import DATASETS
+    from methods import METHODS
+
+    yield plugins
+    plugins.reset()
+    for registry in (METHODS, DATASETS):
+        for name in [n for n, e in registry._entries.items()
+                     if e.source.startswith("plugin ") and "pytest" in e.source]:
+            del registry._entries[name]

@@ -38,21 +38,6 @@ def fit(task):
 '''
 
 
-@pytest.fixture()
-def plugin_state():
-    """Forget included paths and the entries tmp plugins registered, after the test."""
-    from bench import plugins
-    from datasets_registry import DATASETS
-    from methods import METHODS
-
-    yield plugins
-    plugins.reset()
-    for registry in (METHODS, DATASETS):
-        for name in [n for n, e in registry._entries.items()
-                     if e.source.startswith("plugin ") and "pytest" in e.source]:
-            del registry._entries[name]
-
-
 def write_plugin(folder: Path, name: str, display: str = "Test plugin", yaml_text=None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}_module.py"
@@ -246,3 +231,21 @@ def test_installed_example_runs_through_cli_and_api_beside_builtins(run_cli, min
     assert names["class_mean:fixed"] == "Class-mean + ZS"  # the default variant is named
     assert names["class_mean:search"] == "Class-mean + ZS (search)"
     assert all(r["n"] == "2" for r in rows)
+
+
+def test_a_builtin_module_imported_by_a_plugin_keeps_its_own_source(run_cli, tmp_path,
+                                                                     plugin_state):
+    """A plugin that imports a built-in method module before the registry has loaded it must not
+    be taken for that module's registrant (its entries would be dropped with the plugin's)."""
+    import sys
+
+    from methods import METHODS
+
+    module = write_plugin(tmp_path / "p", "plug_imports")
+    module.write_text("import methods.taskres  # noqa\n" + module.read_text())
+    sys.modules.pop("methods.taskres", None)
+    METHODS._entries.pop("taskres", None)
+    plugin_state.include([tmp_path / "p"])
+    plugin_state.load("method")
+    assert METHODS.entry("taskres").source == "module methods.taskres"
+    assert METHODS.entry("plug_imports").source.startswith("plugin ")

@@ -68,7 +68,8 @@ def probe(task):
 '''
 
 
-def test_novel_class_images_never_reach_training(tmp_path, miniroot, run_cli, monkeypatch):
+def test_novel_class_images_never_reach_training(tmp_path, miniroot, run_cli, monkeypatch,
+                                                 plugin_state):
     plugin = tmp_path / "probe_plugin.py"
     plugin.write_text(PROBE)
     (tmp_path / "probe_seen.yaml").write_text(

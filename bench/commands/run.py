@@ -61,6 +61,11 @@ def register(sub) -> None:
     p.add_argument("--cache-dtype", choices=CACHE_DTYPES,
                    help="how cached features are stored (default float32; float16 halves the "
                         "cache)")
+    p.add_argument("--fit-threads", type=int, metavar="N",
+                   help="CPU threads torch uses to fit and evaluate each cell (default 1: small "
+                        "tensor operations run faster on one, and far faster when another "
+                        "process holds a core; image encoding keeps every thread); 0 = torch's "
+                        "default")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
@@ -177,6 +182,7 @@ def resolve(args) -> RunConfig:
         "decode": _choice(pick(getattr(args, "decode", None), sweep, "decode", "cpu"), DECODES,
                           "decode"),
         "progress": not args.quiet,
+        "fit_threads": pick(getattr(args, "fit_threads", None), sweep, "fit_threads", 1),
     }
     if options["decode"] == "gpu" and not cuda:
         raise UsageError(f"--decode gpu decodes images on the run's CUDA device, but this run is "
@@ -184,6 +190,9 @@ def resolve(args) -> RunConfig:
                          f"on a machine with a GPU")
     if options["batch_size"] < 1:
         raise UsageError("--batch-size must be a positive number")
+    if not isinstance(options["fit_threads"], int) or options["fit_threads"] < 0:
+        raise UsageError(f"--fit-threads {options['fit_threads']!r}: give a number of threads "
+                         f"(1 or more), or 0 for torch's default")
     if options["workers"] < 0:
         raise UsageError("--workers must be 0 (decode in this process) or more")
     return RunConfig(
