@@ -64,7 +64,7 @@ def measure(method: str, n_classes: int, shots: int, epochs: int, device: str, r
     def side_by_side():
         _fit_candidates(task, cfg, weights, candidates, 100.0)
 
-    _fit_one(task, cfg, weights, *candidates[0], 100.0)  # warm-up: first-use imports, allocator
+    one_by_one(), side_by_side()  # warm-up: first-use imports, allocator, kernels
     # A and B in turn, the ratio taken pair by pair (the shared machine's speed drifts); wall
     # and process CPU seconds (the latter less sensitive to other processes' load).
     walls = {"one_by_one": [], "side_by_side": []}
@@ -82,6 +82,7 @@ def measure(method: str, n_classes: int, shots: int, epochs: int, device: str, r
     out.update({f"{k}_cpu_s": med(v) for k, v in cpus.items()})
     out["speedup"] = med(a / b for a, b in zip(walls["one_by_one"], walls["side_by_side"]))
     out["speedup_cpu"] = med(a / b for a, b in zip(cpus["one_by_one"], cpus["side_by_side"]))
+    out["walls"] = {k: [round(t, 3) for t in v] for k, v in walls.items()}
     steps = epochs * (n_classes * shots // 32 or 1)
     return {"method": method, "classes": n_classes, "shots": shots, "epochs": epochs,
             "candidates": len(candidates), "steps_per_candidate": steps, **out}
@@ -92,7 +93,12 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1, as bench run fits: --fit-threads)")
     args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     rows = []
     for method, (classes, shots) in itertools.product(
             ("clip_adapter_visual", "clip_adapter_both"), ((10, 16), (100, 4))):
@@ -100,7 +106,8 @@ def main() -> None:
         print(rows[-1], flush=True)
     info = machine_info()
     md = ["# CLIP-Adapter ratio search: one by one vs side by side", "",
-          f"`python benchmarks/batched_fits.py --epochs {args.epochs} --device {args.device}`; "
+          f"`python benchmarks/batched_fits.py --epochs {args.epochs} --device {args.device} "
+          f"--threads {args.threads}`; "
           f"the two in turn {args.repeats} times, medians; the speed-up is the median of the "
           f"pairwise ratios; training time of the whole search (every candidate), wall and "
           f"process CPU seconds.", "",

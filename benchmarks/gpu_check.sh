@@ -19,6 +19,9 @@ out_abs="$(cd "$out" && pwd)"
 if want gpu; then
 (cd benchmarks && timeout 300 "$py" gpu.py --out "$out") > "$out/gpu.log" 2>&1
 echo "gpu.py exit $?"; grep -v -i warn "$out/gpu.log" | tail -40
+(cd benchmarks && timeout 120 "$py" batched_fits.py --device cuda --repeats 3) \
+    > "$out/batched_fits.log" 2>&1
+echo "batched_fits.py on cuda: exit $?"; tail -12 "$out/batched_fits.log"
 fi
 if want demo; then
 start=$(date +%s)

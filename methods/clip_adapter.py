@@ -219,9 +219,12 @@ def _search_ratios(task: Task, cfg: dict, weights: torch.Tensor, candidates: lis
     names = ", ".join(n for n, v in zip(("alpha", "beta"), candidates[0]) if v is not None)
     sel = Selection(names, n_val, ties="first")
     xv, yv = task.val.features.to(task.device).float(), task.val.labels
+    if task.device.type == "cuda":  # launch-bound: one kernel a layer for all candidates
+        fits = _fit_candidates(task, cfg, weights, candidates, scale)
+    else:  # on a CPU fit thread, batching gains nothing (benchmarks/results/batched_fits.md)
+        fits = [_fit_one(task, cfg, weights, a, b, scale) for a, b in candidates]
     log = []
-    for (alpha, beta), (head, history) in zip(candidates,
-                                              _fit_candidates(task, cfg, weights, candidates, scale)):
+    for (alpha, beta), (head, history) in zip(candidates, fits):
         with torch.no_grad():
             logits = head(xv)
         entry = {k: v for k, v in (("alpha", alpha), ("beta", beta)) if v is not None}
