@@ -38,10 +38,10 @@ _TABLE = [
      "hand-drawn outlines of 10 shapes (the demo model saw filled shapes)"),
     (103, "demo_glyphs", "Demo glyphs", "the letter {}.",
      "10 letters in fonts the demo model never saw (Computer Modern)"),
-    (104, "demo_textures", "Demo textures", "{} texture.",
-     "8 textures, 5 of them never seen nor named in pretraining (EuroSAT-like)"),
+    (104, "demo_textures", "Demo textures", "a {} texture.",
+     "8 textures in random colors under pixel noise"),
     (105, "demo_signs", "Demo signs", "a {} sign.",
-     "8 colored shapes named by words the demo model never saw (stop, yield, exit...)"),
+     "8 signs, each a colored shape (a stop sign is a red hexagon)"),
 ]
 
 for _order, _name, _display, _template, _description in _TABLE:

@@ -52,6 +52,31 @@ def test_world_covers_its_kinds():
     assert any(a.std() > 10 for a in world.make_batch(3, 0, 8)[0])  # not blank images
 
 
+def test_world_trains_every_text_position_and_names_the_demo_classes():
+    """CoOp's prompt puts the class name and the end token at positions 17-20 of the context:
+    captions must reach there, or those positional embeddings stay at their random init."""
+    from bench.demo.pretrain import _open_clip
+
+    tok = _open_clip().get_tokenizer(MODEL_NAME)
+    _, caps = world.make_batch(5, 0, 300)
+    lengths = [int((t != 0).sum()) for t in tok(caps)]
+    assert max(lengths) >= 22 and min(lengths) <= 6, (min(lengths), max(lengths))
+    text = " ".join(caps)
+    for word in ("sign", "zigzag", "brick", "concentric"):
+        assert word in text, word
+
+
+def test_crop_view_is_the_protocols_crop_and_keeps_the_size():
+    rng = np.random.default_rng(0)
+    img = world.to_uint8(world.composite(np.zeros((32, 32, 3), np.float32), (255, 255, 255),
+                                         world.shape_mask("square", 16, 16, 10)))
+    views = [world.crop_view(rng, img) for _ in range(50)]
+    assert all(v.shape == img.shape and v.dtype == np.uint8 for v in views)
+    assert sum(not np.array_equal(v, img) for v in views) >= 45
+    plain = [world.crop_view(np.random.default_rng(i), img, mirror=False) for i in range(3)]
+    assert not np.array_equal(plain[0], plain[1])
+
+
 def test_every_digit_has_strokes_and_every_texture_renders():
     rng = np.random.default_rng(0)
     for d in range(10):
@@ -151,7 +176,7 @@ def test_committed_checkpoint_is_small_and_loads_through_open_clip():
     from bench.backbone import _open_clip
 
     assert CHECKPOINT.is_file(), "the demo checkpoint is not committed"
-    assert CHECKPOINT.stat().st_size <= 20 * 1024 * 1024
+    assert CHECKPOINT.stat().st_size <= 25 * 1024 * 1024
     _open_clip()  # registers configs/models
     model, _, preprocess = open_clip.create_model_and_transforms(MODEL_NAME, pretrained=str(CHECKPOINT))
     assert model.context_length >= 32
@@ -191,16 +216,20 @@ def test_demo_model_zero_shot_beats_chance_but_is_imperfect(demo_dir):
     assert any(acc[n] < 90 for n in DEMO_NAMES), f"nothing left to adapt: {acc}"
 
 
-# -- the story: adaptation beats zero-shot on the demo suite --------------------------------------
+# -- the story: the few-shot papers' low-shot ordering (issue 20) -------------------------------
 
 @pytest.mark.slow
-def test_demo_suite_story(tmp_path, demo_dir, capsys):
+def test_demo_suite_story(tmp_path, demo_dir):
+    """The paper's six methods with their real defaults, 3 seeds, on the demo average: zero-shot
+    above the 1-shot linear probe; CLIP-Adapter (visual) at or above zero-shot from 1 shot; CoOp
+    above zero-shot from 4 shots; every learned method rising with shots."""
     from methods import METHODS
 
-    names = set(METHODS.names())
-    needed = {"zero_shot", "coop", "clip_adapter_visual", "clip_adapter_text", "clip_adapter_both"}
-    if not needed <= names:
-        pytest.skip(f"methods not registered yet: {sorted(needed - names)}")
+    needed = {"zero_shot", "linear_probe", "coop", "clip_adapter_visual", "clip_adapter_text",
+              "clip_adapter_both"}
+    missing = needed - set(METHODS.names())
+    if missing:
+        pytest.skip(f"methods not registered yet: {sorted(missing)}")
     from bench.cli import main
     from results.store import ResultStore
 
@@ -212,23 +241,23 @@ def test_demo_suite_story(tmp_path, demo_dir, capsys):
     recs = [r for r in ResultStore(out).load_all(include_failed=False) if r["status"] == "ok"]
     acc: dict = {}
     for r in recs:
-        label = r["method"] + (f":{r['variant']}" if r.get("variant") else "")
-        acc.setdefault((label, r["shots"]), {}).setdefault(r["dataset"], []).append(
+        acc.setdefault((r["method"], r["shots"]), {}).setdefault(r["dataset"], []).append(
             r["metrics"]["top1"])
 
-    def avg(label, k):
-        per = acc[(label, k)]
-        assert sorted(per) == sorted(DEMO_NAMES), (label, k, sorted(per))
+    def avg(method, k):
+        per = acc[(method, k)]
+        assert sorted(per) == sorted(DEMO_NAMES), (method, k, sorted(per))
+        assert all(len(v) == 3 for v in per.values()), (method, k)
         return float(np.mean([np.mean(v) for v in per.values()]))
 
     zs = avg("zero_shot", shots[0])
-    learned = [m for m in {lbl for lbl, _ in acc} if m.split(":")[0] in needed - {"zero_shot"}]
-    report = {m: [round(avg(m, k), 1) for k in shots] for m in sorted(learned)}
-    print("zero-shot", round(zs, 1), report)
-    for m, curve in report.items():
-        assert curve[-1] >= zs + 5, f"{m} at 16 shots {curve[-1]:.1f} vs zero-shot {zs:.1f}"
-        assert curve[-1] > curve[0], f"{m} does not improve from 1 to 16 shots: {curve}"
-        assert curve[-1] >= max(curve) - 3, f"{m} drops at 16 shots: {curve}"
+    curve = {m: [avg(m, k) for k in shots] for m in sorted(needed - {"zero_shot"})}
+    print("zero-shot", round(zs, 2), {m: [round(v, 2) for v in c] for m, c in curve.items()})
+    assert zs > curve["linear_probe"][0], "zero-shot should beat the 1-shot linear probe"
+    assert all(v >= zs for v in curve["clip_adapter_visual"]), "CLIP-Adapter below zero-shot"
+    assert all(v > zs for v in curve["coop"][2:]), "CoOp not above zero-shot from 4 shots"
+    for m, c in curve.items():
+        assert c[-1] > c[0] and c[-1] >= max(c) - 1.0, f"{m} does not rise with shots: {c}"
 
 
 def test_demo_runs_on_the_cpu_unless_a_device_is_named(demo_dir, monkeypatch):

@@ -7,14 +7,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DEFAULTS = dict(seed=0, steps=2000, batch=128, lr=1e-3, warmup=150, weight_decay=0.1, threads=1,
-                final_logit_scale=100.0)
+DEFAULTS = dict(seed=0, steps=3000, batch=128, lr=1e-3, warmup=150, weight_decay=0.1, threads=1,
+                final_logit_scale=100.0, logit_scale=100.0)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     p.add_argument("--steps", type=int, default=DEFAULTS["steps"],
-                   help="training steps (default %(default)s, about 10 min on an idle 2-core machine)")
+                   help="training steps (default %(default)s, about 15 min on an idle 2-core machine)")
     p.add_argument("--minutes", type=float, default=None,
                    help="also stop after this many minutes (makes the result machine-dependent)")
     p.add_argument("--batch", type=int, default=DEFAULTS["batch"])

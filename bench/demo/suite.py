@@ -8,11 +8,9 @@ is imperfect and a few labelled examples help:
 - ``demo_sketches``: the ten shapes drawn as wobbly pen outlines on paper (the model saw them filled);
 - ``demo_glyphs``: ten letters in fonts the model never saw (Computer Modern), in color on
   varied backgrounds;
-- ``demo_textures``: eight textures, three of which the world named (striped, dotted, checkered) and
-  five it never showed nor named (zigzag, wavy, brick, grid, concentric), like EuroSAT's classes
-  that CLIP half knows;
-- ``demo_signs``: eight colored shapes the world knows well, named by words it never saw ("stop",
-  "yield", "exit"...): zero-shot is near chance, a few examples fix it.
+- ``demo_textures``: the world's eight full-field textures in random colors under pixel noise;
+- ``demo_signs``: the world's eight signs ("a stop sign" is a red hexagon) at other sizes: the easy
+  dataset of the suite.
 
 Layout under the data root (one folder per dataset, as for the real datasets)::
 
@@ -146,9 +144,7 @@ def _texture(rng: np.random.Generator, label: int) -> np.ndarray:
 
 # -- demo_signs: familiar pictures, unfamiliar names ----------------------------------------------
 
-SIGNS = {"stop": ("hexagon", "red"), "yield": ("triangle", "yellow"), "info": ("circle", "blue"),
-         "hospital": ("cross", "red"), "exit": ("arrow", "green"), "favorite": ("star", "yellow"),
-         "love": ("heart", "pink"), "warning": ("diamond", "orange")}
+SIGNS = W.SIGNS
 
 
 def _sign(rng: np.random.Generator, label: int) -> np.ndarray:
@@ -174,11 +170,11 @@ SUITE: dict[str, DemoSpec] = {
     "demo_textures": DemoSpec(
         "demo_textures", list(TEXTURES),
         lambda: _per_class([SUITE_SEED, 4], TEXTURES, _COUNTS, _texture),
-        "eight textures, five never seen nor named in pretraining"),
+        "eight textures in random colors under pixel noise"),
     "demo_signs": DemoSpec(
         "demo_signs", list(SIGNS),
         lambda: _per_class([SUITE_SEED, 5], list(SIGNS), _COUNTS, _sign),
-        "colored shapes the world knows, named by words it never saw (stop, yield, ...)"),
+        "eight signs, each a colored shape (a stop sign is a red hexagon)"),
 }
 
 

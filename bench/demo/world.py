@@ -9,7 +9,11 @@ What the pretraining world contains (``sample_pair``):
 - digits 0-9 drawn in fonts or as jittered thick strokes, sometimes downsampled to 8-12 px and back,
   both polarities; captions name them by word and numeral ("seven", "7");
 - letters in fonts;
-- full-field patterns (stripes, dots, checks).
+- full-field patterns (eight textures: stripes, dots, checks, zigzags, waves, bricks, grids, rings);
+- signs: eight colored shapes named by a word ("a stop sign" is a red hexagon).
+
+Half of the captions start with a run of class-free words (``CONTEXT_WORDS``) so that all 32
+positions of the text context are trained (CoOp's 16-token context needs that).
 
 The few-shot demo datasets (``bench.demo.suite``) reuse these primitives with a shift: outline
 sketches, unseen fonts, unseen textures, real handwriting.
@@ -45,6 +49,26 @@ POSITIONS = {"left": (0.3, 0.5), "right": (0.7, 0.5), "top": (0.5, 0.3), "bottom
              "center": (0.5, 0.5)}
 POSITION_PHRASES = {"left": "on the left", "right": "on the right", "top": "at the top",
                     "bottom": "at the bottom", "center": "in the center"}
+
+# Full-field textures of the world's patterns (the demo textures dataset uses the same eight);
+# shapes are filled with the first four only.
+PATTERNS = ["striped", "dotted", "checkered", "zigzag", "wavy", "brick", "grid", "concentric"]
+PATTERN_NOUNS = {"striped": "stripes", "dotted": "dots", "checkered": "checks", "zigzag": "zigzags",
+                 "wavy": "waves", "brick": "bricks", "grid": "grid lines", "concentric": "rings"}
+
+# Signs: a shape in a color, named by a word (the demo signs dataset draws the same eight).
+SIGNS = {"stop": ("hexagon", "red"), "yield": ("triangle", "yellow"), "info": ("circle", "blue"),
+         "hospital": ("cross", "red"), "exit": ("arrow", "green"), "favorite": ("star", "yellow"),
+         "love": ("heart", "pink"), "warning": ("diamond", "orange")}
+
+# Words that carry no class: a random run of them is put before half of the captions, so that
+# every position of the 32-token context is trained. CoOp's prompt (16 context vectors, then the
+# class name) puts the name and the end token at positions 17-20; captions of at most 16 tokens
+# left those positional embeddings at their random init and CoOp's random context could not learn.
+CONTEXT_WORDS = ["a", "an", "the", "this", "is", "of", "photo", "picture", "image", "close-up",
+                 "clean", "blurry", "bright", "dark", "nice", "good", "drawing", "scan", "rendering",
+                 "snapshot", "example", "showing", "view", "simple", "cropped", "here", "with", "in",
+                 "low", "resolution", "sample", "shot", "kind", "my", "some", "look", "at"]
 
 _FONT_DIR = None
 
@@ -427,30 +451,77 @@ def _shape_pair(rng):
 
 
 def _pattern_pair(rng):
-    kind = ["striped", "dotted", "checkered"][rng.integers(3)]
+    kind = PATTERNS[rng.integers(len(PATTERNS))]
     cname = COLOR_NAMES[rng.integers(len(COLOR_NAMES))]
     color = jitter_color(rng, COLORS[cname])
     img = fill(rng, kind, color)
-    noun = {"striped": "stripes", "dotted": "dots", "checkered": "checks"}[kind]
+    if rng.random() < 0.5:
+        img = img + rng.normal(0, rng.uniform(2, 10), img.shape)
+    noun = PATTERN_NOUNS[kind]
     caps = [f"a {kind} pattern", f"{kind} texture.", f"{cname} {noun}", f"a {cname} {kind} pattern",
-            f"{noun}"]
+            f"{noun}", f"{kind} texture", f"a {kind} texture"]
     return img, caps[rng.integers(len(caps))]
 
 
-_KINDS = [(_shape_pair, 0.40), (_digit_pair, 0.35), (_letter_pair, 0.15), (_pattern_pair, 0.10)]
+def _sign_pair(rng):
+    name = list(SIGNS)[rng.integers(len(SIGNS))]
+    shape, cname = SIGNS[name]
+    color = jitter_color(rng, COLORS[cname], 25)
+    cx, cy = IMAGE_SIZE / 2 + rng.normal(0, 4, 2)
+    mask = shape_mask(shape, cx, cy, rng.uniform(5, 13), rot=rng.normal(0, 0.2))
+    img = composite(background(rng, avoid=color), color, mask)
+    caps = [f"a {name} sign", f"a {name} sign.", f"the {name} sign", f"{name}", f"a {name} symbol",
+            f"a {cname} {name} sign", f"a {name} sign, a {cname} {shape}"]
+    return img, caps[rng.integers(len(caps))]
+
+
+_KINDS = [(_shape_pair, 0.32), (_digit_pair, 0.30), (_letter_pair, 0.14), (_pattern_pair, 0.14),
+          (_sign_pair, 0.10)]
+
+
+def with_context(rng: np.random.Generator, caption: str) -> str:
+    """Half of the captions get a run of 1-20 class-free words in front (see CONTEXT_WORDS)."""
+    if rng.random() < 0.5:
+        return caption
+    k = int(rng.integers(1, 21))
+    words = [CONTEXT_WORDS[i] for i in rng.integers(len(CONTEXT_WORDS), size=k)]
+    return " ".join(words) + " " + caption
+
+
+def crop_view(rng: np.random.Generator, img: np.ndarray, mirror: bool = True) -> np.ndarray:
+    """A random resized crop (8-100% of the area, aspect 3/4-4/3, bicubic), half of the time
+    mirrored (if ``mirror``): the few-shot protocol's train augmentation, drawn from ``rng``."""
+    area = IMAGE_SIZE * IMAGE_SIZE
+    pil = Image.fromarray(img)
+    for _ in range(10):
+        s, r = rng.uniform(0.08, 1.0), math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+        w, h = int(round(math.sqrt(s * area * r))), int(round(math.sqrt(s * area / r)))
+        if 0 < w <= IMAGE_SIZE and 0 < h <= IMAGE_SIZE:
+            x0, y0 = int(rng.integers(0, IMAGE_SIZE - w + 1)), int(rng.integers(0, IMAGE_SIZE - h + 1))
+            pil = pil.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC, box=(x0, y0, x0 + w, y0 + h))
+            break
+    out = np.asarray(pil)
+    return np.ascontiguousarray(out[:, ::-1]) if mirror and rng.random() < 0.5 else out
 
 
 def sample_pair(rng: np.random.Generator) -> tuple[np.ndarray, str]:
-    """One (uint8 image, caption) pair of the pretraining world."""
+    """One (uint8 image, caption) pair of the pretraining world. Half of the images are seen
+    through the protocol's train augmentation (``crop_view``; never mirrored when the caption says
+    left or right), so that the features of the crops few-shot methods train on stay near their
+    class instead of far off (a 32 px digit cut to 8% of its area is a fragment)."""
     u = rng.random()
     acc = 0.0
-    for fn, p in _KINDS:
+    fn = _KINDS[-1][0]
+    for kind, p in _KINDS:
         acc += p
         if u < acc:
-            img, cap = fn(rng)
-            return to_uint8(img), cap
-    img, cap = _KINDS[-1][0](rng)
-    return to_uint8(img), cap
+            fn = kind
+            break
+    img, cap = fn(rng)
+    img = to_uint8(img)
+    if rng.random() < 0.5:
+        img = crop_view(rng, img, mirror="left" not in cap and "right" not in cap)
+    return img, with_context(rng, cap)
 
 
 def batch_rng(seed: int, step: int) -> np.random.Generator:
