@@ -85,10 +85,12 @@ def test_paper_variant_learns_slowly(digits16):
     assert cfg["lr"] == 1e-5 and cfg["epochs"] == 200
     ce = lambda logits: F.cross_entropy(logits, y).item()  # noqa: E731
     acc = lambda logits: (logits.argmax(1) == y).float().mean().item()  # noqa: E731
-    assert moved > 0.02                              # measured 0.072
-    assert history[-1] < 0.8 * history[0]            # measured 4.13 -> 2.69
-    assert ce(trained) < 0.8 * ce(zero_shot)         # measured 2.69 vs 4.60
-    assert acc(trained) > acc(zero_shot)             # measured 0.74 vs 0.69
+    # Measured with the demo model of issue 20 (pretrained at CLIP's logit scale 100, so its
+    # zero-shot losses are already small): the weights move a little, the loss falls a little.
+    assert moved > 0.005                             # measured 0.0117
+    assert history[-1] < 0.99 * history[0]           # measured 1.360 -> 1.325
+    assert ce(trained) < ce(zero_shot)               # measured 1.325 vs 1.376
     # the code variant (lr 0.002) on the same data moves far more and fits the train set
     _, moved_code, _, trained_code, _ = _train(digits16, "code")
-    assert moved_code > 5 * moved and acc(trained_code) > acc(trained) + 0.1
+    assert moved_code > 5 * moved                    # measured 0.252 vs 0.0117
+    assert acc(trained_code) > acc(trained) + 0.05   # measured 0.70 vs 0.62

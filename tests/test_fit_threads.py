@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from bench.threads import encode_threads, torch_threads
+from bench.threads import torch_threads
 
 PROBE = '''
 import json, os, torch
@@ -40,6 +40,7 @@ def test_fit_runs_on_the_asked_threads_and_the_record_says_so(tmp_path, miniroot
     (tmp_path / "plug" / "probe_threads.yaml").write_text("defaults: {}\nschema: {}\n")
     seen = tmp_path / "seen.jsonl"
     monkeypatch.setenv("THREADS_OUT", str(seen))
+    before = torch.get_num_threads()
     code, _, err = run_cli("run", "--include", tmp_path / "plug", "--data-root", miniroot,
                            "--datasets", "dtd", "--methods", "probe_threads", "--shots", "1",
                            "--seeds", "1", "--backbone", "bench-test-tiny", "--pretrained",
@@ -49,7 +50,7 @@ def test_fit_runs_on_the_asked_threads_and_the_record_says_so(tmp_path, miniroot
     assert json.loads(seen.read_text())["fit"] == want
     (rec,) = [json.loads(p.read_text()) for p in (tmp_path / "o" / "results").rglob("*.json")]
     assert rec["timings"]["fit_threads"] == want
-    assert torch.get_num_threads() == encode_threads()  # restored after the cell
+    assert torch.get_num_threads() == before  # restored after the cell
 
 
 def test_bad_fit_threads_is_a_usage_error(tmp_path, run_cli):
