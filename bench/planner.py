@@ -55,12 +55,9 @@ def expand_cells(backbones: list[tuple[str, str | None]], datasets: list[str],
     Every bad config value of every cell (and the ``problems`` found earlier, such as unknown
     ``--set`` keys) is reported in one :class:`ConfigError`, before any image is read.
     """
-    from bench.protocols import cell_fields, refusal, split_methods
+    from bench.protocols import cell_fields, config_refusals, refusal
 
     overrides = overrides or {}
-    _, refused = split_methods(protocol, sorted({m.name for m in methods}))
-    if refused:
-        raise UsageError(refusal(protocol, refused))
     extra = cell_fields(protocol, targets)
     found = _Problems(list(problems or []), datasets, shots)
     cells = []
@@ -82,9 +79,7 @@ def expand_cells(backbones: list[tuple[str, str | None]], datasets: list[str],
                                       "variant": variant, "config": config,
                                       "shots": k, "seed": seed, **extra})
     found.raise_any()
-    from bench.protocols import config_refusals
-
-    refused = config_refusals(protocol, cells)
+    refused = config_refusals(protocol, cells)  # per resolved config: coop:csc too
     if refused:
         raise UsageError(refusal(protocol, refused))
     return cells

@@ -249,10 +249,7 @@ def run(args) -> int:
             else:
                 text += "\n" + extra
     else:
-        color = args.fmt == "terminal" and args.out is None and (
-            args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
-                                       and not os.environ.get("NO_COLOR")))
-        text = render_text(tables, args.fmt, color=color)
+        text = render_text(tables, args.fmt, color=_use_color(args))
         if comparison is not None:
             text += "\n" + render_comparison(comparison[0], labels, args.fmt, comparison[1])
     _write(text, args.out)
@@ -289,6 +286,13 @@ def protocol_tables(args, protocol: str) -> tuple[list, str]:
     return tables, "".join(csv_parts)
 
 
+def _use_color(args) -> bool:
+    """ANSI bold for the terminal format on a tty (``--color auto``, unless NO_COLOR is set)."""
+    return args.fmt == "terminal" and args.out is None and (
+        args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
+                                   and not os.environ.get("NO_COLOR")))
+
+
 def _run_protocol(args, protocol: str) -> int:
     """`bench report --protocol base2novel|domain|crossdataset`."""
     from results.tables import render_latex, render_text
@@ -305,9 +309,6 @@ def _run_protocol(args, protocol: str) -> int:
     elif args.fmt == "latex":
         text = render_latex(tables, standalone=args.standalone)
     else:
-        color = args.fmt == "terminal" and args.out is None and (
-            args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
-                                       and not os.environ.get("NO_COLOR")))
-        text = render_text(tables, args.fmt, color=color)
+        text = render_text(tables, args.fmt, color=_use_color(args))
     _write(text, args.out)
     return 0
