@@ -168,6 +168,22 @@ def test_pretraining_lowers_the_loss(tmp_path):
     assert losses[-1] < losses[0] - 0.2, losses
 
 
+def test_bench_demo_pretrain_flags_reach_the_training(run_cli, tmp_path, demo_dir):
+    """Both entry points share one flag set: ``--logit-scale 0`` learns the scale from CLIP's
+    1/0.07, the default trains at a fixed 100."""
+    from bench.demo.pretrain import main
+
+    common = ("--steps", "2", "--batch", "8", "--warmup", "1", "--final-logit-scale", "0")
+    code, _, err = run_cli("demo", "pretrain", *common, "--logit-scale", "0",
+                           "--out", tmp_path / "learned.pt")
+    assert code == 0, err
+    learned = json.loads((tmp_path / "learned.train.json").read_text())
+    assert learned["logit_scale"] == "learned" and 13 < learned["learned_logit_scale"] < 16
+    assert main([*common, "--out", str(tmp_path / "fixed.pt")]) == 0
+    fixed = json.loads((tmp_path / "fixed.train.json").read_text())
+    assert fixed["logit_scale"] == 100.0 and fixed["learned_logit_scale"] == 100.0
+
+
 # -- the committed checkpoint ---------------------------------------------------------------------
 
 def test_committed_checkpoint_is_small_and_loads_through_open_clip():

@@ -50,5 +50,6 @@ def _pretrain(args) -> int:
         print("note: no --out given, the checkpoint is not saved")
     pretrain(args.out, seed=args.seed, steps=args.steps, batch=args.batch, lr=args.lr,
              warmup=args.warmup, threads=args.threads, minutes=args.minutes,
-             eval_every=args.eval_every, final_logit_scale=args.final_logit_scale)
+             eval_every=args.eval_every, final_logit_scale=args.final_logit_scale,
+             logit_scale=args.logit_scale)
     return 0

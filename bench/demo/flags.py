@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="set the logit scale to this after training (CLIP ends at 100); it changes no "
                         "zero-shot prediction, only the step sizes of methods using the model's "
                         "scale (0: keep the learned one; default %(default)s)")
+    p.add_argument("--logit-scale", type=float, default=DEFAULTS["logit_scale"],
+                   help="the fixed logit scale of training; 0 learns it from CLIP's 1/0.07 "
+                        "(default %(default)s)")
     p.add_argument("--eval-every", type=int, default=0,
                    help="log zero-shot on the demo suite every N steps (0: only at the end)")
     p.add_argument("--out", type=Path, default=None,

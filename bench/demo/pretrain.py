@@ -197,9 +197,6 @@ def pretrain(out: Path | None, seed: int = 0, steps: int = DEFAULTS["steps"], ba
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.demo.pretrain", description=__doc__.split("\n")[0])
     add_arguments(p)
-    p.add_argument("--logit-scale", type=float, default=DEFAULTS["logit_scale"],
-                   help="the fixed logit scale of training; 0 learns it from CLIP's 1/0.07 "
-                        "(default %(default)s)")
     a = p.parse_args(argv)
     pretrain(a.out, seed=a.seed, steps=a.steps, batch=a.batch, lr=a.lr, warmup=a.warmup,
              threads=a.threads, minutes=a.minutes, eval_every=a.eval_every,
