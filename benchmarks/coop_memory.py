@@ -11,7 +11,10 @@ process's peak resident set (ru_maxrss) over its value after setup.
 
 Settings: ``default`` (configs/methods/coop.yaml: the sequence cut after the longest prompt's
 EOT, all classes at once), ``full_sequence`` (cut_sequence false: all context_length tokens, as
-the original code runs), ``memory_saving`` (class_chunk 100 + grad_checkpointing).
+the original code runs), ``memory_saving`` (class_chunk 100 + grad_checkpointing),
+``float_mask`` (the default settings with the text blocks called without the ``is_causal`` hint,
+as open_clip calls them: the float mask added to every attention score instead of the causal
+kernels of ``scaled_dot_product_attention``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ SETTINGS = {
     "default": {},
     "full_sequence": {"cut_sequence": False},
     "memory_saving": {"class_chunk": 100, "grad_checkpointing": True},
+    "float_mask": {},
 }
+
+
+def _float_mask_blocks(coop) -> None:
+    """The A side of the causal-kernel comparison: every text block called as open_clip calls it,
+    the causal mask added to the scores as a float tensor (no ``is_causal`` hint)."""
+    coop._text_block = lambda block, x, mask: block(x, attn_mask=mask)
 
 
 def one(backbone_name: str, classes: int, setting: str, steps: int, device: str,
@@ -47,6 +57,8 @@ def one(backbone_name: str, classes: int, setting: str, steps: int, device: str,
     dev = torch.device(device)
     bb = Backbone(backbone_name, None, dev)
     _, cfg = resolve_method_config(MethodSpec("coop"), "bench", 16)
+    if setting == "float_mask":
+        _float_mask_blocks(coop)
     cfg = {**cfg, **SETTINGS[setting], "epochs": 1, "warmup_epochs": 0, "precision": precision}
     n = 32 * (steps + 1)
     d = bb.model.text_projection.shape[1] if not isinstance(bb.model.text_projection, torch.nn.Module) \
@@ -156,7 +168,8 @@ def main() -> None:
           f"{args.threads} torch thread(s), batch 32, median of {args.steps} steps after a "
           "warm-up step, one subprocess per row. Settings: default (sequence cut after the "
           "longest prompt's EOT), full_sequence (all context tokens, as the original code), "
-          "memory_saving (class_chunk 100 + grad_checkpointing). Memory on CPU: the growth of "
+          "memory_saving (class_chunk 100 + grad_checkpointing), float_mask (default without the causal "
+          "attention kernels: the mask added as floats, as open_clip's block does). Memory on CPU: the growth of "
           "the peak resident set over setup; on CUDA: max_memory_allocated.", "",
           render_rows(rows), "", "## Machine", machine_md(info)]
     write_results(args.name, {"machine": info, "args": vars(args), "rows": rows}, "\n".join(md))

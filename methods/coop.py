@@ -169,6 +169,23 @@ def _half_copy(parts: _TextParts) -> _TextParts:
     return half.eval().requires_grad_(False)
 
 
+def _text_block(block: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """One residual block of the text transformer. For open_clip's standard block (pre-norm,
+    ``nn.MultiheadAttention``) the attention gets ``is_causal=True`` besides the causal mask: the
+    mask is then dropped and ``scaled_dot_product_attention`` runs its causal kernels (flash
+    attention where the device has it) instead of adding a float mask to every score. Same maths
+    as ``block(x, attn_mask=mask)``, which any other block (or no mask) falls back to. The
+    block's own forward hooks do not fire on the fast path (its submodules' do)."""
+    from open_clip.transformer import ResidualAttentionBlock
+
+    if mask is None or type(block) is not ResidualAttentionBlock or hasattr(block, "ln_1_kv"):
+        return block(x, attn_mask=mask)
+    h = block.ln_1(x)
+    h = block.attn(h, h, h, need_weights=False, attn_mask=mask.to(h.dtype), is_causal=True)[0]
+    x = x + block.ls_1(h)
+    return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+
 class PromptEncoder(nn.Module):
     """Class text embeddings from learned context vectors (the frozen text encoder)."""
 
@@ -214,11 +231,11 @@ class PromptEncoder(nn.Module):
         if not getattr(tr, "batch_first", True):
             x = x.transpose(0, 1)
         for block in tr.resblocks:
+            run = functools.partial(_text_block, block, mask=self.mask)
             if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(functools.partial(block, attn_mask=self.mask), x,
-                               use_reentrant=False)
+                x = checkpoint(run, x, use_reentrant=False)
             else:
-                x = block(x, attn_mask=self.mask)
+                x = run(x)
         if not getattr(tr, "batch_first", True):
             x = x.transpose(0, 1)
         x = self.parts.ln_final(x)

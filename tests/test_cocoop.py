@@ -40,7 +40,7 @@ def images(n, seed=3):
 def transformer_input(encoder, *args):
     """What enters the first transformer block when ``encoder(*args)`` runs."""
     seen = []
-    hook = encoder.parts.transformer.resblocks[0].register_forward_pre_hook(
+    hook = encoder.parts.transformer.resblocks[0].ln_1.register_forward_pre_hook(
         lambda mod, inp: seen.append(inp[0].detach().clone()))
     try:
         with torch.no_grad():

@@ -12,7 +12,7 @@ from bench.views import CachedViews
 from methods import METHODS
 from methods._training import OptimConfig, batches, lr_at, seeded_generator
 from methods.base import FeatureSplit, Task
-from methods.coop import PromptEncoder, _token_rows, build_layout, text_tower
+from methods.coop import PromptEncoder, _text_block, _token_rows, build_layout, text_tower
 
 NAMES = ["dog", "golden retriever", "sea lion", "x ray machine"]
 CPU = torch.device("cpu")
@@ -70,6 +70,35 @@ def test_prompt_encoder_equals_open_clip_encode_text(tiny_backbone, position, te
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
     # a different context gives different embeddings (the comparison can fail)
     assert not torch.allclose(enc(ctx.flip(0), torch.arange(len(NAMES))), ref, atol=1e-3)
+
+
+def test_text_blocks_run_the_causal_kernels_with_the_same_result(tiny_backbone, monkeypatch):
+    """The text blocks call attention with is_causal=True: scaled_dot_product_attention gets no
+    mask (its causal kernels run), and outputs and gradients equal open_clip's float-mask call."""
+    import torch.nn.functional as F
+
+    tower = text_tower(tiny_backbone.model)
+    block, L = tower.transformer.resblocks[0], 9
+    mask = tower.attn_mask[:L, :L]
+    width = tower.token_embedding.weight.shape[1]
+    shape = (3, L, width) if tower.transformer.batch_first else (L, 3, width)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    calls, sdpa = [], F.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, **kw):
+        calls.append((attn_mask is None, is_causal))
+        return sdpa(q, k, v, attn_mask, dropout_p, is_causal, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours, ref = _text_block(block, xa, mask), block(xb, attn_mask=mask)
+    assert calls == [(True, True), (False, False)]
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+    ours.square().sum().backward()
+    ref.square().sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-5, atol=1e-5)
+    # without a mask (a non-causal tower) the block is called as open_clip calls it
+    torch.testing.assert_close(_text_block(block, x, None), block(x), rtol=0, atol=0)
 
 
 def test_class_specific_context_and_subsets(tiny_backbone):
