@@ -106,21 +106,21 @@ def fit(task: Task) -> Fitted:
     model_device = tower.positional_embedding.device
     if model_device.type != device.type:
         raise ValueError(f"cocoop: the backbone is on {model_device}, the task on {device}")
-    precision = resolve_precision(str(cfg["precision"]), device)
+    precision = resolve_precision(str(cfg["precision"]), device, "cocoop")
     dtype = torch.float16 if precision == "fp16" else torch.float32
     amp_dtype = {"amp_bf16": torch.bfloat16, "amp_fp16": torch.float16}.get(precision)
     width = tower.token_embedding.weight.shape[1]
     image_dim = _image_dim(task.backbone.model, tower)
     chunk = int(cfg["prompt_chunk"])
 
-    ctx0, n_ctx, _ = init_context({**cfg, "csc": False}, task, tower, width, device)
+    ctx0, n_ctx, _ = init_context({**cfg, "csc": False}, task, tower, width, device, "cocoop")
     with seeded_rng(task.seed, device):  # nn.Linear's default init, from the task seed
         meta = meta_net(image_dim, width, int(cfg["meta_ratio"]))
     meta = meta.to(device=device, dtype=dtype)
 
     def encoder_for(classnames: list[str]) -> RowPromptEncoder:
         layout = build_layout(task.backbone.tokenizer, classnames, n_ctx, "end",
-                              task.backbone.context_length)
+                              task.backbone.context_length, "cocoop")
         return RowPromptEncoder(tower, layout, dtype=dtype,
                                 cut_sequence=bool(cfg["cut_sequence"]),
                                 grad_checkpointing=bool(cfg["grad_checkpointing"]),

@@ -50,9 +50,9 @@ PRECISIONS = ("auto", "fp32", "fp16", "amp_bf16", "amp_fp16")
 POSITIONS = ("end", "middle", "front")
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def resolve_precision(precision: str, device: torch.device, name: str = "coop") -> str:
     if precision not in PRECISIONS:
-        raise ConfigError(f"coop: precision must be one of {', '.join(PRECISIONS)}, "
+        raise ConfigError(f"{name}: precision must be one of {', '.join(PRECISIONS)}, "
                          f"not {precision!r}")
     if precision == "auto":
         return "fp16" if device.type == "cuda" else "fp32"
@@ -100,9 +100,10 @@ def _token_rows(tokenizer, texts: list[str]) -> list[list[int]]:
 
 
 def build_layout(tokenizer, classnames: list[str], n_ctx: int, position: str,
-                 context_length: int) -> PromptLayout:
+                 context_length: int, name: str = "coop") -> PromptLayout:
+    """``name``: the method, for its errors."""
     if position not in POSITIONS:
-        raise ConfigError(f"coop: class_token_position must be one of {', '.join(POSITIONS)}, "
+        raise ConfigError(f"{name}: class_token_position must be one of {', '.join(POSITIONS)}, "
                          f"not {position!r}")
     sample = tokenizer(["x"])[0]
     sos, eot_id = int(sample[0]), int(sample.max())
@@ -126,7 +127,7 @@ def build_layout(tokenizer, classnames: list[str], n_ctx: int, position: str,
             seq = [sos] + name + ctx_slots + rest
         seq.append(eot_id)
         if len(seq) > context_length:
-            raise ConfigError(f"coop: the prompt for class {classnames[c]!r} needs {len(seq)} "
+            raise ConfigError(f"{name}: the prompt for class {classnames[c]!r} needs {len(seq)} "
                              f"tokens with {n_ctx} context vectors; the text encoder takes "
                              f"{context_length}")
         row = torch.tensor(seq)
@@ -252,13 +253,13 @@ class PromptEncoder(nn.Module):
 
 
 def init_context(cfg: dict, task: Task, tower: nn.Module, width: int,
-                 device: torch.device) -> tuple[torch.Tensor, int, bool]:
+                 device: torch.device, name: str = "coop") -> tuple[torch.Tensor, int, bool]:
     """(context tensor, M, csc): random N(0, init_std) or the embedding of ``ctx_init``."""
     phrase = cfg.get("ctx_init") or None
     csc = bool(cfg["csc"])
     if phrase:
         if csc:
-            raise ConfigError("coop: ctx_init initializes a unified context (as in CoOp); "
+            raise ConfigError(f"{name}: ctx_init initializes a unified context (as in CoOp); "
                              "it cannot be combined with csc=true")
         tokens = _token_rows(task.backbone.tokenizer, [str(phrase).replace("_", " ")])[0]
         with torch.no_grad():
@@ -266,7 +267,7 @@ def init_context(cfg: dict, task: Task, tower: nn.Module, width: int,
         return ctx, len(tokens), False
     n_ctx = int(cfg["n_ctx"])
     if n_ctx < 1:
-        raise ConfigError(f"coop: n_ctx must be >= 1, not {n_ctx}")
+        raise ConfigError(f"{name}: n_ctx must be >= 1, not {n_ctx}")
     shape = (task.num_classes, n_ctx, width) if csc else (n_ctx, width)
     gen = seeded_generator(task.seed)
     ctx = torch.randn(shape, generator=gen) * float(cfg["init_std"])
@@ -292,11 +293,11 @@ class PromptCore:
         model_device = tower.positional_embedding.device
         if model_device.type != device.type:
             raise ValueError(f"{name}: the backbone is on {model_device}, the task on {device}")
-        self.precision = resolve_precision(str(cfg["precision"]), device)
+        self.precision = resolve_precision(str(cfg["precision"]), device, name)
         self.dtype = torch.float16 if self.precision == "fp16" else torch.float32
         self.amp_dtype = {"amp_bf16": torch.bfloat16, "amp_fp16": torch.float16}.get(self.precision)
         width = tower.token_embedding.weight.shape[1]
-        ctx0, self.n_ctx, self.csc = (init or init_context)(cfg, task, tower, width, device)
+        ctx0, self.n_ctx, self.csc = (init or init_context)(cfg, task, tower, width, device, name)
         self.position = str(cfg["class_token_position"])
         self.cut_sequence = bool(cfg["cut_sequence"])
         self.grad_checkpointing = bool(cfg["grad_checkpointing"])
@@ -311,7 +312,7 @@ class PromptCore:
 
     def encoder_for(self, classnames: list[str]) -> "PromptEncoder":
         layout = build_layout(self.task.backbone.tokenizer, classnames, self.n_ctx,
-                              self.position, self.task.backbone.context_length)
+                              self.position, self.task.backbone.context_length, self.name)
         return PromptEncoder(self.tower, layout, dtype=self.dtype, cut_sequence=self.cut_sequence,
                              grad_checkpointing=self.grad_checkpointing, device=self.device,
                              parts=getattr(self, "parts", None))

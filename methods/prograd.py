@@ -62,9 +62,9 @@ def make_init(phrase: str | None):
     """PromptCore init: random (CoOp's) without a phrase; else the phrase's token embeddings in
     the last slots of n_ctx and zeros before them (the release's PromptLearner)."""
 
-    def init(cfg, task, tower, width, device):
+    def init(cfg, task, tower, width, device, name):
         if phrase is None:
-            return init_context({**cfg, "ctx_init": None}, task, tower, width, device)
+            return init_context({**cfg, "ctx_init": None}, task, tower, width, device, name)
         if cfg["csc"]:
             raise ConfigError("prograd: ctx_init initializes a unified context; it cannot be "
                              "combined with csc=true (set ctx_init: null)")

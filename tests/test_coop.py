@@ -292,3 +292,13 @@ def test_class_specific_context_cannot_score_other_classes(tiny_backbone):
         fitted.on_classes(["cat"], ["{}"], "dtd")
     flag = METHODS.entry("coop").extra.get("new_classes")
     assert flag({"csc": False}) and not flag({"csc": True})
+
+
+@pytest.mark.parametrize("method", ["coop", "kgcoop", "prograd", "cocoop"])
+def test_prompt_learners_name_themselves_in_config_errors(tiny_backbone, method):
+    """The shared prompt code reports errors under the method that runs it."""
+    from bench.schema import ConfigError
+
+    task = make_task(method, tiny_backbone, overrides={"precision": "fp8"})
+    with pytest.raises(ConfigError, match=rf"^{method}: precision must be one of"):
+        METHODS.get(method)(task)
