@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -61,13 +62,20 @@ def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def write_results(name: str, data: dict, markdown: str) -> tuple[Path, Path]:
+def write_results(name: str, data: dict, markdown: str, out: str | Path | None = None
+                  ) -> tuple[Path, Path]:
+    """benchmarks/results/NAME.{json,md}; with ``out``, copies there too (the GPU machine's
+    folder that comes back)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     jpath, mpath = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
     jpath.write_text(json.dumps(data, indent=2, default=str) + "\n")
     mpath.write_text(markdown.rstrip() + "\n")
     print(markdown)
     print(f"\nwrote {jpath} and {mpath}")
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        for p in (jpath, mpath):
+            shutil.copy(p, Path(out) / p.name)
     return jpath, mpath
 
 

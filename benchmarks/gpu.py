@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from multiprocessing import Pool
@@ -162,10 +161,7 @@ class Report:
         return "\n".join(md)
 
     def save(self) -> None:
-        paths = write_results(self.name, self.data, self.markdown())
-        if self.out_dir:
-            for p in paths:
-                shutil.copy(p, Path(self.out_dir) / p.name)
+        write_results(self.name, self.data, self.markdown(), self.out_dir)
 
 
 def extraction(args, report: Report) -> None:

@@ -232,12 +232,8 @@ def main() -> int:
             table(speed), "Pixels (0-255), same images and seeds:", table(diffs),
             "Tiny demo CLIP, demo datasets as JPEG (quality 95): top-1 (%) per decode path.",
             table(acc)])
-        paths = write_results("gpu_decode" if device.type == "cuda" else "gpu_decode_cpu",
-                              data, md)
-        if args.out:
-            Path(args.out).mkdir(parents=True, exist_ok=True)
-            for p in paths:
-                shutil.copy(p, Path(args.out) / p.name)
+        write_results("gpu_decode" if device.type == "cuda" else "gpu_decode_cpu", data, md,
+                      args.out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -599,11 +599,7 @@ def report(args, runs: list, models: list, full: dict, info: dict) -> None:
                                      for ds, c in full.items()}
     res = {"args": dict(vars(args)), "machine": info, "runs": runs, "model": models[-1],
            "scaling": scaling, "projection": projection}
-    paths = write_results(args.name, res, render(res))
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        for p in paths:
-            shutil.copy(p, Path(args.out) / p.name)
+    write_results(args.name, res, render(res), args.out)
 
 
 def main(argv=None) -> None:
