@@ -57,6 +57,14 @@ def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor,
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
+def _image_stats(model) -> tuple:
+    """The (mean, std) the model's images are normalized with (open_clip's OpenAI defaults)."""
+    oc = _open_clip()
+    mean = getattr(model.visual, "image_mean", None) or oc.OPENAI_DATASET_MEAN
+    std = getattr(model.visual, "image_std", None) or oc.OPENAI_DATASET_STD
+    return mean, std
+
+
 @torch.no_grad()
 def zero_shot_suite(model, tokenizer, names: list[str] | None = None) -> dict[str, float]:
     """Zero-shot top-1 (%) of ``model`` on the demo suite's test splits, computed in memory."""
@@ -65,9 +73,7 @@ def zero_shot_suite(model, tokenizer, names: list[str] | None = None) -> dict[st
 
     was_training = model.training
     model.eval()
-    oc = _open_clip()
-    mean = getattr(model.visual, "image_mean", None) or oc.OPENAI_DATASET_MEAN
-    std = getattr(model.visual, "image_std", None) or oc.OPENAI_DATASET_STD
+    mean, std = _image_stats(model)
     out = {}
     for name in names or list(SUITE):
         images, labels, classnames = in_memory_split(name, "test")
@@ -83,6 +89,88 @@ def zero_shot_suite(model, tokenizer, names: list[str] | None = None) -> dict[st
     return out
 
 
+def _seeded_model(seed: int, threads: int, logit_scale: float | None):
+    """(model, tokenizer): torch's threads and seeds set first, so the random init is a pure
+    function of ``seed``; a truthy ``logit_scale`` is fixed (no gradient) instead of learned."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    oc = _open_clip()
+    model = oc.create_model(MODEL_NAME)  # random init after the seed
+    model.train()
+    tokenizer = oc.get_tokenizer(MODEL_NAME)
+    if logit_scale:
+        with torch.no_grad():
+            model.logit_scale.fill_(math.log(logit_scale))
+        model.logit_scale.requires_grad_(False)
+    return model, tokenizer
+
+
+def _optimizers(model, lr: float, weight_decay: float) -> list:
+    """AdamW for the dense parameters (weight decay on matrices only), a lazy Adam for the
+    token embedding.
+
+    The token embedding (6.3M of the 8M parameters: CLIP's 49,408-token vocabulary) gets sparse
+    gradients and a lazy Adam (only the rows of the batch's tokens move; no weight decay, as
+    before): a dense AdamW step over it cost about as much as the whole forward pass."""
+    model.token_embedding.sparse = True
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        if n != "token_embedding.weight" and p.requires_grad:
+            (decay if p.ndim >= 2 and "embedding" not in n else no_decay).append(p)
+    return [torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                               {"params": no_decay, "weight_decay": 0.0}],
+                              lr=lr, betas=(0.9, 0.98), eps=1e-6),
+            torch.optim.SparseAdam([model.token_embedding.weight], lr=lr, betas=(0.9, 0.98),
+                                   eps=1e-6)]
+
+
+def cosine_lr(step: int, lr: float, warmup: int, steps: int) -> float:
+    """Linear warmup over ``warmup`` steps, then a cosine decay to 0 at ``steps``."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
+class _CachedTokenizer:
+    """Tokens of a batch's captions; each distinct caption is tokenized once per run (the world
+    repeats its captions)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.cache: dict[str, torch.Tensor] = {}
+
+    def __call__(self, captions: list[str]) -> torch.Tensor:
+        missing = [c for c in dict.fromkeys(captions) if c not in self.cache]
+        if missing:
+            for c, t in zip(missing, self.tokenizer(missing)):
+                self.cache[c] = t
+        return torch.stack([self.cache[c] for c in captions])
+
+
+def _train_step(model, opts: list, images: torch.Tensor, tokens: torch.Tensor,
+                captions: list[str], lr: float) -> torch.Tensor:
+    """One optimizer step at learning rate ``lr`` on a batch; returns its loss. The learned
+    logit scale is clamped to CLIP's maximum of 100 after the step."""
+    for opt in opts:
+        for g in opt.param_groups:
+            g["lr"] = lr
+    img_f = model.encode_image(images)
+    txt_f = model.encode_text(tokens)
+    loss = contrastive_loss(img_f, txt_f, model.logit_scale.exp(), captions)
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    for opt in opts:
+        opt.step()
+    with torch.no_grad():
+        model.logit_scale.clamp_(0, math.log(100))
+    return loss
+
+
+def _zero_shot_line(zs: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.1f}" for k, v in zs.items())
+
+
 def pretrain(out: Path | None, seed: int = 0, steps: int = DEFAULTS["steps"], batch: int = 128,
              lr: float = 1e-3, warmup: int = 150, weight_decay: float = 0.1, threads: int = 1,
              minutes: float | None = None, eval_every: int = 0, evaluate: bool = True,
@@ -91,65 +179,21 @@ def pretrain(out: Path | None, seed: int = 0, steps: int = DEFAULTS["steps"], ba
              log=None) -> dict:
     """Train the demo model; write an fp16 state_dict to ``out``; return a summary dict."""
     log = log or (lambda msg: print(msg, flush=True))
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    oc = _open_clip()
-    model = oc.create_model(MODEL_NAME)  # random init after the seed
-    model.train()
-    tokenizer = oc.get_tokenizer(MODEL_NAME)
-    mean = getattr(model.visual, "image_mean", None) or oc.OPENAI_DATASET_MEAN
-    std = getattr(model.visual, "image_std", None) or oc.OPENAI_DATASET_STD
-
-    # The token embedding (6.3M of the 8M parameters: CLIP's 49,408-token vocabulary) gets sparse
-    # gradients and a lazy Adam (only the rows of the batch's tokens move; no weight decay, as
-    # before): a dense AdamW step over it cost about as much as the whole forward pass.
-    model.token_embedding.sparse = True
-    if logit_scale:  # a fixed temperature instead of a learned one
-        with torch.no_grad():
-            model.logit_scale.fill_(math.log(logit_scale))
-        model.logit_scale.requires_grad_(False)
-    decay, no_decay = [], []
-    for n, p in model.named_parameters():
-        if n != "token_embedding.weight" and p.requires_grad:
-            (decay if p.ndim >= 2 and "embedding" not in n else no_decay).append(p)
-    opts = [torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                               {"params": no_decay, "weight_decay": 0.0}],
-                              lr=lr, betas=(0.9, 0.98), eps=1e-6),
-            torch.optim.SparseAdam([model.token_embedding.weight], lr=lr, betas=(0.9, 0.98),
-                                   eps=1e-6)]
-
-    def lr_at(step):
-        if step < warmup:
-            return lr * (step + 1) / warmup
-        return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
-
-    token_cache: dict[str, torch.Tensor] = {}
+    model, tokenizer = _seeded_model(seed, threads, logit_scale)
+    mean, std = _image_stats(model)
+    opts = _optimizers(model, lr, weight_decay)
+    tokenize = _CachedTokenizer(tokenizer)
     t0 = time.time()
     history = []
     done = 0
+    loss = None
     for step in range(steps):
         if minutes is not None and time.time() - t0 > 60 * minutes:
             log(f"stopping at step {step}: --minutes {minutes} reached")
             break
         images, captions = world.make_batch(seed, step, batch)
-        missing = [c for c in dict.fromkeys(captions) if c not in token_cache]
-        if missing:
-            for c, t in zip(missing, tokenizer(missing)):
-                token_cache[c] = t
-        tokens = torch.stack([token_cache[c] for c in captions])
-        for opt in opts:
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step)
-        img_f = model.encode_image(_normalize(images, mean, std))
-        txt_f = model.encode_text(tokens)
-        loss = contrastive_loss(img_f, txt_f, model.logit_scale.exp(), captions)
-        model.zero_grad(set_to_none=True)
-        loss.backward()
-        for opt in opts:
-            opt.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))
+        loss = _train_step(model, opts, _normalize(images, mean, std), tokenize(captions),
+                           captions, cosine_lr(step, lr, warmup, steps))
         done = step + 1
         if step % 100 == 0 or done == steps:
             el = time.time() - t0
@@ -158,7 +202,7 @@ def pretrain(out: Path | None, seed: int = 0, steps: int = DEFAULTS["steps"], ba
         if eval_every and done % eval_every == 0 and done != steps:
             zs = zero_shot_suite(model, tokenizer)
             history.append({"step": done, **{k: round(v, 2) for k, v in zs.items()}})
-            log(f"zero-shot at step {done}: " + ", ".join(f"{k} {v:.1f}" for k, v in zs.items()))
+            log(f"zero-shot at step {done}: " + _zero_shot_line(zs))
     train_s = time.time() - t0
     learned_scale = model.logit_scale.exp().item()
     if final_logit_scale:
@@ -170,7 +214,7 @@ def pretrain(out: Path | None, seed: int = 0, steps: int = DEFAULTS["steps"], ba
             model.logit_scale.fill_(math.log(final_logit_scale))
     zs = zero_shot_suite(model, tokenizer) if evaluate else {}
     if zs:
-        log("final zero-shot: " + ", ".join(f"{k} {v:.1f}" for k, v in zs.items()))
+        log("final zero-shot: " + _zero_shot_line(zs))
     summary = {"model": MODEL_NAME, "seed": seed, "steps_run": done, "steps": steps,
                "batch": batch, "lr": lr, "warmup": warmup, "weight_decay": weight_decay,
                "threads": threads, "train_seconds": round(train_s, 1),
@@ -180,18 +224,24 @@ def pretrain(out: Path | None, seed: int = 0, steps: int = DEFAULTS["steps"], ba
                "torch": torch.__version__, "zero_shot": {k: round(v, 2) for k, v in zs.items()},
                "final_loss": round(loss.item(), 4) if done else None, "history": history}
     if out is not None:
-        out = Path(out)
-        state = {k: v.detach().half() if v.is_floating_point() else v.detach()
-                 for k, v in model.state_dict().items()}
-        from results.atomic import atomic_write_bytes, atomic_write_json
-        import io
-
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        atomic_write_bytes(out, buf.getvalue())
-        atomic_write_json(out.with_suffix(".train.json"), summary)
-        log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {out.with_suffix('.train.json')}")
+        _write_checkpoint(model, Path(out), summary, log)
     return summary
+
+
+def _write_checkpoint(model, out: Path, summary: dict, log) -> None:
+    """``out``: the model as an fp16 state_dict (what open_clip loads); beside it, the summary
+    as ``.train.json``. Both written atomically."""
+    import io
+
+    from results.atomic import atomic_write_bytes, atomic_write_json
+
+    state = {k: v.detach().half() if v.is_floating_point() else v.detach()
+             for k, v in model.state_dict().items()}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(out, buf.getvalue())
+    atomic_write_json(out.with_suffix(".train.json"), summary)
+    log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {out.with_suffix('.train.json')}")
 
 
 def main(argv=None) -> int:
