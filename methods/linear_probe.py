@@ -123,6 +123,110 @@ def _lbfgs(fg, theta, max_iter, check, start=None, history=10,
 
 
 
+class _Preconditioned:
+    """One C's problem in :class:`Basis` ``B``, in the variables L-BFGS runs on.
+
+    theta = (Z, beta), flattened: Wr = Z / hs with hs = sqrt(h), h = lambda/k + 1/(C n) (the
+    diagonal curvature model in the eigenbasis, 1/k being the softmax curvature at uniform
+    probabilities), and b' = beta * sb with sb = sqrt(k); there the Hessian is close to the
+    identity. Loss and gradient are analytic, with the matmuls in the phase's dtype.
+    """
+
+    def __init__(self, B: Basis, C: float, shape: tuple[int, int], k: int):
+        self.B, self.k = B, k
+        self.n, self.d = shape
+        self.r = B.V.shape[1]
+        reg = 1.0 / (C * self.n)
+        c = 1.0 / k                        # softmax curvature at uniform probabilities
+        h = c * B.lam + reg                # diagonal curvature model in the eigenbasis
+        self.hs = h.sqrt()
+        self.pen = (reg / h)[:, None]      # penalty weights of Z (float64)
+        self.sb = 1.0 / math.sqrt(c)
+
+    def split(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Z, beta) views of theta."""
+        rk = self.r * self.k
+        return theta[:rk].view(self.r, self.k), theta[rk:]
+
+    def to_theta(self, Wr: torch.Tensor, bp: torch.Tensor) -> torch.Tensor:
+        return torch.cat([(Wr * self.hs[:, None]).reshape(-1), bp / self.sb])
+
+    def from_theta(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Wr, b') of theta, in the centered eigenbasis."""
+        Z, beta = self.split(theta)
+        return Z / self.hs[:, None], beta * self.sb
+
+    def data_part(self, theta, f: float, g: torch.Tensor) -> tuple:
+        """(data loss, F^T p, bias gradient) at theta, from its loss f and gradient g (float64):
+        what a warm start in the same basis needs to skip its first pass over the features."""
+        Z, _ = self.split(theta)
+        gZ, gbeta = self.split(g)
+        return (f - 0.5 * float((Z.pow(2) * self.pen).sum()),
+                (gZ - Z * self.pen) * self.hs[:, None], gbeta / self.sb)
+
+    def loss_and_grad_from_data(self, data_grad: tuple, theta: torch.Tensor) -> tuple:
+        """(loss, gradient) at theta, given the data part of the solution theta comes from."""
+        f_data, FtP, gb_data = data_grad
+        Z0, _ = self.split(theta)
+        gZ = FtP / self.hs[:, None] + Z0 * self.pen
+        return (f_data + 0.5 * float((Z0.pow(2) * self.pen).sum()),
+                torch.cat([gZ.reshape(-1), gb_data * self.sb]))
+
+    def loss_and_grad(self, dtype, y: torch.Tensor):
+        """theta -> (loss, gradient) with matmuls in ``dtype``, sums of the loss in float64."""
+        n, r, k, sb = self.n, self.r, self.k, self.sb
+        G = (self.B.F / self.hs).to(dtype)           # n x r preconditioned features
+        ih = self.pen.to(dtype)
+        rows = torch.arange(n, device=G.device)
+
+        @torch.no_grad()
+        def fg(th):
+            Z, beta = th[:r * k].view(r, k), th[r * k:]
+            z = torch.addmm(beta * sb, G, Z)
+            lse = torch.logsumexp(z, dim=1)
+            # sums in float64: in float32 the loss stops resolving the last decreases
+            # (L-BFGS then stalls short of the gradient rule and needs the float64 phase)
+            loss = ((lse.sum(dtype=torch.float64) - z[rows, y].sum(dtype=torch.float64)) / n
+                    + 0.5 * (Z.pow(2) * ih).sum(dtype=torch.float64))
+            p = torch.exp_(z.sub_(lse[:, None]))     # softmax, in place
+            p[rows, y] -= 1.0
+            p.div_(n)
+            gZ = torch.addmm(Z * ih, G.T, p)
+            return loss.item(), torch.cat([gZ.reshape(-1), p.sum(0) * sb])
+
+        return fg
+
+
+class _StoppingRule:
+    """scikit-learn's rule on the ORIGINAL gradient (max |dF/dW|, |dF/db| <= tol), and the
+    preconditioned gradient <= tol too. ``gmax``: the original gradient's max-norm at the last
+    full check (inf before one)."""
+
+    def __init__(self, P: _Preconditioned, dtype, tol: float):
+        self.P, self.tol = P, tol
+        self.hsd, self.Vd, self.mud = P.hs.to(dtype)[:, None], P.B.V.to(dtype), P.B.mu.to(dtype)
+        self.sqdk = math.sqrt(P.d * P.k)
+        self.mu_norm = P.B.mu.norm().item()
+        self.gmax = math.inf
+
+    @torch.no_grad()
+    def __call__(self, g: torch.Tensor, theta: torch.Tensor) -> bool:
+        tol, rk = self.tol, self.P.r * self.P.k
+        if g.abs().max() > tol:                      # preconditioned gradient
+            return False
+        gWr = g[:rk].view(self.P.r, self.P.k) * self.hsd   # gradient in the centered eigenbasis
+        gb = g[rk:] / self.P.sb
+        if gb.abs().max() > tol:
+            return False
+        # ||grad W||_F >= ||gWr||_F - ||mu|| ||gb||: skip the d x r x k product when the
+        # max-norm cannot be <= tol yet
+        if gWr.norm().item() - self.mu_norm * gb.norm().item() > tol * self.sqdk:
+            return False
+        gW = torch.addr(self.Vd @ gWr, self.mud, gb)  # = X^T p + W/(C n), original variables
+        self.gmax = float(torch.maximum(gW.abs().max(), gb.abs().max()))
+        return self.gmax <= tol
+
+
 class TorchLogReg:
     """Multinomial logistic regression with scikit-learn's objective, solved in a preconditioned basis.
 
@@ -192,92 +296,41 @@ class TorchLogReg:
         and goes on where needed."""
         if not self.precondition:
             return self._fit_plain(X, y, C, max_iter, tol)
-        dev = self.device
-        B = basis if basis is not None else Basis(X.to(dev))
-        n, d = X.shape
-        k = self.n_classes
-        r = B.V.shape[1]
-        y = y.to(dev).long()
-        rows = torch.arange(n, device=dev)
-        reg = 1.0 / (C * n)
-        c = 1.0 / k                  # softmax curvature at uniform probabilities
-        h = c * B.lam + reg          # diagonal curvature model in the eigenbasis
-        hs = h.sqrt()
-        pen = (reg / h)[:, None]     # penalty weights of Z (float64)
-        sb = 1.0 / math.sqrt(c)
-        # warm start: original (W, b) -> centered eigenbasis (Wr, b') -> (Z, beta)
-        if self._basis is B:
-            Wr, bp = self._Wr, self._bp
-        else:
-            W0, b0 = self.W.to(dev, torch.float64), self.b.to(dev, torch.float64)
-            Wr, bp = B.V.T @ W0, b0 + B.mu @ W0
-        theta = torch.cat([(Wr * hs[:, None]).reshape(-1), bp / sb])
+        B = basis if basis is not None else Basis(X.to(self.device))
+        P = _Preconditioned(B, C, X.shape, self.n_classes)
+        y = y.to(self.device).long()
+        theta = P.to_theta(*self._solution_in(B))
         # At a warm start in the same basis the logits are those of the solution it comes from,
         # so loss and gradient follow from its data part without a pass over the features.
         start = None
         if self._basis is B and self._data_grad is not None:
-            f_data, FtP, gb_data = self._data_grad
-            Z0 = theta[:r * k].view(r, k)
-            start = (f_data + 0.5 * float((Z0.pow(2) * pen).sum()),
-                     torch.cat([(FtP / hs[:, None] + Z0 * pen).reshape(-1), gb_data * sb]))
+            start = P.loss_and_grad_from_data(self._data_grad, theta)
         self.n_iter = 0
-        sqdk = math.sqrt(d * k)
-        mu_norm = B.mu.norm().item()
         for dtype in ([torch.float32] if self.fp32 else []) + [torch.float64]:
-            G = (B.F / hs).to(dtype)                     # n x r preconditioned features
-            ih = pen.to(dtype)
-            hsd, Vd, mud = hs.to(dtype)[:, None], B.V.to(dtype), B.mu.to(dtype)
-
-            @torch.no_grad()
-            def fg(th, G=G, ih=ih):
-                Z, beta = th[:r * k].view(r, k), th[r * k:]
-                z = torch.addmm(beta * sb, G, Z)
-                lse = torch.logsumexp(z, dim=1)
-                # sums in float64: in float32 the loss stops resolving the last decreases
-                # (L-BFGS then stalls short of the gradient rule and needs the float64 phase)
-                loss = ((lse.sum(dtype=torch.float64) - z[rows, y].sum(dtype=torch.float64)) / n
-                        + 0.5 * (Z.pow(2) * ih).sum(dtype=torch.float64))
-                p = torch.exp_(z.sub_(lse[:, None]))     # softmax, in place
-                p[rows, y] -= 1.0
-                p.div_(n)
-                gZ = torch.addmm(Z * ih, G.T, p)
-                return loss.item(), torch.cat([gZ.reshape(-1), p.sum(0) * sb])
-
-            @torch.no_grad()
-            def converged(g, th, hsd=hsd, Vd=Vd, mud=mud):
-                if g.abs().max() > tol:                  # preconditioned gradient
-                    return False
-                gWr = g[:r * k].view(r, k) * hsd         # gradient in the centered eigenbasis
-                gb = g[r * k:] / sb
-                if gb.abs().max() > tol:
-                    return False
-                # ||grad W||_F >= ||gWr||_F - ||mu|| ||gb||: skip the d x r x k product when the
-                # max-norm cannot be <= tol yet
-                if gWr.norm().item() - mu_norm * gb.norm().item() > tol * sqdk:
-                    return False
-                gW = torch.addr(Vd @ gWr, mud, gb)       # = X^T p + W/(C n), original variables
-                gmax[0] = float(torch.maximum(gW.abs().max(), gb.abs().max()))
-                return gmax[0] <= tol
-
-            gmax = [math.inf]  # max |original gradient| at the last full check
+            rule = _StoppingRule(P, dtype, tol)
             if start is not None:
                 start = (start[0], start[1].to(dtype))
-            theta, it, done, (f, g) = _lbfgs(fg, theta.to(dtype), max_iter - self.n_iter,
-                                             converged, start=start)
+            theta, it, done, (f, g) = _lbfgs(P.loss_and_grad(dtype, y), theta.to(dtype),
+                                             max_iter - self.n_iter, rule, start=start)
             start = None  # a later (float64) phase evaluates afresh
             self.n_iter += it
             theta, g = theta.double(), g.double()
             self.converged, self.polished = done, dtype == torch.float64
             # Met the rule in float32 with room to spare for float32's rounding of the gradient
             # (at large feature scales it reaches a few percent of tol): no float64 pass needed.
-            if done and not polish and gmax[0] <= tol / 2:
+            if done and not polish and rule.gmax <= tol / 2:
                 break
-        Z, beta = theta[:r * k].view(r, k), theta[r * k:]
-        self._data_grad = (f - 0.5 * float((Z.pow(2) * pen).sum()),
-                           (g[:r * k].view(r, k) - Z * pen) * hs[:, None], g[r * k:] / sb)
-        self._basis, self._Wr, self._bp = B, Z / hs[:, None], beta * sb
+        self._data_grad = P.data_part(theta, f, g)
+        self._basis, (self._Wr, self._bp) = B, P.from_theta(theta)
         self._W = self._b = None
         return self
+
+    def _solution_in(self, B: Basis) -> tuple[torch.Tensor, torch.Tensor]:
+        """The current solution (the warm start) as (Wr, b') in the centered eigenbasis of B."""
+        if self._basis is B:
+            return self._Wr, self._bp
+        W0, b0 = self.W.to(self.device, torch.float64), self.b.to(self.device, torch.float64)
+        return B.V.T @ W0, b0 + B.mu @ W0
 
     def _fit_plain(self, X, y, C, max_iter, tol):
         """The unpreconditioned solver: torch L-BFGS on (W, b), float64 (``precondition: false``)."""
