@@ -54,7 +54,7 @@ def _tail(path: str, n: int = 3) -> list[str]:
 
 
 def main(args) -> int:
-    from bench.slurm import is_active, sweep_status
+    from bench.slurm import sweep_status
     from results.store import ResultStore
 
     output = Path(args.output).expanduser()
@@ -63,31 +63,75 @@ def main(args) -> int:
     out = sys.stdout
     store = ResultStore(output)
     st = sweep_status(output, store=store)
-    if not st["submissions"] and (output / "plan.json").is_file():
+    if st["submissions"]:
+        return _launcher_status(output, store, st, args, out)
+    if (output / "plan.json").is_file():
         return _inprocess_status(output, store, args, out)
-    if not st["submissions"]:
-        # in-process sweep without a recorded plan (run before plans were recorded)
-        records = store.load_all()
-        if not records and not store.damaged:
-            print(f"{output}: no sweep here (no results, no submissions under {output}/sweep)",
-                  file=out)
-            return 1
-        ok = [r for r in records if r.get("status") == "ok"]
-        bad = [r for r in records if r.get("status") != "ok"]
-        damaged = (f", {len(store.damaged)} damaged (left out of reports; `bench run` computes "
-                   f"them again)" if store.damaged else "")
-        print(f"sweep {output} (in-process): {len(ok)} cells done, {len(bad)} failed{damaged}",
-              file=out)
-        _print_failed_records(bad, args.tracebacks, out)
-        return 1 if bad or store.damaged else 0
+    return _unplanned_status(output, store, args, out)
 
+
+def _unplanned_status(output: Path, store, args, out) -> int:
+    """An in-process sweep without a recorded plan (run before plans were recorded): only the
+    records tell what is done and failed; nothing tells what is pending."""
+    records = store.load_all()
+    if not records and not store.damaged:
+        print(f"{output}: no sweep here (no results, no submissions under {output}/sweep)",
+              file=out)
+        return 1
+    ok = [r for r in records if r.get("status") == "ok"]
+    bad = [r for r in records if r.get("status") != "ok"]
+    damaged = (f", {len(store.damaged)} damaged (left out of reports; `bench run` computes "
+               f"them again)" if store.damaged else "")
+    print(f"sweep {output} (in-process): {len(ok)} cells done, {len(bad)} failed{damaged}",
+          file=out)
+    _print_failed_records(bad, args.tracebacks, out)
+    return 1 if bad or store.damaged else 0
+
+
+def _launcher_status(output: Path, store, st: dict, args, out) -> int:
+    """A SLURM or local sweep (``st``: bench.slurm.sweep_status): cell counts, the latest
+    submission's tasks, failed tasks and cells, and what to do next."""
+    from bench.slurm import is_active
+
+    latest = st["submissions"][-1]
+    jobs = st["jobs"]
+    active = {jid for jid, info in jobs.items() if is_active(info, latest)}
+    _print_cell_counts(output, store, st, out)
+    where = (f"SLURM array {latest['array_id']}" if latest["launcher"] == "slurm"
+             else "local processes")
+    print(f"\nlatest submission {latest['submitted']} ({len(st['submissions'])} in all): "
+          f"{len(latest['tasks'])} task(s) as {where}; {len(active)} queued or running", file=out)
+    print(f"submitit logs: {latest['submitit_dir']}", file=out)
+    _print_task_table(latest, jobs, st, out)
+    bad_tasks = _failed_tasks(latest, jobs)
+    _print_failed_tasks(bad_tasks, out)
+    if st["failed"]:
+        _print_failed_records([_failed_record(output, c) for c in st["failed"]],
+                              args.tracebacks, out)
+
+    lost = [c for c in st["pending"] if c["job_id"] not in active]
+    if args.cells and st["pending"]:
+        print(f"\npending cells ({len(st['pending'])}):", file=out)
+        for c in st["pending"]:
+            print(f"  {c['label']}  (task {c['job_id']})", file=out)
+    if lost:
+        print(f"\n{len(lost)} pending cell(s) belong to tasks that are no longer running; rerun "
+              f"the same `bench run` command to submit them (only cells without a result are "
+              f"submitted)", file=out)
+    elif active:
+        print(f"\nin flight: run `bench status {output}` again to follow", file=out)
+    if st["failed"]:
+        print(f"rerunning the same `bench run` retries the {len(st['failed'])} failed cell(s)",
+              file=out)
+    return 1 if st["failed"] or lost or bad_tasks else 0
+
+
+def _print_cell_counts(output: Path, store, st: dict, out) -> None:
+    """The header: cells done, failed and pending, damaged records among them, a bar."""
     n_damaged = sum(1 for c in st["stale"] if any(str(output / c[k]) in store.damaged
                                                   for k in ("result", "failed")))
     done, failed, pending = len(st["done"]), len(st["failed"]), len(st["pending"])
     total = done + failed + pending
-    latest = st["submissions"][-1]
-    jobs = st["jobs"]
-    active = {jid for jid, info in jobs.items() if is_active(info, latest)}
     pct = 100.0 * (done + failed) / total if total else 100.0
     print(f"sweep {output}: {total} cells: {done} done, {failed} failed, {pending} pending",
           file=out)
@@ -95,11 +139,10 @@ def main(args) -> int:
         print(f"({n_damaged} of the pending cells have a damaged record, named above; `bench run` "
               f"computes them again)", file=out)
     print(f"{bar(done, failed, total)} {pct:5.1f}%", file=out)
-    where = (f"SLURM array {latest['array_id']}" if latest["launcher"] == "slurm"
-             else "local processes")
-    print(f"\nlatest submission {latest['submitted']} ({len(st['submissions'])} in all): "
-          f"{len(latest['tasks'])} task(s) as {where}; {len(active)} queued or running", file=out)
-    print(f"submitit logs: {latest['submitit_dir']}", file=out)
+
+
+def _print_task_table(latest: dict, jobs: dict, st: dict, out) -> None:
+    """One row per task of the latest submission: its state and its cells done/failed/pending."""
     rows = []
     done_ids = {c["id"] for c in st["done"]}
     failed_ids = {c["id"] for c in st["failed"]}
@@ -116,45 +159,40 @@ def main(args) -> int:
     for r in rows:
         print(f"  {r[0]:<{w0}}  {r[1]:<{w1}}  {r[2]:<{w2}}  {r[3]}", file=out)
 
-    bad_tasks = [(t, jobs[t["job_id"]]) for t in latest["tasks"]
-                 if t["job_id"] in jobs and (jobs[t["job_id"]]["state"] not in
-                                             ("COMPLETED", "FINISHED")
-                                             and not is_active(jobs[t["job_id"]], latest)
-                                             or jobs[t["job_id"]].get("error"))]
-    if bad_tasks:
-        print(f"\nfailed tasks ({len(bad_tasks)}):", file=out)
-        for task, info in bad_tasks:
-            code = f", exit {info['exit']}" if info.get("exit") else ""
-            why = (" (SLURM has no record of it: cancelled before it started?)"
-                   if info["state"] == "GONE" else "")
-            print(f"  {task['job_id']} {info['state']}{code}{why}: {task['key']}", file=out)
-            print(f"    stderr: {task['stderr']}", file=out)
-            print(f"    stdout: {task['stdout']}", file=out)
-            for line in (str(info["error"]).strip().splitlines()[-2:] if info.get("error")
-                         else _tail(task["stderr"])):
-                print(f"    | {line}", file=out)
 
-    if st["failed"]:
-        store_records = []
-        for c in st["failed"]:
-            rec = _load(output / c["failed"])
-            store_records.append(rec or {"_label": c["label"], "_path": str(output / c["failed"])})
-        _print_failed_records(store_records, args.tracebacks, out)
+def _failed_tasks(latest: dict, jobs: dict) -> list[tuple[dict, dict]]:
+    """(task, job info) of the latest submission's tasks that ended other than completed, or
+    reported an error."""
+    from bench.slurm import is_active
 
-    lost = [c for c in st["pending"] if c["job_id"] not in active]
-    if args.cells and st["pending"]:
-        print(f"\npending cells ({pending}):", file=out)
-        for c in st["pending"]:
-            print(f"  {c['label']}  (task {c['job_id']})", file=out)
-    if lost:
-        print(f"\n{len(lost)} pending cell(s) belong to tasks that are no longer running; rerun "
-              f"the same `bench run` command to submit them (only cells without a result are "
-              f"submitted)", file=out)
-    elif active:
-        print(f"\nin flight: run `bench status {output}` again to follow", file=out)
-    if failed:
-        print(f"rerunning the same `bench run` retries the {failed} failed cell(s)", file=out)
-    return 1 if failed or lost or bad_tasks else 0
+    return [(t, jobs[t["job_id"]]) for t in latest["tasks"]
+            if t["job_id"] in jobs and (jobs[t["job_id"]]["state"] not in
+                                        ("COMPLETED", "FINISHED")
+                                        and not is_active(jobs[t["job_id"]], latest)
+                                        or jobs[t["job_id"]].get("error"))]
+
+
+def _print_failed_tasks(bad_tasks: list[tuple[dict, dict]], out) -> None:
+    """Each failed task's state, exit code, log files, and its error or the end of its stderr."""
+    if not bad_tasks:
+        return
+    print(f"\nfailed tasks ({len(bad_tasks)}):", file=out)
+    for task, info in bad_tasks:
+        code = f", exit {info['exit']}" if info.get("exit") else ""
+        why = (" (SLURM has no record of it: cancelled before it started?)"
+               if info["state"] == "GONE" else "")
+        print(f"  {task['job_id']} {info['state']}{code}{why}: {task['key']}", file=out)
+        print(f"    stderr: {task['stderr']}", file=out)
+        print(f"    stdout: {task['stdout']}", file=out)
+        for line in (str(info["error"]).strip().splitlines()[-2:] if info.get("error")
+                     else _tail(task["stderr"])):
+            print(f"    | {line}", file=out)
+
+
+def _failed_record(output: Path, cell: dict) -> dict:
+    """A failed cell's .failed.json record, or (unreadable) its label and path."""
+    rec = _load(output / cell["failed"])
+    return rec or {"_label": cell["label"], "_path": str(output / cell["failed"])}
 
 
 def _load(path: Path) -> dict | None:
