@@ -104,52 +104,18 @@ class RunConfig:
 
 
 def resolve(args) -> RunConfig:
-    """Everything the run needs, from flags, the sweep file and defaults; validated."""
+    """Everything the run needs, from flags, the sweep file and defaults; validated (the first
+    problem found is reported, in the order of the steps below)."""
     from bench.config import parse_overrides
-    from bench.sweep import (DEFAULT_SEEDS, DEFAULT_SHOTS, PROTOCOL_BACKBONE, load_sweep,
-                             overrides_list, parse_int_list, pick)
-    from datasets_registry import COOP_TAG, DATASETS, DEMO_TAG
+    from bench.sweep import (DEFAULT_SEEDS, DEFAULT_SHOTS, load_sweep, overrides_list,
+                             parse_int_list, pick)
     from methods import METHODS
 
     sweep = load_sweep(args.config)
     shots = parse_int_list(pick(args.shots, sweep, "shots", DEFAULT_SHOTS), "--shots")
     seeds = parse_int_list(pick(args.seeds, sweep, "seeds", DEFAULT_SEEDS), "--seeds")
-    data_root = pick(args.data_root, sweep, "data_root")
-    backbone = pick(args.backbone, sweep, "backbone")
-    pretrained = pick(args.pretrained, sweep, "pretrained")
-    demo_note = None
-    if data_root is None:
-        from bench.demo import demo_defaults
-
-        demo = demo_defaults()
-        data_root = str(demo["data_root"])
-        if backbone is None:
-            backbone, pretrained = demo["backbone"], pretrained or demo["pretrained"]
-            demo_note = ("bench: no --data-root or --backbone given, so this runs the built-in "
-                         "demo (a tiny CLIP pretrained here on generated images, and the demo "
-                         "datasets); for real data use --data-root DIR --backbone "
-                         "RN50-quickgelu --pretrained openai (or a local checkpoint file)")
-        dataset_tag = DEMO_TAG
-    else:
-        root = Path(data_root).expanduser()
-        if not root.exists():
-            raise UsageError(f"--data-root {data_root} does not exist; point it at the folder "
-                             f"holding the datasets (see `bench data check`)")
-        if not root.is_dir():
-            raise UsageError(f"--data-root {data_root} is a file, not a folder")
-        data_root = str(root.resolve())
-        dataset_tag = COOP_TAG
-        if backbone is None:
-            backbone, pretrained = PROTOCOL_BACKBONE[0], pretrained or PROTOCOL_BACKBONE[1]
-    backbones = [(backbone, pretrained)]
-    if "backbones" in sweep and args.backbone is None:
-        backbones = [(b["backbone"], b.get("pretrained")) for b in sweep["backbones"]]
-    from bench.backbone import check_backbone_name, resolve_pretrained
-
-    for name, pre in backbones:
-        check_backbone_name(name)
-        resolve_pretrained(name, pre)
-
+    data_root, dataset_tag, backbone, demo_note = _data_and_backbone(args, sweep)
+    backbones = _backbones(args, sweep, backbone)
     protocol, datasets, targets = _protocol_datasets(args, sweep, dataset_tag)
     method_specs = _method_specs(pick(args.methods, sweep, "methods", "all"), METHODS, protocol)
     config_problems: list[str] = []  # reported with the bad values, by expand_cells
@@ -159,6 +125,76 @@ def resolve(args) -> RunConfig:
     # Absolute, so SLURM tasks that start in another working directory find them.
     output = Path(pick(args.output, sweep, "output", "bench-results")).expanduser().resolve()
     cache_dir = Path(pick(args.cache_dir, sweep, "cache_dir") or output / "cache").expanduser().resolve()
+    device, demo_note = _device(args, sweep, demo_note)
+    launcher = pick(args.launcher, sweep, "launcher", "inprocess")
+    if launcher not in LAUNCHERS:
+        raise UsageError(f"launcher {launcher!r}: choose one of {', '.join(LAUNCHERS)}")
+    from bench.slurm import slurm_options
+
+    slurm = slurm_options(args, sweep)  # validated for every launcher: a typo fails early
+    options = _feature_options(args, sweep, device)
+    return RunConfig(
+        sweep=sweep, shots=shots, seeds=seeds, data_root=data_root, backbones=backbones,
+        datasets=datasets, methods=method_specs, protocol=protocol, targets=targets,
+        overrides=overrides, config_problems=config_problems, output=output,
+        cache_dir=str(cache_dir), device=device, launcher=launcher,
+        group_by=pick(args.group_by, sweep, "group_by", "dataset"), options=options,
+        demo_note=demo_note, slurm=slurm)
+
+
+def _data_and_backbone(args, sweep) -> tuple[str, str, tuple[str, str | None], str | None]:
+    """(data root, the tag ``all`` selects datasets by, (backbone, pretrained), demo note).
+
+    Without a data root: the built-in demo suite, and without a backbone either the demo model
+    too (with a note saying so). With one: it must be a folder; the backbone defaults to the
+    protocol's (RN50-quickgelu, openai)."""
+    from bench.sweep import PROTOCOL_BACKBONE, pick
+    from datasets_registry import COOP_TAG, DEMO_TAG
+
+    data_root = pick(args.data_root, sweep, "data_root")
+    backbone = pick(args.backbone, sweep, "backbone")
+    pretrained = pick(args.pretrained, sweep, "pretrained")
+    if data_root is None:
+        from bench.demo import demo_defaults
+
+        demo = demo_defaults()
+        demo_note = None
+        if backbone is None:
+            backbone, pretrained = demo["backbone"], pretrained or demo["pretrained"]
+            demo_note = ("bench: no --data-root or --backbone given, so this runs the built-in "
+                         "demo (a tiny CLIP pretrained here on generated images, and the demo "
+                         "datasets); for real data use --data-root DIR --backbone "
+                         "RN50-quickgelu --pretrained openai (or a local checkpoint file)")
+        return str(demo["data_root"]), DEMO_TAG, (backbone, pretrained), demo_note
+    root = Path(data_root).expanduser()
+    if not root.exists():
+        raise UsageError(f"--data-root {data_root} does not exist; point it at the folder "
+                         f"holding the datasets (see `bench data check`)")
+    if not root.is_dir():
+        raise UsageError(f"--data-root {data_root} is a file, not a folder")
+    if backbone is None:
+        backbone, pretrained = PROTOCOL_BACKBONE[0], pretrained or PROTOCOL_BACKBONE[1]
+    return str(root.resolve()), COOP_TAG, (backbone, pretrained), None
+
+
+def _backbones(args, sweep, backbone: tuple[str, str | None]) -> list[tuple[str, str | None]]:
+    """The sweep's list of backbones (unless --backbone is given), else the one backbone; each
+    checked: a known open_clip name, a pretrained tag or file that exists."""
+    from bench.backbone import check_backbone_name, resolve_pretrained
+
+    backbones = [backbone]
+    if "backbones" in sweep and args.backbone is None:
+        backbones = [(b["backbone"], b.get("pretrained")) for b in sweep["backbones"]]
+    for name, pre in backbones:
+        check_backbone_name(name)
+        resolve_pretrained(name, pre)
+    return backbones
+
+
+def _device(args, sweep, demo_note: str | None) -> tuple[str, str | None]:
+    """(device, demo note): ``auto`` means the CPU for the demo, with a note why."""
+    from bench.sweep import pick
+
     device = pick(args.device, sweep, "device", "auto")
     if demo_note and device == "auto":
         # The demo's tiny model is launch-bound on a GPU: on an H200 machine one demo dataset
@@ -166,12 +202,13 @@ def resolve(args) -> RunConfig:
         device = "cpu"
         demo_note += ("; it runs on the CPU, which is faster than a GPU for this tiny model "
                       "(--device cuda to override)")
-    launcher = pick(args.launcher, sweep, "launcher", "inprocess")
-    if launcher not in LAUNCHERS:
-        raise UsageError(f"launcher {launcher!r}: choose one of {', '.join(LAUNCHERS)}")
-    from bench.slurm import slurm_options
+    return device, demo_note
 
-    slurm = slurm_options(args, sweep)  # validated for every launcher: a typo fails early
+
+def _feature_options(args, sweep, device: str) -> dict:
+    """Feature extraction and fitting options (RunConfig.options), validated."""
+    from bench.sweep import pick
+
     cuda = _cuda_expected(device)
     options = {
         "batch_size": pick(args.batch_size, sweep, "batch_size", 64),
@@ -195,13 +232,7 @@ def resolve(args) -> RunConfig:
                          f"(1 or more), or 0 for torch's default")
     if options["workers"] < 0:
         raise UsageError("--workers must be 0 (decode in this process) or more")
-    return RunConfig(
-        sweep=sweep, shots=shots, seeds=seeds, data_root=data_root, backbones=backbones,
-        datasets=datasets, methods=method_specs, protocol=protocol, targets=targets,
-        overrides=overrides, config_problems=config_problems, output=output,
-        cache_dir=str(cache_dir), device=device, launcher=launcher,
-        group_by=pick(args.group_by, sweep, "group_by", "dataset"), options=options,
-        demo_note=demo_note, slurm=slurm)
+    return options
 
 
 def _protocol_datasets(args, sweep, dataset_tag) -> tuple[str, list[str], list[str]]:
