@@ -107,8 +107,8 @@ def _seeded_model(seed: int, threads: int, logit_scale: float | None):
 
 
 def _optimizers(model, lr: float, weight_decay: float) -> list:
-    """AdamW for the dense parameters (weight decay on matrices only), a lazy Adam for the
-    token embedding.
+    """AdamW for the dense parameters (weight decay on the weight matrices; none on biases,
+    norms, embeddings), a lazy Adam for the token embedding.
 
     The token embedding (6.3M of the 8M parameters: CLIP's 49,408-token vocabulary) gets sparse
     gradients and a lazy Adam (only the rows of the batch's tokens move; no weight decay, as
@@ -125,7 +125,7 @@ def _optimizers(model, lr: float, weight_decay: float) -> list:
                                    eps=1e-6)]
 
 
-def cosine_lr(step: int, lr: float, warmup: int, steps: int) -> float:
+def _cosine_lr(step: int, lr: float, warmup: int, steps: int) -> float:
     """Linear warmup over ``warmup`` steps, then a cosine decay to 0 at ``steps``."""
     if step < warmup:
         return lr * (step + 1) / warmup
@@ -193,7 +193,7 @@ def pretrain(out: Path | None, seed: int = 0, steps: int = DEFAULTS["steps"], ba
             break
         images, captions = world.make_batch(seed, step, batch)
         loss = _train_step(model, opts, _normalize(images, mean, std), tokenize(captions),
-                           captions, cosine_lr(step, lr, warmup, steps))
+                           captions, _cosine_lr(step, lr, warmup, steps))
         done = step + 1
         if step % 100 == 0 or done == steps:
             el = time.time() - t0
