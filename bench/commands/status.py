@@ -18,6 +18,7 @@ one warning per damaged file.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import UsageError
@@ -229,47 +230,75 @@ def _print_failed_records(records: list[dict], tracebacks: bool, out) -> None:
                 print(f"    | {line}", file=out)
 
 
-def _inprocess_status(output: Path, store, args, out) -> int:
-    """Done, failed, running and pending cells of the grid recorded in OUTPUT/plan.json."""
-    from bench.cell_state import DONE, FAILED, cell_state
-    from bench.locks import CellLocks, is_stale, read_holder
-    from bench.slurm import cell_label
+@dataclass
+class _PlannedCells:
+    """The planned cells of an in-process sweep by state (``failed``: their failure records;
+    ``holders``: who holds the running ones, as lock holder description -> cell count)."""
+
+    done: list = field(default_factory=list)
+    failed: list = field(default_factory=list)
+    running: list = field(default_factory=list)
+    pending: list = field(default_factory=list)
+    holders: dict = field(default_factory=dict)
+
+
+def _read_plan(output: Path) -> tuple[dict, list[dict]]:
+    """OUTPUT/plan.json and its cells; a usage error when it is damaged."""
     from results.atomic import read_json
-    from results.store import cell_id
 
     plan = read_json(output / "plan.json")
     cells = plan.get("cells") if plan else None
     if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
         raise UsageError(f"{output}/plan.json is damaged; rerun the same `bench run` command "
                          f"to record the plan again (results already written are kept)")
+    return plan, cells
+
+
+def _sort_planned_cells(output: Path, store, cells: list[dict]) -> _PlannedCells:
+    """Done (a sound record of its own), else running (a live lock), else failed, else pending
+    (no record, or a stale one: computed again)."""
+    from bench.cell_state import DONE, FAILED, cell_state
+    from bench.locks import CellLocks, is_stale, read_holder
+    from results.store import cell_id
+
     locks = CellLocks(output / "locks")
-    done, failed, running, pending = [], [], [], []
-    holders = {}
+    by_state = _PlannedCells()
     for cell in cells:
         state = cell_state(store, cell)
         if state == DONE:
-            done.append(cell)
+            by_state.done.append(cell)
             continue
         lock = locks.path(cell_id(cell))
         if lock.is_file() and not is_stale(lock, locks.stale_after_s):
             holder = read_holder(lock)
             if holder is not None:
-                holders[holder.describe()] = holders.get(holder.describe(), 0) + 1
-            running.append(cell)
+                who = holder.describe()
+                by_state.holders[who] = by_state.holders.get(who, 0) + 1
+            by_state.running.append(cell)
             continue
         if state == FAILED:
             failure = store.read(store.failed_path_for(cell))
             failure["_path"] = str(store.failed_path_for(cell))
-            failed.append(failure)
+            by_state.failed.append(failure)
         else:  # pending, or stale (a record that does not count: computed again)
-            pending.append(cell)
+            by_state.pending.append(cell)
+    return by_state
+
+
+def _inprocess_status(output: Path, store, args, out) -> int:
+    """Done, failed, running and pending cells of the grid recorded in OUTPUT/plan.json."""
+    from bench.slurm import cell_label
+
+    plan, cells = _read_plan(output)
+    states = _sort_planned_cells(output, store, cells)
+    done, failed, running, pending = states.done, states.failed, states.running, states.pending
     total = len(cells)
     print(f"sweep {output} (in-process, planned {plan.get('created', '?')}): {total} cells: "
           f"{len(done)} done, {len(failed)} failed, {len(running)} running, "
           f"{len(pending)} pending", file=out)
     print(f"{bar(len(done), len(failed), total)} "
           f"{100.0 * (len(done) + len(failed)) / total if total else 100.0:5.1f}%", file=out)
-    for who, n in holders.items():
+    for who, n in states.holders.items():
         print(f"running: {n} cell(s) held by {who}", file=out)
     _print_failed_records(failed, args.tracebacks, out)
     if args.cells:
