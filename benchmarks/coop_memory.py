@@ -12,7 +12,9 @@ process's peak resident set (ru_maxrss) over its value after setup.
 Settings: ``default`` (configs/methods/coop.yaml: the sequence cut after the longest prompt's
 EOT, all classes at once), ``full_sequence`` (cut_sequence false: all context_length tokens, as
 the original code runs), ``memory_saving`` (class_chunk 100 + grad_checkpointing),
-``float_mask`` (the default settings with the text blocks called without the ``is_causal`` hint,
+``no_shared_prefix`` (the default without running the prompts' common beginning once:
+methods/_shared_prefix.py), ``float_mask`` (the default settings with the text blocks called
+without the ``is_causal`` hint,
 as open_clip calls them: the float mask added to every attention score instead of the causal
 kernels of ``scaled_dot_product_attention``).
 """
@@ -32,7 +34,18 @@ SETTINGS = {
     "full_sequence": {"cut_sequence": False},
     "memory_saving": {"class_chunk": 100, "grad_checkpointing": True},
     "float_mask": {},
+    "no_shared_prefix": {"shared_prefix": False},
 }
+
+
+def class_names(kind: str, classes: int) -> list[str]:
+    """``numbered``: "class N thing" (their common first word joins the shared prefix);
+    ``imagenet``: ImageNet's class names as open_clip ships them (cycled past 1,000)."""
+    if kind == "imagenet":
+        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+        return [IMAGENET_CLASSNAMES[i % len(IMAGENET_CLASSNAMES)] for i in range(classes)]
+    return [f"class {i} thing" for i in range(classes)]
 
 
 def _float_mask_blocks(coop) -> None:
@@ -42,7 +55,7 @@ def _float_mask_blocks(coop) -> None:
 
 
 def one(backbone_name: str, classes: int, setting: str, steps: int, device: str,
-        precision: str, threads: int) -> dict:
+        precision: str, threads: int, names: str = "numbered") -> dict:
     import resource
 
     import torch
@@ -66,7 +79,7 @@ def one(backbone_name: str, classes: int, setting: str, steps: int, device: str,
     g = torch.Generator().manual_seed(0)
     feats = torch.randn(n, d, generator=g).to(dev)
     labels = torch.randint(classes, (n,), generator=g).to(dev)
-    task = Task(dataset="bench", classnames=[f"class {i} thing" for i in range(classes)],
+    task = Task(dataset="bench", classnames=class_names(names, classes),
                 templates=["a photo of a {}."], shots=16, seed=1, config=cfg, device=dev,
                 train=FeatureSplit(feats, labels), val=FeatureSplit(feats[:0], labels[:0]),
                 train_views=CachedViews(feats[None], 1), backbone=bb)
@@ -94,6 +107,7 @@ def one(backbone_name: str, classes: int, setting: str, steps: int, device: str,
     fitted = coop.fit(task)
     out = {"classes": classes, "setting": setting, "steps_timed": len(times) - 1,
            "step_s": median(times[1:]), "step_s_all": times, "seq_len": fitted.info["seq_len"],
+           "shared_prefix_len": fitted.info["shared_prefix_len"], "names": names,
            "precision": fitted.info["precision"], "device": device, "backbone": backbone_name}
     if dev.type == "cuda":
         out["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
@@ -108,13 +122,14 @@ def one(backbone_name: str, classes: int, setting: str, steps: int, device: str,
 
 
 def sweep(backbone: str, classes: list[int], settings: list[str], steps: int, device: str,
-          precision: str, threads: int, timeout: float = 1800) -> list[dict]:
+          precision: str, threads: int, timeout: float = 1800, names: str = "numbered"
+          ) -> list[dict]:
     rows = []
     for c in classes:
         for s in settings:
             cmd = [sys.executable, __file__, "--one", "--backbone", backbone, "--classes", str(c),
                    "--settings", s, "--steps", str(steps), "--device", device,
-                   "--precision", precision, "--threads", str(threads)]
+                   "--precision", precision, "--threads", str(threads), "--names", names]
             try:
                 p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -133,9 +148,10 @@ def sweep(backbone: str, classes: list[int], settings: list[str], steps: int, de
 
 
 def render_rows(rows):
-    return table(["classes", "setting", "seq len", "precision", "step s (median)",
-                  "peak MiB", "peak over setup MiB"],
-                 [[r["classes"], r["setting"], r.get("seq_len", ""), r.get("precision", ""),
+    return table(["classes", "setting", "seq len", "shared prefix", "precision",
+                  "step s (median)", "peak MiB", "peak over setup MiB"],
+                 [[r["classes"], r["setting"], r.get("seq_len", ""),
+                   r.get("shared_prefix_len", ""), r.get("precision", ""),
                    r.get("step_s", r.get("error", "")), r.get("peak_mib", ""),
                    r.get("peak_over_setup_mib", "")] for r in rows])
 
@@ -149,12 +165,14 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--names", choices=["numbered", "imagenet"], default="numbered",
+                    help="class names of the synthetic task (see class_names)")
     ap.add_argument("--name", default="coop_memory")
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         r = one(args.backbone, int(args.classes), args.settings, args.steps, args.device,
-                args.precision, args.threads)
+                args.precision, args.threads, args.names)
         print("RESULT " + json.dumps(r))
         return
     import torch
@@ -162,14 +180,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     info = machine_info()
     rows = sweep(args.backbone, [int(c) for c in args.classes.split(",")],
-                 args.settings.split(","), args.steps, args.device, args.precision, args.threads)
+                 args.settings.split(","), args.steps, args.device, args.precision, args.threads,
+                 names=args.names)
     md = ["# CoOp: step time and peak memory against the number of classes", "",
           f"Backbone `{args.backbone}` (random init; its text tower), device {args.device}, "
           f"{args.threads} torch thread(s), batch 32, median of {args.steps} steps after a "
           "warm-up step, one subprocess per row. Settings: default (sequence cut after the "
           "longest prompt's EOT), full_sequence (all context tokens, as the original code), "
           "memory_saving (class_chunk 100 + grad_checkpointing), float_mask (default without the causal "
-          "attention kernels: the mask added as floats, as open_clip's block does). Memory on CPU: the growth of "
+          "attention kernels: the mask added as floats, as open_clip's block does), no_shared_prefix "
+          "(default without running the common [SOS] + context positions once). "
+          f"Class names: {args.names}. Memory on CPU: the growth of "
           "the peak resident set over setup; on CUDA: max_memory_allocated.", "",
           render_rows(rows), "", "## Machine", machine_md(info)]
     write_results(args.name, {"machine": info, "args": vars(args), "rows": rows}, "\n".join(md))

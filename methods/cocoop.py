@@ -11,6 +11,9 @@ The text encoder runs once per (image, class) pair. Affordable here by:
 
 * one batched pass over all B x C prompts of a step (CoCoOp's code loops over the images),
   with CoOp's cut of the sequence at the longest EOT (exact under the causal mask);
+* ``shared_prefix``: the positions before the class name ([SOS] + the image's context) run once
+  per image rather than once per (image, class) prompt (methods/_shared_prefix.py; exact under
+  the causal mask), and the meta-net runs once per image;
 * ``prompt_chunk``: at most this many prompts per pass. A training step that exceeds it first
   encodes every prompt without autograd, back-propagates the loss to the text features, then
   re-encodes chunk by chunk with autograd and pushes those gradients through (exact gradient,
@@ -26,18 +29,31 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bench.schema import ConfigError
-from methods import METHODS
+from methods import METHODS, _shared_prefix
 from methods._training import OptimConfig, seeded_rng, train
 from methods.base import PER_EPOCH_VIEWS, Fitted, Task, normalize
 from methods.coop import PromptEncoder, build_layout, init_context, resolve_precision, text_tower
 
 
 class RowPromptEncoder(PromptEncoder):
-    """CoOp's prompt encoder fed one context per prompt: ``ctx_rows`` (k, M, W) goes into the
-    slots of ``classes`` (k,), so prompts of different images share one pass."""
+    """CoOp's prompt encoder with one context per image: prompt i reads context
+    ``ctx[group[i]]`` (ctx (G, M, W), one row per image) in the slots of ``classes[i]``, so the
+    prompts of several images share one pass. With ``shared_prefix`` the positions before the
+    class name ([SOS] + that image's context) run once per image, not once per prompt.
+    Without ``group``, ``ctx`` has one row per prompt."""
 
-    def forward(self, ctx_rows: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        return self.encode(self.embed(ctx_rows, classes), classes)
+    def forward(self, ctx: torch.Tensor, classes: torch.Tensor,
+                group: torch.Tensor | None = None) -> torch.Tensor:
+        if group is None:
+            group = torch.arange(len(classes), device=classes.device)
+        x = self.embed(ctx[group], classes)
+        P = self.prefix_len
+        if not P:
+            return self.encode(x, classes)
+        prefix = self.embed(ctx, classes.new_zeros(len(ctx)))[:, :P]  # any class: shared part
+        last = _shared_prefix.run_blocks(self.parts.transformer.resblocks, prefix, x[:, P:],
+                                         group, grad_checkpointing=self.grad_checkpointing)
+        return self.pool(last, classes, offset=P)
 
 
 def meta_net(image_dim: int, width: int, ratio: int) -> nn.Sequential:
@@ -71,12 +87,18 @@ class CoCoOpModel(nn.Module):
         cls = torch.arange(C, device=device).repeat(B)
         return list(zip(img.split(self.chunk), cls.split(self.chunk)))
 
+    def encode_pairs(self, img: torch.Tensor, i: torch.Tensor, c: torch.Tensor,
+                     encoder: RowPromptEncoder | None = None) -> torch.Tensor:
+        """Text features (k, D') of the prompts of (image ``i``, class ``c``) pairs (``i``
+        grouped, as :meth:`pairs` gives it): the meta-net once per image."""
+        images, group = torch.unique_consecutive(i, return_inverse=True)
+        return (encoder or self.encoder)(self.ctx_rows(img[images]), c, group)
+
     def text(self, img: torch.Tensor, n_classes: int, encoder: RowPromptEncoder | None = None,
              pairs=None) -> torch.Tensor:
         """Text features (B, C, D') of every image's prompts for every class."""
-        encoder = encoder or self.encoder
         pairs = pairs if pairs is not None else self.pairs(len(img), n_classes)
-        out = [encoder(self.ctx_rows(img[i]), c) for i, c in pairs]
+        out = [self.encode_pairs(img, i, c, encoder) for i, c in pairs]
         return torch.cat(out).view(len(img), n_classes, -1)
 
 
@@ -124,7 +146,7 @@ def fit(task: Task) -> Fitted:
         return RowPromptEncoder(tower, layout, dtype=dtype,
                                 cut_sequence=bool(cfg["cut_sequence"]),
                                 grad_checkpointing=bool(cfg["grad_checkpointing"]),
-                                device=device)
+                                device=device, shared_prefix=bool(cfg["shared_prefix"]))
 
     model = CoCoOpModel(ctx0.to(dtype), meta, encoder_for(task.classnames), chunk)
     C = task.num_classes
@@ -152,7 +174,7 @@ def fit(task: Task) -> Fitted:
         start = 0
         for i, c in pairs:
             with autocast():
-                part = model.encoder(model.ctx_rows(img[i]), c)
+                part = model.encode_pairs(img, i, c)
             part.backward(grad[start:start + len(i)].to(part.dtype))
             start += len(i)
         return loss
@@ -184,6 +206,7 @@ def fit(task: Task) -> Fitted:
         return logits_fn
 
     info = {"n_ctx": n_ctx, "precision": precision, "seq_len": model.encoder.seq_len,
+            "shared_prefix_len": model.encoder.prefix_len,
             "meta_hidden": model.meta[0].out_features, "prompt_chunk": chunk,
             "train_loss_first_epoch": history[0], "train_loss_last_epoch": history[-1]}
     return Fitted(for_classes(task.classnames, task.templates, task.dataset), info, for_classes)

@@ -42,7 +42,7 @@ from torch.utils.checkpoint import checkpoint
 
 from bench.errors import UsageError
 from bench.schema import ConfigError
-from methods import METHODS
+from methods import METHODS, _shared_prefix
 from methods._training import OptimConfig, seeded_generator, train
 from methods.base import PER_EPOCH_VIEWS, Fitted, Task, normalize
 
@@ -192,7 +192,7 @@ class PromptEncoder(nn.Module):
 
     def __init__(self, tower: nn.Module, layout: PromptLayout, *, dtype: torch.dtype,
                  cut_sequence: bool, grad_checkpointing: bool, device: torch.device,
-                 parts: "_TextParts | None" = None):
+                 parts: "_TextParts | None" = None, shared_prefix: bool = False):
         super().__init__()
         if parts is None:  # reuse another encoder's (the fp16 copy is made once)
             parts = _TextParts(tower)
@@ -214,6 +214,11 @@ class PromptEncoder(nn.Module):
                              persistent=False)
         mask = parts.attn_mask[:L, :L] if causal else None
         self.register_buffer("mask", mask, persistent=False)
+        # with a unified context, the positions every prompt shares run once (methods/_shared_prefix.py)
+        P = 0
+        if shared_prefix and causal and _shared_prefix.supported(parts.transformer):
+            P = _shared_prefix.prefix_length(layout.ids[:, :L], layout.ctx_cols, layout.eot)
+        self.prefix_len = P if P > 1 else 0
 
     def embed(self, ctx_rows: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """The token embeddings entering the transformer (k, L, W), positions added:
@@ -227,7 +232,7 @@ class PromptEncoder(nn.Module):
 
     def encode(self, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """The frozen text transformer from embeddings ``x`` (k, L, W) of ``classes``' prompts:
-        causal blocks, the final layer norm, EOT pooling, the projection -> (k, D)."""
+        causal blocks, then :meth:`pool`."""
         tr = self.parts.transformer
         if not getattr(tr, "batch_first", True):
             x = x.transpose(0, 1)
@@ -239,8 +244,13 @@ class PromptEncoder(nn.Module):
                 x = run(x)
         if not getattr(tr, "batch_first", True):
             x = x.transpose(0, 1)
+        return self.pool(x, classes)
+
+    def pool(self, x: torch.Tensor, classes: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """The final layer norm, the EOT position's state (``x`` starting at position
+        ``offset``), the text projection -> (k, D)."""
         x = self.parts.ln_final(x)
-        x = x[torch.arange(len(classes), device=x.device), self.eot[classes]]
+        x = x[torch.arange(len(classes), device=x.device), self.eot[classes] - offset]
         if self.parts.proj_module is not None:
             return self.parts.proj_module(x)
         return x @ self.parts.proj if self.parts.proj is not None else x
@@ -249,7 +259,13 @@ class PromptEncoder(nn.Module):
         """``ctx`` (M, W) unified or (C, M, W) class-specific; ``classes`` (k,) -> (k, D)."""
         k = len(classes)
         ctx_rows = ctx.unsqueeze(0).expand(k, -1, -1) if ctx.ndim == 2 else ctx[classes]
-        return self.encode(self.embed(ctx_rows, classes), classes)
+        x = self.embed(ctx_rows, classes)
+        P = self.prefix_len if ctx.ndim == 2 else 0
+        if not P:
+            return self.encode(x, classes)
+        last = _shared_prefix.run_blocks(self.parts.transformer.resblocks, x[:1, :P], x[:, P:],
+                                         grad_checkpointing=self.grad_checkpointing)
+        return self.pool(last, classes, offset=P)
 
 
 def init_context(cfg: dict, task: Task, tower: nn.Module, width: int,
@@ -300,6 +316,7 @@ class PromptCore:
         ctx0, self.n_ctx, self.csc = (init or init_context)(cfg, task, tower, width, device, name)
         self.position = str(cfg["class_token_position"])
         self.cut_sequence = bool(cfg["cut_sequence"])
+        self.shared_prefix = bool(cfg["shared_prefix"])
         self.grad_checkpointing = bool(cfg["grad_checkpointing"])
         self.encoder = self.encoder_for(task.classnames)
         self.parts = self.encoder.parts
@@ -315,7 +332,8 @@ class PromptCore:
                               self.position, self.task.backbone.context_length, self.name)
         return PromptEncoder(self.tower, layout, dtype=self.dtype, cut_sequence=self.cut_sequence,
                              grad_checkpointing=self.grad_checkpointing, device=self.device,
-                             parts=getattr(self, "parts", None))
+                             parts=getattr(self, "parts", None),
+                             shared_prefix=self.shared_prefix)
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype,
@@ -413,7 +431,8 @@ class PromptCore:
 
     def fitted(self, history: list[float], **extra_info) -> Fitted:
         info = {"n_ctx": self.n_ctx, "csc": self.csc, "precision": self.precision,
-                "seq_len": self.encoder.seq_len, "train_loss_first_epoch": history[0],
+                "seq_len": self.encoder.seq_len,
+                "shared_prefix_len": self.encoder.prefix_len, "train_loss_first_epoch": history[0],
                 "train_loss_last_epoch": history[-1], **extra_info}
         return Fitted(self.logits_fn_for(), info, self.for_classes())
 

@@ -132,6 +132,18 @@ def test_chunked_two_pass_step_equals_one_pass(tiny_backbone):
                               atol=1e-2)  # training moved the model: the comparison can fail
 
 
+@pytest.mark.parametrize("chunk", [4096, 10])  # 10: an image's prompts split across passes
+def test_shared_prefix_is_the_same_model(tiny_backbone, chunk):
+    """[SOS] + each image's context run once per image: the same trained model and logits as
+    every (image, class) prompt run whole."""
+    test = blobs(4, 5, 64, seed=91)
+    plain = fit(tiny_backbone, shared_prefix=False, prompt_chunk=chunk)
+    shared = fit(tiny_backbone, prompt_chunk=chunk)
+    assert plain.info["shared_prefix_len"] == 0 and shared.info["shared_prefix_len"] == 1 + 4
+    torch.testing.assert_close(shared.logits(test.features), plain.logits(test.features),
+                               rtol=1e-4, atol=1e-4)
+
+
 def test_same_seed_same_model_other_seed_differs(tiny_backbone):
     test = blobs(4, 5, 64, seed=97)
     a, b, c = fit(tiny_backbone, 1), fit(tiny_backbone, 1), fit(tiny_backbone, 2)

@@ -101,6 +101,66 @@ def test_text_blocks_run_the_causal_kernels_with_the_same_result(tiny_backbone, 
     torch.testing.assert_close(_text_block(block, x, None), block(x), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("names,position,prefix", [
+    (NAMES, "end", 1 + 4),                                   # [SOS] + the context
+    (["red fox", "red panda", "red kite"], "end", 1 + 4 + 1),  # ... + the names' common token
+    (NAMES, "middle", 1 + 2),                                # [SOS] + the context's first half
+    (["dog"], "end", None),                                  # one class: all but its EOT
+    (NAMES, "front", 0),                                     # only [SOS] in common: not used
+])
+@pytest.mark.parametrize("cut", [True, False])
+def test_shared_prefix_encoder_gives_the_same_embeddings_and_gradients(tiny_backbone, names,
+                                                                         position, prefix, cut):
+    """The positions every prompt shares run once: same class embeddings and context gradient
+    as the plain encoder, for every class subset."""
+    tower = text_tower(tiny_backbone.model)
+    layout = build_layout(tiny_backbone.tokenizer, names, 4, position, tiny_backbone.context_length)
+    kw = dict(dtype=torch.float32, cut_sequence=cut, grad_checkpointing=False, device=CPU)
+    plain, shared = PromptEncoder(tower, layout, **kw), PromptEncoder(tower, layout, **kw,
+                                                                     shared_prefix=True)
+    expected = int(layout.eot[0]) if prefix is None else prefix
+    assert plain.prefix_len == 0 and shared.prefix_len == expected
+    ctx = (0.3 * torch.randn(4, tower.token_embedding.weight.shape[1],
+                             generator=torch.Generator().manual_seed(1))).requires_grad_()
+    weights = torch.randn(len(names), tower.text_projection.shape[1],
+                          generator=torch.Generator().manual_seed(2))
+    grads = []
+    for enc in (plain, shared):
+        out = enc(ctx, torch.arange(len(names)))
+        (out * weights).sum().backward()
+        grads.append(ctx.grad.clone())
+        ctx.grad = None
+        for subset in ([len(names) - 1], [0, len(names) - 1][:len(names)]):
+            torch.testing.assert_close(enc(ctx, torch.tensor(subset)), out[subset].detach(),
+                                       rtol=1e-5, atol=1e-5)
+        if enc is plain:
+            reference = out.detach()
+    torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-6)
+    assert grads[0].abs().sum() > 0
+
+
+def test_shared_prefix_with_checkpointing_and_class_specific_context(tiny_backbone):
+    tower = text_tower(tiny_backbone.model)
+    layout = build_layout(tiny_backbone.tokenizer, NAMES, 4, "end", tiny_backbone.context_length)
+    kw = dict(dtype=torch.float32, cut_sequence=True, device=CPU, shared_prefix=True)
+    ctx = (0.3 * torch.randn(4, tower.token_embedding.weight.shape[1],
+                             generator=torch.Generator().manual_seed(1))).requires_grad_()
+    grads = []
+    for ckpt in (False, True):
+        enc = PromptEncoder(tower, layout, grad_checkpointing=ckpt, **kw)
+        enc(ctx, torch.arange(4)).square().sum().backward()
+        grads.append(ctx.grad.clone())
+        ctx.grad = None
+    torch.testing.assert_close(grads[1], grads[0])
+    # a class-specific context shares nothing: the plain path, same result as without the option
+    csc = ctx.detach()[None].repeat(4, 1, 1) + 0.1 * torch.randn(4, 4, ctx.shape[1])
+    plain = PromptEncoder(tower, layout, grad_checkpointing=False,
+                          **{**kw, "shared_prefix": False})
+    torch.testing.assert_close(enc(csc, torch.arange(4)), plain(csc, torch.arange(4)),
+                               rtol=0, atol=0)
+
+
 def test_class_specific_context_and_subsets(tiny_backbone):
     """csc: class c reads its own context; encoding a subset of classes gives the same rows."""
     tower = text_tower(tiny_backbone.model)
@@ -190,14 +250,21 @@ def test_only_the_context_trains_and_the_backbone_is_untouched(tiny_backbone):
 
 
 def test_memory_options_do_not_change_results(tiny_backbone):
-    """Sequence cut, class chunks (two-pass exact gradient) and checkpointing: same model."""
+    """Sequence cut, shared prefix, class chunks (two-pass exact gradient) and checkpointing:
+    same model as the plain encoder over the whole sequence."""
     test = blobs(4, 10, 64, seed=98)
     base = {**FAST, "epochs": 2}
-    ref = METHODS.get("coop")(make_task("coop", tiny_backbone, overrides={**base, "cut_sequence": False}))
-    for extra in ({"cut_sequence": True}, {"class_chunk": 3, "grad_checkpointing": True}):
+    ref = METHODS.get("coop")(make_task("coop", tiny_backbone, overrides={
+        **base, "cut_sequence": False, "shared_prefix": False}))
+    assert ref.info["shared_prefix_len"] == 0
+    for extra in ({"shared_prefix": True, "cut_sequence": False},
+                  {"shared_prefix": False, "cut_sequence": True},
+                  {"cut_sequence": True},
+                  {"class_chunk": 3, "grad_checkpointing": True}):
         other = METHODS.get("coop")(make_task("coop", tiny_backbone, overrides={**base, **extra}))
         torch.testing.assert_close(other.logits(test.features), ref.logits(test.features),
                                    rtol=1e-4, atol=1e-4, msg=str(extra))
+        assert (other.info["shared_prefix_len"] > 0) == extra.get("shared_prefix", True)
     assert ref.info["seq_len"] == tiny_backbone.context_length
 
 
