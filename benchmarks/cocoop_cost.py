@@ -6,8 +6,9 @@ against the released code's per-image loop.
 
 Rows ``step``: the real ``cocoop`` training step (methods/cocoop.py, default config: sequence
 cut, all B x C prompts in one pass) timed inside ``fit`` on random image features, median of
-``--steps`` steps after a warm-up step; ``full_sequence`` runs every context position (the
-release's encoder input). Rows ``loop``: forward + backward of the text features of B images,
+``--steps`` steps after a warm-up step; ``no_shared_prefix`` runs every prompt whole ([SOS] +
+the image's context once per (image, class) prompt, not once per image); ``full_sequence`` also
+runs every context position (the release's encoder input). Rows ``loop``: forward + backward of the text features of B images,
 batched (``CoCoOpModel.text``) against a Python loop over the images through CoOp's
 ``PromptEncoder`` (the structure of trainers/cocoop.py's CustomCLIP.forward).
 """
@@ -18,6 +19,13 @@ import argparse
 import time
 
 from _common import machine_info, machine_md, median, table, write_results
+
+
+SETTINGS = {
+    "default": {},
+    "no_shared_prefix": {"shared_prefix": False},  # every (image, class) prompt run whole
+    "full_sequence": {"cut_sequence": False, "shared_prefix": False},  # the release's input
+}
 
 
 def _task(bb, classes: int, batch: int, steps: int, overrides: dict):
@@ -61,6 +69,7 @@ def step_time(bb, classes: int, batch: int, steps: int, overrides: dict) -> dict
     finally:
         cocoop.train = orig
     return {"step_s": median(times[1:]), "seq_len": fitted.info["seq_len"],
+            "shared_prefix_len": fitted.info["shared_prefix_len"],
             "precision": fitted.info["precision"]}
 
 
@@ -121,7 +130,7 @@ def main() -> None:
     rows = []
     for c in [int(x) for x in args.classes.split(",")]:
         for b in [int(x) for x in args.batches.split(",")]:
-            for setting, o in (("default", {}), ("full_sequence", {"cut_sequence": False})):
+            for setting, o in SETTINGS.items():
                 r = {"kind": "step", "classes": c, "batch": b, "setting": setting,
                      **step_time(bb, c, b, args.steps, o)}
                 rows.append(r)
@@ -131,9 +140,11 @@ def main() -> None:
                      **loop_vs_batched(bb, c, b, args.steps)}
                 rows.append(r)
                 print(r, flush=True)
-    steps_md = table(["classes", "batch", "setting", "seq len", "precision", "step s (median)"],
-                     [[r["classes"], r["batch"], r["setting"], r["seq_len"], r["precision"],
-                       r["step_s"]] for r in rows if r["kind"] == "step"])
+    steps_md = table(["classes", "batch", "setting", "seq len", "shared prefix", "precision",
+                      "step s (median)"],
+                     [[r["classes"], r["batch"], r["setting"], r["seq_len"],
+                       r.get("shared_prefix_len", ""), r["precision"], r["step_s"]]
+                      for r in rows if r["kind"] == "step"])
     loop_md = table(["classes", "batch", "batched fwd+bwd s", "per-image loop s", "speed-up"],
                     [[r["classes"], r["batch"], r["batched_s"], r["loop_s"],
                       round(r["loop_s"] / r["batched_s"], 2)] for r in rows if r["kind"] == "loop"])
