@@ -149,6 +149,22 @@ def _layout(s: Scaled) -> dict[str, list[tuple[str, int]]]:
     return lists
 
 
+def class_names(n: int) -> list[str]:
+    """Real class names, so prompts have real token lengths (the text encoder's sequence and
+    the part of it after CoOp's shared prefix): ImageNet's as open_clip ships them, in order,
+    a repeated name made unique with a number."""
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+    names, seen = [], set()
+    for i in range(n):
+        name = IMAGENET_CLASSNAMES[i % len(IMAGENET_CLASSNAMES)]
+        while name in seen:
+            name += " 2"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
 def write_dataset(root: Path, s: Scaled, distinct: int = 4, seed: int = 0,
                   processes: int = 1) -> int:
     """Write the stand-in ``s`` under ``root`` in its CoOp layout; returns the files written
@@ -158,18 +174,19 @@ def write_dataset(root: Path, s: Scaled, distinct: int = 4, seed: int = 0,
     ds = DATASETS.get(s.name)
     folder = Path(root) / ds.folder
     marker = folder / f".grid-{s.classes}-{s.train_per_class}-{s.val_per_class}-{s.test}-" \
-                      f"{s.size[0]}x{s.size[1]}-{distinct}-{seed}"
+                      f"{s.size[0]}x{s.size[1]}-{distinct}-{seed}-realnames"
     if marker.exists():
         return 0
     shutil.rmtree(folder, ignore_errors=True)
     lists = _layout(s)
-    names = [f"class{label:04d}" for label in range(s.classes)]
+    names = class_names(s.classes)
     writer = _Writer(s, distinct, seed)
     if s.name == "imagenet":  # images/train/<wnid>/, images/val/<wnid>/ (= test), classnames.txt
         for split, sub in (("train", "train"), ("test", "val")):
             for rel, label in lists[split]:
                 writer.add(label, folder / "images" / sub / rel.replace(".jpg", ".JPEG"))
-        (folder / "classnames.txt").write_text("".join(f"{n} {n}\n" for n in names))
+        (folder / "classnames.txt").write_text(
+            "".join(f"class{label:04d} {n}\n" for label, n in enumerate(names)))
     elif s.name == "fgvc_aircraft":  # images/<id>.jpg + variants.txt + images_variant_*.txt
         (folder / "images").mkdir(parents=True, exist_ok=True)
         (folder / "variants.txt").write_text("".join(f"{n}\n" for n in names))

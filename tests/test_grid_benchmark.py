@@ -37,7 +37,9 @@ def test_generated_dataset_loads(tmp_path, name):
     spec = grid_data.Scaled(name, 3, 4, 2, 7, (48, 32))
     written = grid_data.write_dataset(tmp_path, spec, distinct=2)
     splits = DATASETS.get(name).load(tmp_path)
-    assert len(splits.classnames) == 3
+    # real class names (real prompt lengths), as the dataset's loader reads them
+    assert splits.classnames == ["tench", "goldfish", "great white shark"]
+    assert len(set(grid_data.class_names(1000))) == 1000
     assert len(splits.test) == 7
     assert len(splits.train) == 12
     if name != "imagenet":
