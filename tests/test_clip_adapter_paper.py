@@ -1,6 +1,7 @@
 """The CLIP-Adapter `paper` variant (lr 1e-5 on CoOp's schedule, whose warm-up lr is also 1e-5)
-still trains: on the demo model and demo_digits its adapter weights move and its train loss and
-accuracy improve over zero-shot CLIP's, only far more slowly than under the `code` variant."""
+still trains: on the demo model and demo_digits its adapter weights move and its train loss
+falls below zero-shot CLIP's, only far more slowly than under the `code` variant (its train
+accuracy stays near zero-shot's: 61.9% against 62.5% with the current demo model)."""
 
 from __future__ import annotations
 
