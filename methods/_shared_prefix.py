@@ -39,18 +39,25 @@ def prefix_length(ids: torch.Tensor, ctx_cols: torch.Tensor, eot: torch.Tensor) 
     return min(first_difference, int(eot.min()))
 
 
-def supported(transformer: nn.Module) -> bool:
+def standard_block(block: nn.Module) -> bool:
+    """open_clip's own pre-norm text block (``ResidualAttentionBlock``, self-attention only)."""
     from open_clip.transformer import ResidualAttentionBlock
 
-    def standard(block) -> bool:
+    return type(block) is ResidualAttentionBlock and not hasattr(block, "ln_1_kv")
+
+
+def supported(transformer: nn.Module) -> bool:
+    """Every block standard, with one batch-first ``nn.MultiheadAttention`` whose packed
+    projection this module computes itself (with bias, no dropout)."""
+
+    def qualifies(block) -> bool:
         attn = getattr(block, "attn", None)
-        return (type(block) is ResidualAttentionBlock and not hasattr(block, "ln_1_kv")
-                and isinstance(attn, nn.MultiheadAttention) and attn.batch_first
-                and attn._qkv_same_embed_dim and attn.in_proj_bias is not None
-                and attn.dropout == 0.0)
+        return (standard_block(block) and isinstance(attn, nn.MultiheadAttention)
+                and attn.batch_first and attn._qkv_same_embed_dim
+                and attn.in_proj_bias is not None and attn.dropout == 0.0)
 
     return getattr(transformer, "batch_first", False) and all(
-        standard(b) for b in transformer.resblocks)
+        qualifies(b) for b in transformer.resblocks)
 
 
 def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:

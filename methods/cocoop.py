@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bench.schema import ConfigError
-from methods import METHODS, _shared_prefix
+from methods import METHODS
 from methods._training import OptimConfig, seeded_rng, train
 from methods.base import PER_EPOCH_VIEWS, Fitted, Task, normalize
 from methods.coop import PromptEncoder, build_layout, init_context, resolve_precision, text_tower
@@ -51,9 +51,7 @@ class RowPromptEncoder(PromptEncoder):
         if not P:
             return self.encode(x, classes)
         prefix = self.embed(ctx, classes.new_zeros(len(ctx)))[:, :P]  # any class: shared part
-        last = _shared_prefix.run_blocks(self.parts.transformer.resblocks, prefix, x[:, P:],
-                                         group, grad_checkpointing=self.grad_checkpointing)
-        return self.pool(last, classes, offset=P)
+        return self.encode_after_prefix(prefix, x[:, P:], classes, group)
 
 
 def meta_net(image_dim: int, width: int, ratio: int) -> nn.Sequential:

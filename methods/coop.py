@@ -177,9 +177,7 @@ def _text_block(block: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) ->
     attention where the device has it) instead of adding a float mask to every score. Same maths
     as ``block(x, attn_mask=mask)``, which any other block (or no mask) falls back to. The
     block's own forward hooks do not fire on the fast path (its submodules' do)."""
-    from open_clip.transformer import ResidualAttentionBlock
-
-    if mask is None or type(block) is not ResidualAttentionBlock or hasattr(block, "ln_1_kv"):
+    if mask is None or not _shared_prefix.standard_block(block):
         return block(x, attn_mask=mask)
     h = block.ln_1(x)
     h = block.attn(h, h, h, need_weights=False, attn_mask=mask.to(h.dtype), is_causal=True)[0]
@@ -263,9 +261,16 @@ class PromptEncoder(nn.Module):
         P = self.prefix_len if ctx.ndim == 2 else 0
         if not P:
             return self.encode(x, classes)
-        last = _shared_prefix.run_blocks(self.parts.transformer.resblocks, x[:1, :P], x[:, P:],
+        return self.encode_after_prefix(x[:1, :P], x[:, P:], classes)
+
+    def encode_after_prefix(self, prefix: torch.Tensor, suffix: torch.Tensor,
+                            classes: torch.Tensor, group: torch.Tensor | None = None
+                            ) -> torch.Tensor:
+        """The frozen text transformer over the shared ``prefix`` (G, P, W) once and each
+        prompt's ``suffix`` (k, S, W) after it (methods/_shared_prefix.py), then :meth:`pool`."""
+        last = _shared_prefix.run_blocks(self.parts.transformer.resblocks, prefix, suffix, group,
                                          grad_checkpointing=self.grad_checkpointing)
-        return self.pool(last, classes, offset=P)
+        return self.pool(last, classes, offset=self.prefix_len)
 
 
 def init_context(cfg: dict, task: Task, tower: nn.Module, width: int,
