@@ -8,9 +8,10 @@ Rows ``step``: the real ``cocoop`` training step (methods/cocoop.py, default con
 cut, all B x C prompts in one pass) timed inside ``fit`` on random image features, median of
 ``--steps`` steps after a warm-up step; ``no_shared_prefix`` runs every prompt whole ([SOS] +
 the image's context once per (image, class) prompt, not once per image); ``full_sequence`` also
-runs every context position (the release's encoder input). Rows ``loop``: forward + backward of the text features of B images,
-batched (``CoCoOpModel.text``) against a Python loop over the images through CoOp's
-``PromptEncoder`` (the structure of trainers/cocoop.py's CustomCLIP.forward).
+runs every context position (the release's encoder input). Rows ``loop``: forward + backward of
+the text features of B images, batched (``CoCoOpModel.text``) against a Python loop over the
+images through CoOp's ``PromptEncoder`` (the structure of trainers/cocoop.py's
+CustomCLIP.forward).
 """
 
 from __future__ import annotations

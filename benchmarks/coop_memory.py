@@ -14,9 +14,8 @@ EOT, all classes at once), ``full_sequence`` (cut_sequence false: all context_le
 the original code runs), ``memory_saving`` (class_chunk 100 + grad_checkpointing),
 ``no_shared_prefix`` (the default without running the prompts' common beginning once:
 methods/_shared_prefix.py), ``float_mask`` (the default settings with the text blocks called
-without the ``is_causal`` hint,
-as open_clip calls them: the float mask added to every attention score instead of the causal
-kernels of ``scaled_dot_product_attention``).
+without the ``is_causal`` hint, as open_clip calls them: the float mask added to every attention
+score instead of the causal kernels of ``scaled_dot_product_attention``).
 """
 
 from __future__ import annotations
@@ -40,11 +39,11 @@ SETTINGS = {
 
 def class_names(kind: str, classes: int) -> list[str]:
     """``numbered``: "class N thing" (their common first word joins the shared prefix);
-    ``imagenet``: ImageNet's class names as open_clip ships them (cycled past 1,000)."""
+    ``imagenet``: real names, those of the grid benchmark's stand-ins (grid_data.py)."""
     if kind == "imagenet":
-        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+        from grid_data import class_names as real_names
 
-        return [IMAGENET_CLASSNAMES[i % len(IMAGENET_CLASSNAMES)] for i in range(classes)]
+        return real_names(classes)
     return [f"class {i} thing" for i in range(classes)]
 
 
