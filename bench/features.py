@@ -35,10 +35,10 @@ from PIL import Image, UnidentifiedImageError
 from torchvision import transforms as T
 from tqdm import tqdm
 
-from bench.threads import encode_threads, torch_threads
 from bench.augment import CropFlip
 from bench.errors import BenchError
 from bench.gpu_images import DECODES, DeviceImages, EvalGeometry
+from bench.threads import encode_threads, torch_threads
 from results.atomic import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)

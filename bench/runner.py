@@ -35,10 +35,11 @@ import torch
 from bench.backbone import Backbone
 from bench.errors import BenchError
 from bench.evaluate import Target, evaluate_cell
-from bench.threads import DEFAULT_FIT_THREADS, torch_threads
 from bench.features import DatasetFeatures, FeatureCache
 from bench.identity import draw_subset, sampler_of
 from bench.protocols import BaseNovel, base_subset, protocol_of
+from bench.sweep import DEFAULT_FIT_THREADS
+from bench.threads import torch_threads
 from bench.views import (CachedViews, EpochViewStore, FixedViews, NoViews, cached_salt,
                          epoch_salt, resolve_views)
 from datasets_registry import DATASETS

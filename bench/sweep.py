@@ -33,6 +33,7 @@ from bench.errors import UsageError, did_you_mean
 
 DEFAULT_SHOTS = [1, 2, 4, 8, 16]
 DEFAULT_SEEDS = [1, 2, 3]
+DEFAULT_FIT_THREADS = 1  # CPU threads for fitting a cell (bench/threads.py says why one)
 PROTOCOL_BACKBONE = ("RN50-quickgelu", "openai")
 _EXAMPLES = {"shots": "1,2,4,8,16", "seeds": "1,2,3"}  # shown in the messages of each flag
 

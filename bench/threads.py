@@ -17,8 +17,6 @@ import contextlib
 
 import torch
 
-DEFAULT_FIT_THREADS = 1
-
 
 def encode_threads() -> int:
     """The thread count image encoding uses: torch's count when the process started."""

@@ -207,7 +207,7 @@ def _device(args, sweep, demo_note: str | None) -> tuple[str, str | None]:
 
 def _feature_options(args, sweep, device: str) -> dict:
     """Feature extraction and fitting options (RunConfig.options), validated."""
-    from bench.sweep import pick
+    from bench.sweep import DEFAULT_FIT_THREADS, pick
 
     cuda = _cuda_expected(device)
     options = {
@@ -219,7 +219,8 @@ def _feature_options(args, sweep, device: str) -> dict:
         "decode": _choice(pick(getattr(args, "decode", None), sweep, "decode", "cpu"), DECODES,
                           "decode"),
         "progress": not args.quiet,
-        "fit_threads": pick(getattr(args, "fit_threads", None), sweep, "fit_threads", 1),
+        "fit_threads": pick(getattr(args, "fit_threads", None), sweep, "fit_threads",
+                            DEFAULT_FIT_THREADS),
     }
     if options["decode"] == "gpu" and not cuda:
         raise UsageError(f"--decode gpu decodes images on the run's CUDA device, but this run is "
