@@ -151,15 +151,15 @@ def seeded_generator(seed: int) -> torch.Generator:
 StepFn = Callable[[torch.Tensor, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]], torch.Tensor]
 
 
-def train(task: Task, params: Iterable[torch.nn.Parameter], step: StepFn, opt: OptimConfig,
-          scaler: "torch.amp.GradScaler | None" = None,
-          features_for_epoch: Callable[[int], torch.Tensor] | None = None) -> list[float]:
-    """Run the loop; returns the mean training loss of every epoch. ``features_for_epoch(e)``
-    replaces ``task.train_views.for_epoch(e)`` as the source of epoch ``e``'s (N, D) features.
-
-    ``step`` may return a vector of K losses (K models trained side by side on the same
-    batches, whose backward pass it ran on their sum): the history is then one list of K mean
-    losses per epoch."""
+def training_loop(task: Task, params: Iterable[torch.nn.Parameter], opt: OptimConfig,
+                  scaler: "torch.amp.GradScaler | None" = None,
+                  features_for_epoch: Callable[[int], torch.Tensor] | None = None):
+    """The loop as a generator: yields every batch as ``(x, y, scale)`` with the gradients
+    zeroed, expects the batch's loss back (``send``) once the caller has run the backward pass,
+    then steps; returns (``StopIteration.value``) the mean training loss of every epoch.
+    :func:`train` drives one; :func:`train_jointly` several in step, one backward pass for all.
+    ``features_for_epoch(e)`` replaces ``task.train_views.for_epoch(e)`` as the source of epoch
+    ``e``'s (N, D) features."""
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: no parameter requires grad")
@@ -191,7 +191,7 @@ def train(task: Task, params: Iterable[torch.nn.Parameter], step: StepFn, opt: O
                     group["lr"] = lr_at_iter(iteration, total_iters, opt)
             iteration += 1
             optimizer.zero_grad(set_to_none=True)
-            loss = step(feats[idx], labels[idx], scale)
+            loss = yield feats[idx], labels[idx], scale
             if scaler is not None:
                 scaler.step(optimizer)
                 scaler.update()
@@ -203,6 +203,49 @@ def train(task: Task, params: Iterable[torch.nn.Parameter], step: StepFn, opt: O
         mean = total / count
         history.append(mean.tolist() if mean.ndim else float(mean))
     return history
+
+
+def train(task: Task, params: Iterable[torch.nn.Parameter], step: StepFn, opt: OptimConfig,
+          scaler: "torch.amp.GradScaler | None" = None,
+          features_for_epoch: Callable[[int], torch.Tensor] | None = None) -> list[float]:
+    """Run the loop (:func:`training_loop`) with ``step``; returns the mean training loss of
+    every epoch.
+
+    ``step`` may return a vector of K losses (K models trained side by side on the same
+    batches, whose backward pass it ran on their sum): the history is then one list of K mean
+    losses per epoch."""
+    return train_jointly([training_loop(task, params, opt, scaler, features_for_epoch)],
+                         lambda members, batches: [step(*batches[0])])[0]
+
+
+JointStepFn = Callable[[list[int], list[tuple]], list[torch.Tensor]]
+
+
+def train_jointly(loops: list, step: JointStepFn) -> list[list[float]]:
+    """Drive several :func:`training_loop` generators in step: ``step(members, batches)`` gets
+    the indices of the loops still training and each one's batch, runs one backward pass for
+    all (each loss through its own ``scale``) and returns their losses. A loop that ends (fewer
+    epochs or batches) drops out; the others go on. Returns each loop's loss history.
+
+    Each loop keeps its own optimizer, schedule, batch order and GradScaler, so with parameters
+    that no other loop's loss reaches every model trains as it would alone."""
+    histories: list = [None] * len(loops)
+    pending = {}
+    for i, loop in enumerate(loops):
+        try:
+            pending[i] = next(loop)
+        except StopIteration as done:
+            histories[i] = done.value
+    while pending:
+        members = list(pending)
+        losses = step(members, [pending[i] for i in members])
+        for i, loss in zip(members, losses):
+            try:
+                pending[i] = loops[i].send(loss)
+            except StopIteration as done:
+                histories[i] = done.value
+                del pending[i]
+    return histories
 
 
 @torch.no_grad()

@@ -46,12 +46,7 @@ class RowPromptEncoder(PromptEncoder):
                 group: torch.Tensor | None = None) -> torch.Tensor:
         if group is None:
             group = torch.arange(len(classes), device=classes.device)
-        x = self.embed(ctx[group], classes)
-        P = self.prefix_len
-        if not P:
-            return self.encode(x, classes)
-        prefix = self.embed(ctx, classes.new_zeros(len(ctx)))[:, :P]  # any class: shared part
-        return self.encode_after_prefix(prefix, x[:, P:], classes, group)
+        return self.encode_groups(ctx, classes, group)
 
 
 def meta_net(image_dim: int, width: int, ratio: int) -> nn.Sequential:

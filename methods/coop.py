@@ -43,7 +43,8 @@ from torch.utils.checkpoint import checkpoint
 from bench.errors import UsageError
 from bench.schema import ConfigError
 from methods import METHODS, _shared_prefix
-from methods._training import OptimConfig, seeded_generator, train
+from methods._training import (OptimConfig, seeded_generator, train, train_jointly,
+                               training_loop)
 from methods.base import PER_EPOCH_VIEWS, Fitted, Task, normalize
 
 PRECISIONS = ("auto", "fp32", "fp16", "amp_bf16", "amp_fp16")
@@ -263,6 +264,18 @@ class PromptEncoder(nn.Module):
             return self.encode(x, classes)
         return self.encode_after_prefix(x[:1, :P], x[:, P:], classes)
 
+    def encode_groups(self, ctx: torch.Tensor, classes: torch.Tensor,
+                      group: torch.Tensor) -> torch.Tensor:
+        """Several unified contexts in one pass: prompt i reads context ``ctx[group[i]]``
+        (ctx (G, M, W)) in the slots of ``classes[i]`` -> (k, D). With the shared prefix, the
+        positions before the class name run once per context."""
+        x = self.embed(ctx[group], classes)
+        P = self.prefix_len
+        if not P:
+            return self.encode(x, classes)
+        prefix = self.embed(ctx, classes.new_zeros(len(ctx)))[:, :P]  # any class: shared part
+        return self.encode_after_prefix(prefix, x[:, P:], classes, group)
+
     def encode_after_prefix(self, prefix: torch.Tensor, suffix: torch.Tensor,
                             classes: torch.Tensor, group: torch.Tensor | None = None
                             ) -> torch.Tensor:
@@ -391,25 +404,39 @@ class PromptCore:
                                                  retain_graph=i < len(text_grads) - 1)[0]
         return totals
 
+    def loss(self, x: torch.Tensor, y: torch.Tensor, text: torch.Tensor,
+             extra_loss=None) -> torch.Tensor:
+        """CoOp's loss on a batch: cross-entropy against the class embeddings ``text`` (C, D)
+        (+ ``extra_loss(text)`` when given)."""
+        img = x.to(self.dtype)
+        with self.autocast():
+            loss = F.cross_entropy(self.logits_from(img, text), y)
+            if extra_loss is not None:
+                loss = loss + extra_loss(text)
+        return loss
+
     def step_fn(self, extra_loss=None):
-        """CoOp's step: cross-entropy (+ ``extra_loss(text)`` when given), backward, loss."""
+        """CoOp's step: :meth:`loss`, backward, loss."""
 
         def step(x, y, scale):
-            img = x.to(self.dtype)
             text = self.class_text()
-            with self.autocast():
-                loss = F.cross_entropy(self.logits_from(img, text), y)
-                if extra_loss is not None:
-                    loss = loss + extra_loss(text)
+            loss = self.loss(x, y, text, extra_loss)
             self.backward(loss, text, scale)
             return loss
 
         return step
 
+    def _scaler(self) -> "torch.amp.GradScaler | None":
+        return torch.amp.GradScaler(self.device.type) if self.precision == "amp_fp16" else None
+
     def train(self, step) -> list[float]:
-        scaler = torch.amp.GradScaler(self.device.type) if self.precision == "amp_fp16" else None
         return train(self.task, [self.ctx], step, OptimConfig.from_config(self.task.config),
-                     scaler=scaler)
+                     scaler=self._scaler())
+
+    def loop(self):
+        """This model's :func:`methods._training.training_loop` (for :func:`train_together`)."""
+        return training_loop(self.task, [self.ctx], OptimConfig.from_config(self.task.config),
+                             scaler=self._scaler())
 
     def logits_fn_for(self, encoder=None):
         """The trained model's logits function over ``encoder``'s classes."""
@@ -442,14 +469,67 @@ class PromptCore:
         return Fitted(self.logits_fn_for(), info, self.for_classes())
 
 
+def train_together(cores: list[PromptCore], extra_losses: list | None = None
+                   ) -> list[list[float]]:
+    """Train CoOp models of the same classes in step, one text-encoder pass per step for all:
+    the contexts are stacked and every class prompt of every model goes through the frozen
+    encoder together (``PromptEncoder.encode_groups``; with the shared prefix, each model's
+    ``[SOS] + context`` once). This is what ``bench run --joint-fits`` does with the cells of a
+    seed that differ only in shots (docs/methods.md, "Joint fits"): on a GPU a step of a few
+    hundred prompts is bound by kernel launches, not arithmetic, so K models cost about one.
+
+    Each model keeps its own context, optimizer, schedule, batches and GradScaler
+    (:func:`methods._training.train_jointly`), and no model's loss reaches another's context,
+    so each trains as it would alone, up to float rounding: the backward pass sums a context's
+    gradient over its prompts in another order (tests/test_coop_joint.py). Models that train
+    fewer steps (fewer shots) drop out of the pass when they finish. ``extra_losses[i]`` is
+    model i's ``extra_loss`` (:meth:`PromptCore.step_fn`)."""
+    extra_losses = extra_losses or [None] * len(cores)
+    first = cores[0]
+    for core in cores:
+        if core.csc or core.chunk is not None:
+            raise ValueError(f"{core.name}: joint fits need a unified context and no "
+                             "class_chunk (one context per model, every class in one pass)")
+        if core.task.classnames != first.task.classnames or core.dtype != first.dtype:
+            raise ValueError(f"{core.name}: joint fits need the same classes and precision")
+    device, C = first.device, first.C
+
+    def step(members: list[int], batches: list[tuple]) -> list[torch.Tensor]:
+        K = len(members)
+        classes = torch.arange(C, device=device).repeat(K)
+        group = torch.arange(K, device=device).repeat_interleave(C)
+        with first.autocast():
+            ctx = torch.stack([cores[i].ctx for i in members])
+            text = first.encoder.encode_groups(ctx, classes, group).view(K, C, -1)
+        losses = [cores[i].loss(x, y, text[j], extra_losses[i])
+                  for j, (i, (x, y, _)) in enumerate(zip(members, batches))]
+        sum(scale(loss) for (_, _, scale), loss in zip(batches, losses)).backward()
+        return losses
+
+    return train_jointly([core.loop() for core in cores], step)
+
+
 def unified_context(config: dict) -> bool:
     """A unified context scores any class name; a class-specific one (csc) only its own."""
     return not config.get("csc")
 
 
+def fit_together(tasks: list[Task]) -> list[Fitted]:
+    """:func:`fit` for cells that differ only in shots, in one joint training
+    (:func:`train_together`; the runner's ``--joint-fits``)."""
+    cores = [PromptCore(task) for task in tasks]
+    return [core.fitted(history) for core, history in zip(cores, train_together(cores))]
+
+
+def joinable(config: dict) -> bool:
+    """Cells of this config can train jointly: a unified context, every class in one pass."""
+    return unified_context(config) and not config.get("class_chunk")
+
+
 @METHODS.register("coop", display_name="CoOp", order=50, family="prompt learning",
                   views=PER_EPOCH_VIEWS,
                   new_classes=unified_context,
+                  fit_together=fit_together, joinable=joinable,
                   description="learned prompt context through the frozen text encoder "
                               "(Zhou et al. 2022)")
 def fit(task: Task) -> Fitted:

@@ -19,7 +19,7 @@ import torch
 
 from methods import METHODS
 from methods.base import PER_EPOCH_VIEWS, Fitted, Task, normalize
-from methods.coop import PromptCore, unified_context
+from methods.coop import PromptCore, joinable, train_together, unified_context
 from methods.zero_shot import resolve_templates
 
 
@@ -28,12 +28,8 @@ def kg_term(text: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
     return 1.0 - (normalize(text.float()) * zs).sum(dim=-1).mean()
 
 
-@METHODS.register("kgcoop", display_name="KgCoOp", order=52, family="prompt learning",
-                  views=PER_EPOCH_VIEWS,
-                  new_classes=unified_context,
-                  description="CoOp + distance of the learned to the hand-crafted class text "
-                              "embeddings (Yao et al. 2023)")
-def fit(task: Task) -> Fitted:
+def _prepare(task: Task) -> tuple[PromptCore, object, dict]:
+    """The model, its extra loss (the KgCoOp term) and what the record says about it."""
     cfg = task.config
     core = PromptCore(task, "kgcoop")
     templates = resolve_templates(cfg["kg_templates"], task.templates, task.dataset)
@@ -41,5 +37,24 @@ def fit(task: Task) -> Fitted:
         zs = normalize(task.backbone.class_weights(task.classnames, templates).float())
     zs = zs.to(task.device)
     weight = float(cfg["kg_weight"])
-    history = core.train(core.step_fn(lambda text: weight * kg_term(text, zs)))
-    return core.fitted(history, kg_templates=len(templates))
+    return core, (lambda text: weight * kg_term(text, zs)), {"kg_templates": len(templates)}
+
+
+def fit_together(tasks: list[Task]) -> list[Fitted]:
+    """:func:`fit` for cells that differ only in shots, in one joint training
+    (methods.coop.train_together; the runner's ``--joint-fits``)."""
+    cores, extras, infos = zip(*(_prepare(task) for task in tasks))
+    histories = train_together(list(cores), list(extras))
+    return [core.fitted(h, **info) for core, h, info in zip(cores, histories, infos)]
+
+
+@METHODS.register("kgcoop", display_name="KgCoOp", order=52, family="prompt learning",
+                  views=PER_EPOCH_VIEWS,
+                  new_classes=unified_context,
+                  fit_together=fit_together, joinable=joinable,
+                  description="CoOp + distance of the learned to the hand-crafted class text "
+                              "embeddings (Yao et al. 2023)")
+def fit(task: Task) -> Fitted:
+    core, extra_loss, info = _prepare(task)
+    history = core.train(core.step_fn(extra_loss))
+    return core.fitted(history, **info)
