@@ -37,6 +37,7 @@ from bench.errors import BenchError
 from bench.evaluate import Target, evaluate_cell
 from bench.features import DatasetFeatures, FeatureCache
 from bench.identity import draw_subset, sampler_of
+from bench.joint import fit_units, joint_limit
 from bench.protocols import BaseNovel, base_subset, protocol_of
 from bench.sweep import DEFAULT_FIT_THREADS
 from bench.threads import torch_threads
@@ -45,6 +46,7 @@ from bench.views import (CachedViews, EpochViewStore, FixedViews, NoViews, cache
 from datasets_registry import DATASETS
 from datasets_registry.fewshot import FewShotSubset, seed_everything
 from methods import METHODS
+from methods._training import OptimConfig, batches_per_epoch
 from methods.base import FeatureSplit, Task
 from bench.locks import CellLocks
 from results.atomic import DiskFull, NotWritable, atomic_write_json, clean_temp_files
@@ -397,28 +399,35 @@ def _run_dataset(job, get_backbone, dataset_name, cells, store: ResultStore, loc
                                   mine + claims.claim_rest(seed), backbone, store, locks, counts,
                                   progress)
                     return
-            for i, cell in enumerate(mine):
+            limit = joint_limit(job.options.get("joint_fits"), backbone.device)
+            for unit in fit_units(mine, limit, len(ctx.splits.classnames)):
                 if progress is not None:
-                    progress.at(dataset_name, cell["method"])
+                    progress.at(dataset_name, unit[0]["method"])
                 try:
-                    record = _run_cell(cell, ctx, backbone, test_feats, test_labels, store)
+                    if len(unit) == 1:
+                        records = [_run_cell(unit[0], ctx, backbone, test_feats, test_labels,
+                                             store)]
+                    else:
+                        records = _run_joint(unit, ctx, backbone, test_feats, test_labels, store)
                 except DatasetDataError as exc:
-                    # Train/val images unreadable: this cell fails, and so does every later cell
-                    # that reads them (the error is kept, not retried); the others still run.
-                    _fail_dataset(dataset_name, exc, [cell], backbone, store, locks, counts,
+                    # Train/val images unreadable: these cells fail, and so does every later
+                    # cell that reads them (the error is kept, not retried); the others still run.
+                    _fail_dataset(dataset_name, exc, unit, backbone, store, locks, counts,
                                   progress, announce=not ctx.data_errors)
                     ctx.data_errors.append(exc)
                     continue
                 finally:
-                    views = _views_of(cell)
-                    if views["mode"] == "online":
-                        ctx.done_reading(views["transform"], cell["seed"])
-                record["timings"]["job_setup_s"] = round(setup_s, 3)
-                store.write(record)
-                locks.release(cell_id(cell))
-                counts["done" if record["status"] == "ok" else "failed"] += 1
-                if progress is not None:
-                    progress.finished(failed=record["status"] != "ok")
+                    for cell in unit:
+                        views = _views_of(cell)
+                        if views["mode"] == "online":
+                            ctx.done_reading(views["transform"], cell["seed"])
+                for cell, record in zip(unit, records):
+                    record["timings"]["job_setup_s"] = round(setup_s, 3)
+                    store.write(record)
+                    locks.release(cell_id(cell))
+                    counts["done" if record["status"] == "ok" else "failed"] += 1
+                    if progress is not None:
+                        progress.finished(failed=record["status"] != "ok")
     finally:
         claims.report()
         if ctx is not None:
@@ -507,60 +516,121 @@ def _run_cell(cell, ctx: _Context, backbone, test_feats, test_labels,
               store: ResultStore) -> dict:
     record = _base_record(cell, backbone)
     try:
-        subset = ctx.cell_subset(cell)
-        split_path = store.split_path(cell["dataset"], cell["shots"], cell["seed"])
-        if sampler_of(cell["config"]) != "dassl":
-            split_path = split_path.with_name(
-                f"{split_path.stem}-{sampler_of(cell['config'])}{split_path.suffix}")
-        if protocol_of(cell) == "base2novel":  # the subset cut to the base classes
-            split_path = split_path.with_name(f"{split_path.stem}-base{split_path.suffix}")
-        _write_subset(split_path, subset.to_json())
-        record["fewshot"] = {"path": str(split_path.relative_to(store.output)),
-                             "n_train": len(subset.train), "n_val": len(subset.val),
-                             "short_classes": subset.to_json()["short_classes"]}
         enc0 = ctx.features.encode_seconds
-        classnames = ctx.splits.prompt_classnames
-        if protocol_of(cell) == "base2novel":  # the model sees the base classes only
-            classnames = BaseNovel(len(classnames)).classnames(classnames)["base"]
-        task = _build_task(cell, ctx, backbone, classnames, subset)
+        task = _prepare_cell(cell, record, ctx, backbone, store)
         fit = METHODS.get(cell["method"])
-        seed_everything(cell["seed"])
-        enc1, t = ctx.features.encode_seconds, time.perf_counter()
-        threads = fit_threads(ctx.job.options, backbone.device)
-        with torch_threads(threads):
-            fitted = fit(task)
-        # Images this cell caused to be encoded (its seed's view store when it is the first
-        # reader; the dataset's eval-transform train/val union, on first use) are not fitting.
-        encode_s = ctx.features.encode_seconds - enc0
-        record["timings"]["fit_s"] = round(
-            time.perf_counter() - t - (ctx.features.encode_seconds - enc1), 4)
-        if encode_s:
-            record["timings"]["encode_s"] = round(encode_s, 4)
-        t = time.perf_counter()
-        with torch_threads(threads):
-            evaluations, primary, digest = evaluate_cell(cell, ctx, fitted, test_feats,
-                                                         test_labels, task.device)
-        record["timings"]["eval_s"] = round(time.perf_counter() - t, 4)
-        if threads:
-            record["timings"]["fit_threads"] = threads
-        record["metrics"] = evaluations[primary]
-        if protocol_of(cell) != "fewshot":
-            record["evaluations"] = evaluations
-        # A fingerprint of every test prediction: equal across runs iff bit-identical.
-        record["logits_sha256"] = digest
-        record["selected"] = fitted.info
-        record["features"] = ctx.features.describe()
-        record["views"] = task.train_views.describe()
-        record["status"] = "ok"
+        fitted, fit_s = _timed_fit(ctx, backbone, cell["seed"], lambda: fit(task))
+        _finish_cell(cell, record, ctx, task, fitted, fit_s,
+                     ctx.features.encode_seconds - enc0, test_feats, test_labels)
     except (DiskFull, NotWritable, DatasetDataError):
         raise  # not the cell's fault: the run (disk, permissions) or the dataset (_run_dataset)
     except Exception as exc:  # noqa: BLE001 - a failing cell must not stop the job
-        record["status"] = "failed"
-        record["error"] = {"type": type(exc).__name__, "message": str(exc),
-                           "traceback": traceback.format_exc()}
-        print(f"bench: cell {cell['dataset']}/{cell['method']}/k{cell['shots']}/s{cell['seed']} "
-              f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        _cell_failed(cell, record, exc)
     return record
+
+
+def _run_joint(cells, ctx: _Context, backbone, test_feats, test_labels,
+               store: ResultStore) -> list[dict]:
+    """Cells that differ only in shots, fitted together (bench.joint); each evaluated and
+    recorded as its own cell, its ``timings.fit_s`` the share of the joint fit in proportion to
+    its steps. If the joint fit fails, every cell runs alone: a problem of the joint pass (its
+    memory, say) costs time, never a result."""
+    records = [_base_record(cell, backbone) for cell in cells]
+    try:
+        enc0 = ctx.features.encode_seconds
+        tasks = [_prepare_cell(c, r, ctx, backbone, store) for c, r in zip(cells, records)]
+        together = METHODS.entry(cells[0]["method"]).extra["fit_together"]
+        fitted, fit_s = _timed_fit(ctx, backbone, cells[0]["seed"], lambda: together(tasks))
+    except (DiskFull, NotWritable, DatasetDataError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the cells still run, one by one
+        c = cells[0]
+        print(f"bench: warning: joint fit of {c['dataset']}/{c['method']}/s{c['seed']} shots "
+              f"{','.join(str(x['shots']) for x in cells)} failed ({type(exc).__name__}: "
+              f"{exc}); fitting each cell alone", file=sys.stderr)
+        return [_run_cell(cell, ctx, backbone, test_feats, test_labels, store) for cell in cells]
+    encode_s = ctx.features.encode_seconds - enc0
+    steps = [_steps(task) for task in tasks]
+    group = {"cells": len(cells), "shots": [c["shots"] for c in cells],
+             "prompts": sum(len(t.classnames) for t in tasks), "fit_s": round(fit_s, 4)}
+    for i, (cell, record, task) in enumerate(zip(cells, records, tasks)):
+        try:
+            record["joint_fit"] = group
+            _finish_cell(cell, record, ctx, task, fitted[i], fit_s * steps[i] / sum(steps),
+                         encode_s if i == 0 else 0.0, test_feats, test_labels)
+        except (DiskFull, NotWritable, DatasetDataError):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            _cell_failed(cell, record, exc)
+    return records
+
+
+def _steps(task: Task) -> int:
+    """Training steps of a cell: epochs x batches per epoch (Dassl's rule)."""
+    opt = OptimConfig.from_config(task.config)
+    return max(1, opt.epochs * batches_per_epoch(len(task.train), opt.batch_size, opt.drop_last))
+
+
+def _prepare_cell(cell, record: dict, ctx: _Context, backbone, store: ResultStore) -> Task:
+    """The cell's few-shot subset (written beside the results, noted in ``record``) and Task."""
+    subset = ctx.cell_subset(cell)
+    split_path = store.split_path(cell["dataset"], cell["shots"], cell["seed"])
+    if sampler_of(cell["config"]) != "dassl":
+        split_path = split_path.with_name(
+            f"{split_path.stem}-{sampler_of(cell['config'])}{split_path.suffix}")
+    if protocol_of(cell) == "base2novel":  # the subset cut to the base classes
+        split_path = split_path.with_name(f"{split_path.stem}-base{split_path.suffix}")
+    _write_subset(split_path, subset.to_json())
+    record["fewshot"] = {"path": str(split_path.relative_to(store.output)),
+                         "n_train": len(subset.train), "n_val": len(subset.val),
+                         "short_classes": subset.to_json()["short_classes"]}
+    classnames = ctx.splits.prompt_classnames
+    if protocol_of(cell) == "base2novel":  # the model sees the base classes only
+        classnames = BaseNovel(len(classnames)).classnames(classnames)["base"]
+    return _build_task(cell, ctx, backbone, classnames, subset)
+
+
+def _timed_fit(ctx: _Context, backbone, seed: int, fit):
+    """``fit()`` on the fit threads, seeded; (its result, seconds). Images it caused to be
+    encoded (the dataset's eval-transform train/val union, on first use) are not fitting."""
+    seed_everything(seed)
+    enc1, t = ctx.features.encode_seconds, time.perf_counter()
+    with torch_threads(fit_threads(ctx.job.options, backbone.device)):
+        fitted = fit()
+    return fitted, time.perf_counter() - t - (ctx.features.encode_seconds - enc1)
+
+
+def _finish_cell(cell, record: dict, ctx: _Context, task: Task, fitted, fit_s: float,
+                 encode_s: float, test_feats, test_labels) -> None:
+    """Evaluate the fitted cell and fill its record."""
+    record["timings"]["fit_s"] = round(fit_s, 4)
+    if encode_s:
+        record["timings"]["encode_s"] = round(encode_s, 4)
+    threads = fit_threads(ctx.job.options, task.device)
+    t = time.perf_counter()
+    with torch_threads(threads):
+        evaluations, primary, digest = evaluate_cell(cell, ctx, fitted, test_feats,
+                                                     test_labels, task.device)
+    record["timings"]["eval_s"] = round(time.perf_counter() - t, 4)
+    if threads:
+        record["timings"]["fit_threads"] = threads
+    record["metrics"] = evaluations[primary]
+    if protocol_of(cell) != "fewshot":
+        record["evaluations"] = evaluations
+    # A fingerprint of every test prediction: equal across runs iff bit-identical.
+    record["logits_sha256"] = digest
+    record["selected"] = fitted.info
+    record["features"] = ctx.features.describe()
+    record["views"] = task.train_views.describe()
+    record["status"] = "ok"
+
+
+def _cell_failed(cell, record: dict, exc: Exception) -> None:
+    record["status"] = "failed"
+    record["error"] = {"type": type(exc).__name__, "message": str(exc),
+                       "traceback": traceback.format_exc()}
+    print(f"bench: cell {cell['dataset']}/{cell['method']}/k{cell['shots']}/s{cell['seed']} "
+          f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def _write_subset(path: Path, subset: dict) -> None:

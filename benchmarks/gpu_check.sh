@@ -5,7 +5,7 @@
 # STEPS: a comma list of gpu,demo,grid,decode (default: all four, about 20 minutes at their
 # timeouts). A lent GPU allows 10 minutes a command and about 15 minutes in all, start-up
 # included: run "grid" first (at most about 9 minutes: the whole-grid projection, issue 19's
-# headline), then with what is left "decode" (4 min) or "gpu" (7 min), then "demo" (3 min).
+# headline), then with what is left "decode" (4 min) or "gpu" (9 min), then "demo" (3 min).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-/tmp/bench-gpu-check}"
@@ -18,11 +18,17 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee 
 demo="$(mktemp -d)"
 out_abs="$(cd "$out" && pwd)"
 if want gpu; then
-(cd benchmarks && timeout 300 "$py" gpu.py --out "$out") > "$out/gpu.log" 2>&1
+(cd benchmarks && timeout 300 "$py" gpu.py --out "$out_abs") > "$out/gpu.log" 2>&1
 echo "gpu.py exit $?"; grep -v -i warn "$out/gpu.log" | tail -40
 (cd benchmarks && timeout 120 "$py" batched_fits.py --device cuda --repeats 3) \
     > "$out/batched_fits.log" 2>&1
 echo "batched_fits.py on cuda: exit $?"; tail -12 "$out/batched_fits.log"
+# Joint fits (bench run --joint-fits, auto on CUDA): CoOp cells one by one vs one text-encoder
+# pass for 2 or 5 cells, RN50's text tower in fp16, 10 to 397 classes. About 1 minute.
+(cd benchmarks && timeout 120 "$py" coop_joint.py --device cuda --backbone RN50-quickgelu \
+    --classes 10,100,397 --members 2,5 --steps 20 --repeats 3 --name coop_joint_gpu \
+    --out "$out_abs") > "$out/coop_joint.log" 2>&1
+echo "coop_joint.py on cuda: exit $?"; tail -12 "$out/coop_joint.log"
 fi
 if want demo; then
 start=$(date +%s)

@@ -271,6 +271,8 @@ def run_cli(args, data_root: Path, out: Path, datasets: list[str]) -> dict:
         cmd += ["--workers", str(args.workers)]
     if args.batch_size is not None:
         cmd += ["--batch-size", str(args.batch_size)]
+    if args.joint_fits is not None:
+        cmd += ["--joint-fits", args.joint_fits]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
            "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     t = time.perf_counter()
@@ -454,7 +456,8 @@ def render(res: dict) -> str:
         f"Backbone `{a['backbone']}` (random weights), device `{a['device']}`, methods "
         f"`{a['methods']}`, shots {a['shots']}, seeds {a['seeds']}, datasets: "
         f"{', '.join(a['datasets'])}. Overrides for the measured runs: "
-        f"{', '.join(a['set'] or []) or 'none'} (the projection uses the real configs). "
+        f"{', '.join(a['set'] or []) or 'none'} (the projection uses the real configs); "
+        f"joint fits: {a.get('joint_fits') or 'auto (on CUDA only)'}. "
         f"Per-class pools capped at {a['cap']} images; {a['distinct']} distinct JPEGs per class "
         f"(the other files hard links to them).", ""]
     if not res["machine"].get("cuda"):
@@ -542,6 +545,8 @@ def parse(argv=None):
                     help="override for the measured runs (e.g. epochs=2 on a CPU); repeatable")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--joint-fits", default=None,
+                    help="bench run --joint-fits (default: bench's, auto: on CUDA, off on a CPU)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the run (CPU)")
     ap.add_argument("--cap", type=int, default=200, help="per-class train/val pool cap")
     ap.add_argument("--distinct", type=int, default=4, help="generated JPEGs per class")

@@ -490,8 +490,11 @@ def train_together(cores: list[PromptCore], extra_losses: list | None = None
         if core.csc or core.chunk is not None:
             raise ValueError(f"{core.name}: joint fits need a unified context and no "
                              "class_chunk (one context per model, every class in one pass)")
-        if core.task.classnames != first.task.classnames or core.dtype != first.dtype:
-            raise ValueError(f"{core.name}: joint fits need the same classes and precision")
+        layout = lambda c: (c.task.classnames, c.n_ctx, c.position, c.precision,
+                            c.encoder.seq_len, c.encoder.prefix_len, c.grad_checkpointing)
+        if layout(core) != layout(first):
+            raise ValueError(f"{core.name}: joint fits need the same classes, prompt layout "
+                             "and precision")
     device, C = first.device, first.C
 
     def step(members: list[int], batches: list[tuple]) -> list[torch.Tensor]:
@@ -521,15 +524,21 @@ def fit_together(tasks: list[Task]) -> list[Fitted]:
     return [core.fitted(history) for core, history in zip(cores, train_together(cores))]
 
 
-def joinable(config: dict) -> bool:
-    """Cells of this config can train jointly: a unified context, every class in one pass."""
-    return unified_context(config) and not config.get("class_chunk")
+def join_key(config: dict) -> tuple | None:
+    """What two cells' configs must share to train jointly (:func:`train_together`: one
+    encoder for all, so the same prompt layout and precision); None when this config cannot
+    (a class-specific context, or class chunks: every class of every model is in one pass)."""
+    if not unified_context(config) or config.get("class_chunk"):
+        return None
+    return tuple(config.get(k) for k in ("n_ctx", "ctx_init", "class_token_position",
+                                         "cut_sequence", "shared_prefix", "precision",
+                                         "grad_checkpointing"))
 
 
 @METHODS.register("coop", display_name="CoOp", order=50, family="prompt learning",
                   views=PER_EPOCH_VIEWS,
                   new_classes=unified_context,
-                  fit_together=fit_together, joinable=joinable,
+                  fit_together=fit_together, join_key=join_key,
                   description="learned prompt context through the frozen text encoder "
                               "(Zhou et al. 2022)")
 def fit(task: Task) -> Fitted:

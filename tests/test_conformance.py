@@ -213,6 +213,33 @@ def test_other_seed_differs_when_the_method_is_stochastic(conformance, case):
         "the same logits for another seed: the method ignores its seed"
 
 
+def _joinable(name: str, config: dict) -> bool:
+    from methods import METHODS
+
+    extra = METHODS.entry(name).extra
+    return "fit_together" in extra and extra.get("join_key", lambda c: None)(config) is not None
+
+
+@pytest.mark.parametrize("case", METHOD_CASES, ids=_case_id)
+def test_fit_together_gives_each_task_its_own_fit(conformance, case):
+    """A method that registers ``fit_together`` (bench run --joint-fits) gives each task what
+    ``fit`` gives it, up to float rounding, with another cell's training beside it."""
+    from datasets_registry.fewshot import seed_everything
+    from methods import METHODS
+
+    record, task, fitted = _case(conformance, case)
+    if not _joinable(case[0], record["config"]):
+        pytest.skip("no joint fit for this method / config")
+    other = dataclasses.replace(task, seed=OTHER_SEED)
+    seed_everything(task.seed)
+    joint = METHODS.entry(case[0]).extra["fit_together"]([task, other])
+    alone = _refit(conformance, case, task, OTHER_SEED)
+    for got, want in ((joint[0], fitted), (joint[1], alone)):
+        torch.testing.assert_close(got.logits(_probe(task)), want.logits(_probe(task)),
+                                   rtol=1e-4, atol=1e-4)
+    assert not torch.equal(joint[0].logits(_probe(task)), joint[1].logits(_probe(task)))
+
+
 def _reachable_tensors(obj, seen=None, depth=0):
     """Tensors reachable from ``obj`` through attributes, dict values and sequences (the frozen
     backbone excluded: it holds the model's weights, not data)."""

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from methods import METHODS
-from methods.coop import PromptEncoder, PromptCore, joinable, train_together
+from methods.coop import PromptEncoder, PromptCore, join_key, train_together
 from tests.test_coop import FAST, blobs, make_task
 
 # Different shots and epochs: different steps per epoch and different lengths, so members
@@ -63,14 +63,17 @@ def test_joint_fit_runs_one_encoder_pass_per_step(tiny_backbone, monkeypatch):
 
 
 def test_configs_that_cannot_train_jointly(tiny_backbone):
-    assert joinable({"csc": False, "class_chunk": None})
-    assert not joinable({"csc": True, "class_chunk": None})
-    assert not joinable({"csc": False, "class_chunk": 2})
+    cfg = _tasks("coop", tiny_backbone)[0].config
+    assert join_key(cfg) is not None
+    assert join_key({**cfg, "n_ctx": 8}) != join_key(cfg)
+    assert join_key({**cfg, "lr": 0.5, "epochs": 7}) == join_key(cfg)  # per cell, fine
+    assert join_key({**cfg, "csc": True}) is None
+    assert join_key({**cfg, "class_chunk": 2}) is None
     cores = [PromptCore(t) for t in _tasks("coop", tiny_backbone, {"csc": True})[:2]]
     with pytest.raises(ValueError, match="unified context"):
         train_together(cores)
     other = make_task("coop", tiny_backbone, n_classes=3, overrides=FAST)
-    with pytest.raises(ValueError, match="same classes"):
+    with pytest.raises(ValueError, match="same classes, prompt layout"):
         train_together([PromptCore(_tasks("coop", tiny_backbone)[0]), PromptCore(other)])
 
 

@@ -50,8 +50,9 @@ def test_every_command_of_gpu_check_parses(tmp_path):
     exits = re.findall(r"^(.+?):? exit (\d+)", proc.stdout, flags=re.M)
     steps = {name.removesuffix(" on cuda"): int(code) for name, code in exits}
     # every step of the script reported, and each command's arguments parsed
-    assert set(steps) == {"gpu.py", "batched_fits.py", "demo run", "grid.py", "gpu_decode.py"}, \
+    assert set(steps) == {"gpu.py", "batched_fits.py", "coop_joint.py", "demo run", "grid.py",
+                          "gpu_decode.py"}, \
         proc.stdout + proc.stderr
     assert all(code == 0 for code in steps.values()), proc.stdout + proc.stderr
     logs = "".join(p.read_text() for p in (tmp_path / "out").glob("*.log"))
-    assert logs.count("PARSED") == 5, logs
+    assert logs.count("PARSED") == 6, logs

@@ -1,0 +1,90 @@
+"""Joint fits (``bench run --joint-fits``): the cells of one seed that differ only in shots,
+trained together by a method that can (CoOp, KgCoOp: one text-encoder pass per step for all,
+methods.coop.train_together).
+
+Why: on a GPU a CoOp step over a few hundred class prompts is bound by kernel launches, not
+arithmetic (a 100-class step is a small fraction of the GPU), so K cells in one pass cost about
+one. On a CPU the pass costs in proportion to its prompts and nothing is gained, so ``auto``
+(the default) joins cells only on CUDA. Results equal the one-by-one fits up to float rounding
+(docs/methods.md, "Joint fits"); each record says which cells it trained with (``joint_fit``).
+
+A method offers it where it registers: ``fit_together`` (tasks -> one Fitted per task) and
+``join_key`` (config -> what must agree for two cells to share a pass, or None when this
+config cannot: CoOp's class-specific context, say).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+from bench.protocols import protocol_of
+
+# Prompts (cells x classes) one joint pass may hold: five 100-class cells, two of SUN397's 397;
+# ImageNet's 1,000-class cells, whose pass is already large, run alone.
+DEFAULT_JOINT_PROMPTS = 1024
+JOINT_CHOICES = ("auto", "off")
+
+
+def joint_limit(option, device) -> int:
+    """The most prompts per joint pass (0: no joint fits) for the run's option and device:
+    ``auto`` is :data:`DEFAULT_JOINT_PROMPTS` on CUDA, off elsewhere; ``off`` or 0 is off; a
+    number is that limit."""
+    if option in (None, "auto"):
+        return DEFAULT_JOINT_PROMPTS if device.type == "cuda" else 0
+    if option == "off":
+        return 0
+    return int(option)
+
+
+def check_option(value) -> int | str:
+    """``--joint-fits`` as given: auto, off, or a number of prompts (0 = off); else None."""
+    if isinstance(value, str) and value in JOINT_CHOICES:
+        return value
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        return None
+    return n if n >= 0 and not isinstance(value, bool) else None
+
+
+def _key(cell) -> tuple | None:
+    from methods import METHODS  # imports the method modules (torch): at run time only
+
+    entry = METHODS.entry(cell["method"])
+    join_key = entry.extra.get("join_key")
+    if "fit_together" not in entry.extra or join_key is None:
+        return None
+    key = join_key(cell["config"])
+    if key is None:
+        return None
+    rest = {k: v for k, v in cell.items() if k not in ("shots", "config", "variant", "inputs")}
+    return (json.dumps(rest, sort_keys=True, default=str), protocol_of(cell), key)
+
+
+def fit_units(cells: list[dict], limit: int, n_classes: int) -> list[list[dict]]:
+    """``cells`` (one dataset and seed) in the groups they are fitted in: cells of the same
+    method and join key, at most ``limit // n_classes`` a group, the most shots first (they
+    train longest; fewer-shot cells drop out of the pass early); every other cell alone. The
+    groups keep the order of their first cell."""
+    per = limit // max(n_classes, 1)
+    if per < 2:
+        return [[c] for c in cells]
+    by_key: dict = defaultdict(list)
+    units, first_of = [], {}
+    for cell in cells:
+        key = _key(cell)
+        if key is None:
+            units.append([cell])
+            continue
+        if key not in first_of:
+            first_of[key] = len(units)
+            units.append(None)
+        by_key[key].append(cell)
+    for key, members in by_key.items():
+        members = sorted(members, key=lambda c: -c["shots"])
+        units[first_of[key]] = [members[i:i + per] for i in range(0, len(members), per)]
+    out = []
+    for unit in units:
+        out.extend(unit if unit and isinstance(unit[0], list) else [unit])
+    return out
