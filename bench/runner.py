@@ -536,6 +536,7 @@ def _run_joint(cells, ctx: _Context, backbone, test_feats, test_labels,
     its steps. If the joint fit fails, every cell runs alone: a problem of the joint pass (its
     memory, say) costs time, never a result."""
     records = [_base_record(cell, backbone) for cell in cells]
+    failure = None
     try:
         enc0 = ctx.features.encode_seconds
         tasks = [_prepare_cell(c, r, ctx, backbone, store) for c, r in zip(cells, records)]
@@ -544,10 +545,12 @@ def _run_joint(cells, ctx: _Context, backbone, test_feats, test_labels,
     except (DiskFull, NotWritable, DatasetDataError):
         raise
     except Exception as exc:  # noqa: BLE001 - the cells still run, one by one
+        failure = f"{type(exc).__name__}: {exc}"
+    if failure is not None:  # outside the handler: the failed fit's tensors are freed first
         c = cells[0]
         print(f"bench: warning: joint fit of {c['dataset']}/{c['method']}/s{c['seed']} shots "
-              f"{','.join(str(x['shots']) for x in cells)} failed ({type(exc).__name__}: "
-              f"{exc}); fitting each cell alone", file=sys.stderr)
+              f"{','.join(str(x['shots']) for x in cells)} failed ({failure}); fitting each "
+              f"cell alone", file=sys.stderr)
         return [_run_cell(cell, ctx, backbone, test_feats, test_labels, store) for cell in cells]
     encode_s = ctx.features.encode_seconds - enc0
     steps = [_steps(task) for task in tasks]
