@@ -23,29 +23,30 @@ from bench.protocols import protocol_of
 # Prompts (cells x classes) one joint pass may hold: five 100-class cells, two of SUN397's 397;
 # ImageNet's 1,000-class cells, whose pass is already large, run alone.
 DEFAULT_JOINT_PROMPTS = 1024
-JOINT_CHOICES = ("auto", "off")
+JOINT_CHOICES = ("auto", "on", "off")
 
 
 def joint_limit(option, device) -> int:
     """The most prompts per joint pass (0: no joint fits) for the run's option and device:
-    ``auto`` is :data:`DEFAULT_JOINT_PROMPTS` on CUDA, off elsewhere; ``off`` or 0 is off; a
-    number is that limit."""
+    ``auto`` is :data:`DEFAULT_JOINT_PROMPTS` on CUDA, off elsewhere; ``on`` that limit on
+    any device; ``off`` or 0 is off; a number is that limit."""
     if option in (None, "auto"):
         return DEFAULT_JOINT_PROMPTS if device.type == "cuda" else 0
-    if option == "off":
-        return 0
-    return int(option)
+    return {"on": DEFAULT_JOINT_PROMPTS, "off": 0}.get(option, option)
 
 
-def check_option(value) -> int | str:
-    """``--joint-fits`` as given: auto, off, or a number of prompts (0 = off); else None."""
+def check_option(value) -> int | str | None:
+    """``--joint-fits`` / a sweep's ``joint_fits`` as given -> auto, on, off or a number of
+    prompts (0 = off); None when it is none of them. YAML reads a bare on / off as a boolean."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
     if isinstance(value, str) and value in JOINT_CHOICES:
         return value
     try:
         n = int(value)
     except (TypeError, ValueError):
         return None
-    return n if n >= 0 and not isinstance(value, bool) else None
+    return n if n >= 0 else None
 
 
 def _key(cell) -> tuple | None:

@@ -28,9 +28,12 @@ def test_joint_limit_follows_the_device():
     assert joint_limit(None, _Device("cuda")) == DEFAULT_JOINT_PROMPTS
     assert joint_limit("auto", _Device("cpu")) == 0
     assert joint_limit("off", _Device("cuda")) == 0
+    assert joint_limit("on", _Device("cpu")) == DEFAULT_JOINT_PROMPTS
     assert joint_limit(300, _Device("cpu")) == 300
-    assert [check_option(v) for v in ("auto", "off", 0, "512", -1, "x", True, 2.5)] == \
-        ["auto", "off", 0, 512, None, None, None, 2]
+    assert joint_limit(0, _Device("cuda")) == 0
+    # YAML reads a bare on / off as True / False
+    assert [check_option(v) for v in ("auto", "on", "off", 0, "512", -1, "x", True, False)] == \
+        ["auto", "on", "off", 0, 512, None, None, "on", "off"]
 
 
 def test_fit_units_group_the_shot_counts_of_a_joinable_method():
@@ -49,6 +52,13 @@ def test_fit_units_group_the_shot_counts_of_a_joinable_method():
     assert sorted(map(id, sum(units, []))) == sorted(map(id, cells))
     # other seeds never share a pass
     assert all(len(u) == 1 for u in fit_units([_cell(seed=1), _cell(seed=2)], 1024, 10))
+
+
+def test_sweep_yaml_joint_fits_off_is_off(tmp_path, run_cli):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("joint_fits: off\n")  # YAML 1.1: the boolean False
+    code, _, err = run_cli("run", "--config", sweep, "--output", tmp_path / "o", "--dry-run")
+    assert code == 0, err
 
 
 def _run(run_cli, miniroot, out, *flags):

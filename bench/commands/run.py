@@ -66,12 +66,13 @@ def register(sub) -> None:
                         "tensor operations run faster on one, and far faster when another "
                         "process holds a core; image encoding keeps every thread); 0 = torch's "
                         "default")
-    p.add_argument("--joint-fits", metavar="auto|off|N",
+    p.add_argument("--joint-fits", metavar="auto|on|off|N",
                    help="train the cells of a seed that differ only in shots together, where the "
                         "method can (CoOp, KgCoOp: one text-encoder pass per step for all; same "
                         "results up to float rounding), at most N prompts (cells x classes) a "
                         "pass; auto (default) = 1024 on CUDA, where small steps are "
-                        "launch-bound, off on a CPU, where it gains nothing")
+                        "launch-bound, off on a CPU, where it gains little or loses; on = 1024 "
+                        "on any device")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
@@ -232,8 +233,8 @@ def _feature_options(args, sweep, device: str) -> dict:
     joint = pick(getattr(args, "joint_fits", None), sweep, "joint_fits", "auto")
     options["joint_fits"] = check_option(joint)
     if options["joint_fits"] is None:
-        raise UsageError(f"--joint-fits {joint!r}: give auto, off, or the most prompts (cells x "
-                         f"classes) one joint pass may hold, e.g. 1024 (0 = off)")
+        raise UsageError(f"--joint-fits {joint!r}: give auto, on, off, or the most prompts "
+                         f"(cells x classes) one joint pass may hold, e.g. 1024 (0 = off)")
     if options["decode"] == "gpu" and not cuda:
         raise UsageError(f"--decode gpu decodes images on the run's CUDA device, but this run is "
                          f"on the CPU (--device {device}); use --decode cpu, or --device cuda "
