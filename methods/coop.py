@@ -318,7 +318,8 @@ class PromptCore:
     CoOp and the methods built on it (KgCoOp adds a loss term on the class text embeddings,
     ProGrad replaces the backward pass). ``name`` prefixes config errors."""
 
-    def __init__(self, task: Task, name: str = "coop", init=None):
+    def __init__(self, task: Task, name: str = "coop", init=None,
+                 parts: "_TextParts | None" = None):
         cfg = task.config
         self.task, self.name = task, name
         self.device = device = task.device
@@ -336,6 +337,8 @@ class PromptCore:
         self.cut_sequence = bool(cfg["cut_sequence"])
         self.shared_prefix = bool(cfg["shared_prefix"])
         self.grad_checkpointing = bool(cfg["grad_checkpointing"])
+        if parts is not None:  # another model's frozen tower (joint fits: one fp16 copy)
+            self.parts = parts
         self.encoder = self.encoder_for(task.classnames)
         self.parts = self.encoder.parts
         self.ctx = nn.Parameter(ctx0.to(self.dtype))
@@ -486,12 +489,15 @@ def train_together(cores: list[PromptCore], extra_losses: list | None = None
     model i's ``extra_loss`` (:meth:`PromptCore.step_fn`)."""
     extra_losses = extra_losses or [None] * len(cores)
     first = cores[0]
+
+    def layout(c: PromptCore) -> tuple:
+        return (c.task.classnames, c.n_ctx, c.position, c.precision, c.encoder.seq_len,
+                c.encoder.prefix_len, c.grad_checkpointing)
+
     for core in cores:
         if core.csc or core.chunk is not None:
             raise ValueError(f"{core.name}: joint fits need a unified context and no "
                              "class_chunk (one context per model, every class in one pass)")
-        layout = lambda c: (c.task.classnames, c.n_ctx, c.position, c.precision,
-                            c.encoder.seq_len, c.encoder.prefix_len, c.grad_checkpointing)
         if layout(core) != layout(first):
             raise ValueError(f"{core.name}: joint fits need the same classes, prompt layout "
                              "and precision")
@@ -520,7 +526,8 @@ def unified_context(config: dict) -> bool:
 def fit_together(tasks: list[Task]) -> list[Fitted]:
     """:func:`fit` for cells that differ only in shots, in one joint training
     (:func:`train_together`; the runner's ``--joint-fits``)."""
-    cores = [PromptCore(task) for task in tasks]
+    first = PromptCore(tasks[0])
+    cores = [first] + [PromptCore(task, parts=first.parts) for task in tasks[1:]]
     return [core.fitted(history) for core, history in zip(cores, train_together(cores))]
 
 

@@ -28,10 +28,11 @@ def kg_term(text: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
     return 1.0 - (normalize(text.float()) * zs).sum(dim=-1).mean()
 
 
-def _prepare(task: Task) -> tuple[PromptCore, object, dict]:
-    """The model, its extra loss (the KgCoOp term) and what the record says about it."""
+def _prepare(task: Task, parts=None) -> tuple[PromptCore, object, dict]:
+    """The model, its extra loss (the KgCoOp term) and what the record says about it;
+    ``parts``: another model's frozen text tower to share (PromptCore)."""
     cfg = task.config
-    core = PromptCore(task, "kgcoop")
+    core = PromptCore(task, "kgcoop", parts=parts)
     templates = resolve_templates(cfg["kg_templates"], task.templates, task.dataset)
     with torch.no_grad():
         zs = normalize(task.backbone.class_weights(task.classnames, templates).float())
@@ -43,7 +44,9 @@ def _prepare(task: Task) -> tuple[PromptCore, object, dict]:
 def fit_together(tasks: list[Task]) -> list[Fitted]:
     """:func:`fit` for cells that differ only in shots, in one joint training
     (methods.coop.train_together; the runner's ``--joint-fits``)."""
-    cores, extras, infos = zip(*(_prepare(task) for task in tasks))
+    first = _prepare(tasks[0])
+    rest = [_prepare(task, first[0].parts) for task in tasks[1:]]
+    cores, extras, infos = zip(*[first, *rest])
     histories = train_together(list(cores), list(extras))
     return [core.fitted(h, **info) for core, h, info in zip(cores, histories, infos)]
 

@@ -77,11 +77,19 @@ def test_configs_that_cannot_train_jointly(tiny_backbone):
         train_together([PromptCore(_tasks("coop", tiny_backbone)[0]), PromptCore(other)])
 
 
-def test_low_precision_joint_fit_agrees(tiny_backbone):
+@pytest.mark.parametrize("precision", ["amp_bf16", "fp16"])
+def test_low_precision_joint_fit_agrees_with_one_fp16_tower(tiny_backbone, monkeypatch,
+                                                            precision):
+    import methods.coop as coop
+
     test = blobs(4, 10, 64, seed=94)
-    extra = {"precision": "amp_bf16"}
+    extra = {"precision": precision}
     alone = [METHODS.get("coop")(t) for t in _tasks("coop", tiny_backbone, extra)]
+    copies = []
+    real = coop._half_copy
+    monkeypatch.setattr(coop, "_half_copy", lambda parts: copies.append(1) or real(parts))
     joint = METHODS.entry("coop").extra["fit_together"](_tasks("coop", tiny_backbone, extra))
+    assert len(copies) == (1 if precision == "fp16" else 0)  # the cells share the frozen copy
     for a, j in zip(alone, joint):
         agree = (a.logits(test.features).argmax(1) == j.logits(test.features).argmax(1))
         assert agree.float().mean() >= 0.9
