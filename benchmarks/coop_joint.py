@@ -10,6 +10,7 @@ benchmarks/results/coop_joint.{json,md} (``--name``).
 
     python benchmarks/coop_joint.py [--classes 10,100,397] [--members 3,5] [--device cuda]
                                     [--backbone RN50-quickgelu]
+    python benchmarks/coop_joint.py --passes-only   # the paper grid's passes, counted
 """
 
 from __future__ import annotations
@@ -82,6 +83,33 @@ def measure(backbone, classes: int, members: int, steps: int, device, precision:
             "walls": {k: [round(t, 4) for t in v] for k, v in walls.items()}}
 
 
+def grid_passes(limit: int = 1024) -> list[list]:
+    """Per dataset of the paper grid (real class counts, CoOp's resolved configs, shots 1-16,
+    one seed): text-encoder passes one by one and joined as the runner groups them
+    (bench.joint.fit_units with ``limit`` prompts a pass)."""
+    from bench.config import MethodSpec, resolve_method_config
+    from bench.joint import fit_units
+    from grid_data import GRID
+    from methods._training import OptimConfig, batches_per_epoch
+
+    rows = []
+    for d in GRID:
+        cells, steps = [], []
+        for k in (1, 2, 4, 8, 16):
+            _, cfg = resolve_method_config(MethodSpec("coop"), d.name, k)
+            opt = OptimConfig.from_config(cfg)
+            cells.append({"dataset": d.name, "method": "coop", "seed": 1, "shots": k,
+                          "config": cfg})
+            steps.append(opt.epochs * batches_per_epoch(k * d.classes, opt.batch_size,
+                                                        opt.drop_last))
+        of = {id(c): s for c, s in zip(cells, steps)}
+        units = fit_units(cells, limit, d.classes)
+        rows.append([d.name, d.classes, sum(steps), sum(max(of[id(c)] for c in u) for u in units),
+                     " ".join("+".join(str(c["shots"]) for c in u) for u in units)])
+    rows.append(["all", "", sum(r[2] for r in rows), sum(r[3] for r in rows), ""])
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backbone", default="bench-bench-vit64",
@@ -97,7 +125,14 @@ def main() -> None:
                    help="torch CPU threads (default 1, as bench run fits: --fit-threads)")
     p.add_argument("--name", default="coop_joint")
     p.add_argument("--out", default=None, help="also write the results into this folder")
+    p.add_argument("--passes-only", action="store_true",
+                   help="print the paper grid's CoOp text-encoder passes per seed, one by one "
+                        "and joined (no timing), and exit")
     args = p.parse_args()
+    if args.passes_only:
+        print(table(["dataset", "classes", "passes one by one", "passes joined",
+                     "groups (shots)"], grid_passes()))
+        return
     import torch
 
     from bench.backbone import Backbone
