@@ -3,10 +3,13 @@ trained together by a method that can (CoOp, KgCoOp: one text-encoder pass per s
 methods.coop.train_together).
 
 Why: on a GPU a CoOp step over a few hundred class prompts is bound by kernel launches, not
-arithmetic (a 100-class step is a small fraction of the GPU), so K cells in one pass cost about
-one. On a CPU the pass costs in proportion to its prompts and nothing is gained, so ``auto``
-(the default) joins cells only on CUDA. Results equal the one-by-one fits up to float rounding
-(docs/methods.md, "Joint fits"); each record says which cells it trained with (``joint_fit``).
+arithmetic (a 100-class step is a small fraction of the GPU), so K cells in one pass should cost
+about one. On a CPU a pass costs about its prompts, so joining pays only for tiny passes, where
+the per-step overhead is most of a step (benchmarks/results/coop_joint.md: 1.3-1.9x for 2-5 cells
+of 10 classes, 0.83-1.0x from 50 classes); ``auto`` (the default) therefore allows 1,024 prompts
+a pass on CUDA and 50 on a CPU (five 10-class cells: the demo's CoOp fits 1.30x faster, the same
+logits). Results equal the one-by-one fits up to float rounding (docs/methods.md, "Joint fits");
+each record says which cells it trained with (``joint_fit``).
 
 A method offers it where it registers: ``fit_together`` (tasks -> one Fitted per task) and
 ``join_key`` (config -> what must agree for two cells to share a pass, or None when this
@@ -20,18 +23,21 @@ from collections import defaultdict
 
 from bench.protocols import protocol_of
 
-# Prompts (cells x classes) one joint pass may hold: five 100-class cells, two of SUN397's 397;
-# ImageNet's 1,000-class cells, whose pass is already large, run alone.
+# Prompts (cells x classes) one joint pass may hold. On CUDA: five 100-class cells, two of
+# SUN397's 397; ImageNet's 1,000-class cells, whose pass is already large, run alone. On a CPU:
+# five 10-class cells (EuroSAT's, the demo's); 20 classes and up run alone.
 DEFAULT_JOINT_PROMPTS = 1024
+CPU_JOINT_PROMPTS = 50
 JOINT_CHOICES = ("auto", "on", "off")
 
 
 def joint_limit(option, device) -> int:
     """The most prompts per joint pass (0: no joint fits) for the run's option and device:
-    ``auto`` is :data:`DEFAULT_JOINT_PROMPTS` on CUDA, off elsewhere; ``on`` that limit on
-    any device; ``off`` or 0 is off; a number is that limit."""
+    ``auto`` is :data:`DEFAULT_JOINT_PROMPTS` on CUDA, :data:`CPU_JOINT_PROMPTS` elsewhere;
+    ``on`` is :data:`DEFAULT_JOINT_PROMPTS` on any device; ``off`` or 0 is off; a number is
+    that limit."""
     if option in (None, "auto"):
-        return DEFAULT_JOINT_PROMPTS if device.type == "cuda" else 0
+        return DEFAULT_JOINT_PROMPTS if device.type == "cuda" else CPU_JOINT_PROMPTS
     return {"on": DEFAULT_JOINT_PROMPTS, "off": 0}.get(option, option)
 
 

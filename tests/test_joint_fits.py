@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from bench.joint import DEFAULT_JOINT_PROMPTS, check_option, fit_units, joint_limit
+from bench.joint import (CPU_JOINT_PROMPTS, DEFAULT_JOINT_PROMPTS, check_option, fit_units,
+                         joint_limit)
 from methods import METHODS
 
 
@@ -26,7 +27,7 @@ def _cell(method="coop", shots=1, seed=1, **config):
 def test_joint_limit_follows_the_device():
     assert joint_limit("auto", _Device("cuda")) == DEFAULT_JOINT_PROMPTS
     assert joint_limit(None, _Device("cuda")) == DEFAULT_JOINT_PROMPTS
-    assert joint_limit("auto", _Device("cpu")) == 0
+    assert joint_limit("auto", _Device("cpu")) == CPU_JOINT_PROMPTS < DEFAULT_JOINT_PROMPTS
     assert joint_limit("off", _Device("cuda")) == 0
     assert joint_limit("on", _Device("cpu")) == DEFAULT_JOINT_PROMPTS
     assert joint_limit(300, _Device("cpu")) == 300

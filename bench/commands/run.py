@@ -71,8 +71,8 @@ def register(sub) -> None:
                         "method can (CoOp, KgCoOp: one text-encoder pass per step for all; same "
                         "results up to float rounding), at most N prompts (cells x classes) a "
                         "pass; auto (default) = 1024 on CUDA, where small steps are "
-                        "launch-bound, off on a CPU, where it gains little or loses; on = 1024 "
-                        "on any device")
+                        "launch-bound, 50 on a CPU, where only tiny passes gain; on = 1024 on "
+                        "any device")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
