@@ -19,7 +19,6 @@ config cannot: CoOp's class-specific context, say).
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 
 from bench.protocols import protocol_of
 
@@ -77,21 +76,19 @@ def fit_units(cells: list[dict], limit: int, n_classes: int) -> list[list[dict]]
     per = limit // max(n_classes, 1)
     if per < 2:
         return [[c] for c in cells]
-    by_key: dict = defaultdict(list)
-    units, first_of = [], {}
+    groups: dict = {}
+    ordered = []  # each cell alone, or its key's group at the place of the group's first cell
     for cell in cells:
         key = _key(cell)
         if key is None:
-            units.append([cell])
-            continue
-        if key not in first_of:
-            first_of[key] = len(units)
-            units.append(None)
-        by_key[key].append(cell)
-    for key, members in by_key.items():
+            ordered.append([cell])
+        elif key in groups:
+            groups[key].append(cell)
+        else:
+            groups[key] = [cell]
+            ordered.append(groups[key])
+    units = []
+    for members in ordered:
         members = sorted(members, key=lambda c: -c["shots"])
-        units[first_of[key]] = [members[i:i + per] for i in range(0, len(members), per)]
-    out = []
-    for unit in units:
-        out.extend(unit if unit and isinstance(unit[0], list) else [unit])
-    return out
+        units.extend(members[i:i + per] for i in range(0, len(members), per))
+    return units

@@ -46,7 +46,7 @@ from bench.views import (CachedViews, EpochViewStore, FixedViews, NoViews, cache
 from datasets_registry import DATASETS
 from datasets_registry.fewshot import FewShotSubset, seed_everything
 from methods import METHODS
-from methods._training import OptimConfig, batches_per_epoch
+from methods._training import OptimConfig, total_steps
 from methods.base import FeatureSplit, Task
 from bench.locks import CellLocks
 from results.atomic import DiskFull, NotWritable, atomic_write_json, clean_temp_files
@@ -569,9 +569,8 @@ def _run_joint(cells, ctx: _Context, backbone, test_feats, test_labels,
 
 
 def _steps(task: Task) -> int:
-    """Training steps of a cell: epochs x batches per epoch (Dassl's rule)."""
-    opt = OptimConfig.from_config(task.config)
-    return max(1, opt.epochs * batches_per_epoch(len(task.train), opt.batch_size, opt.drop_last))
+    """Training steps of a cell (at least 1, so every cell gets a share of a joint fit)."""
+    return max(1, total_steps(len(task.train), OptimConfig.from_config(task.config)))
 
 
 def _prepare_cell(cell, record: dict, ctx: _Context, backbone, store: ResultStore) -> Task:

@@ -90,7 +90,7 @@ def grid_passes(limit: int = 1024) -> list[list]:
     from bench.config import MethodSpec, resolve_method_config
     from bench.joint import fit_units
     from grid_data import GRID
-    from methods._training import OptimConfig, batches_per_epoch
+    from methods._training import OptimConfig, total_steps
 
     rows = []
     for d in GRID:
@@ -100,8 +100,7 @@ def grid_passes(limit: int = 1024) -> list[list]:
             opt = OptimConfig.from_config(cfg)
             cells.append({"dataset": d.name, "method": "coop", "seed": 1, "shots": k,
                           "config": cfg})
-            steps.append(opt.epochs * batches_per_epoch(k * d.classes, opt.batch_size,
-                                                        opt.drop_last))
+            steps.append(total_steps(k * d.classes, opt))
         of = {id(c): s for c, s in zip(cells, steps)}
         units = fit_units(cells, limit, d.classes)
         rows.append([d.name, d.classes, sum(steps), sum(max(of[id(c)] for c in u) for u in units),

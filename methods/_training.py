@@ -144,6 +144,11 @@ def batches_per_epoch(n: int, batch_size: int, drop_last: str = "dassl") -> int:
     return full
 
 
+def total_steps(n: int, opt: OptimConfig) -> int:
+    """Optimizer steps of a fit on ``n`` train rows: epochs x batches per epoch."""
+    return opt.epochs * batches_per_epoch(n, opt.batch_size, opt.drop_last)
+
+
 def seeded_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
@@ -173,7 +178,7 @@ def training_loop(task: Task, params: Iterable[torch.nn.Parameter], opt: OptimCo
     gen = seeded_generator(task.seed)
     scale = scaler.scale if scaler is not None else (lambda t: t)
     history = []
-    total_iters = opt.epochs * batches_per_epoch(n, opt.batch_size, opt.drop_last)
+    total_iters = total_steps(n, opt)
     iteration = 0
     for epoch in range(opt.epochs):
         if opt.schedule == "cosine_epoch":

@@ -337,8 +337,7 @@ class PromptCore:
         self.cut_sequence = bool(cfg["cut_sequence"])
         self.shared_prefix = bool(cfg["shared_prefix"])
         self.grad_checkpointing = bool(cfg["grad_checkpointing"])
-        if parts is not None:  # another model's frozen tower (joint fits: one fp16 copy)
-            self.parts = parts
+        self.parts = parts  # another model's frozen tower (joint fits: one fp16 copy), or None
         self.encoder = self.encoder_for(task.classnames)
         self.parts = self.encoder.parts
         self.ctx = nn.Parameter(ctx0.to(self.dtype))
@@ -353,7 +352,7 @@ class PromptCore:
                               self.position, self.task.backbone.context_length, self.name)
         return PromptEncoder(self.tower, layout, dtype=self.dtype, cut_sequence=self.cut_sequence,
                              grad_checkpointing=self.grad_checkpointing, device=self.device,
-                             parts=getattr(self, "parts", None),
+                             parts=self.parts,
                              shared_prefix=self.shared_prefix)
 
     def autocast(self):
