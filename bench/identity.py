@@ -12,6 +12,8 @@
               ``decode: gpu`` where images are decoded on the device (bench.gpu_images)
     views     the train views the cell's method gets (bench.views.resolve_views)
     targets   (domain / cross-dataset protocols) per target dataset: its split and test hashes
+    determinism  the reproducibility policy the cell runs under (bench.determinism): the same
+              cell under another policy may give other bits, so it is another result
 
 The resolved method config is part of the cell itself. A done record counts as done only if its
 ``inputs`` equal the cell's (results.store.ResultStore.exists); otherwise the cell runs again and
@@ -104,7 +106,10 @@ def attach_inputs(cells: list[dict], data_root: str, device: str, options: dict)
     from datasets_registry import DATASETS
     from methods import METHODS
 
+    from bench.determinism import requested
+
     features = feature_inputs(device, options or {})
+    policy = (options or {}).get("determinism") or requested()
     datasets: dict[str, _DatasetInputs] = {}
     weights: dict[tuple, str] = {}
     for cell in cells:
@@ -124,6 +129,7 @@ def attach_inputs(cells: list[dict], data_root: str, device: str, options: dict)
             "subset": ds.subset(cell["shots"], cell["seed"], sampler_of(cell["config"])),
             "weights": weights[wkey], "features": features,
             "views": resolve_views(spec, cell["config"], cell["seed"]),
+            "determinism": policy,
         }
         if cell.get("targets"):
             for t in cell["targets"]:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from bench import determinism
 from bench.backbone import Backbone
 from bench.errors import BenchError
 from bench.evaluate import Target, evaluate_cell
@@ -145,6 +146,7 @@ def run_job(job, progress=None) -> dict:
     if not by_dataset:
         return counts
     device = _device(job.device)
+    _determinism(job, device)
     torch.set_grad_enabled(True)
     loaded: list = []
 
@@ -160,6 +162,15 @@ def run_job(job, progress=None) -> dict:
     except (DiskFull, NotWritable) as exc:
         raise BenchError(exc.advice()) from None
     return counts
+
+
+def _determinism(job, device: torch.device) -> str:
+    """Put the job's reproducibility policy in effect (bench.determinism) and check it is: the
+    CPU part was set when bench was imported, in this process or the one that launched it."""
+    policy = determinism.apply(job.options.get("determinism"))
+    determinism.check(policy)
+    determinism.apply_torch(policy, device)
+    return policy
 
 
 def _clean_leftovers(job, locks: CellLocks) -> None:
@@ -506,7 +517,9 @@ def _fail_dataset(dataset, exc: BenchError, cells, backbone, store: ResultStore,
 
 
 def _base_record(cell, backbone) -> dict:
+    policy = (cell.get("inputs") or {}).get("determinism") or determinism.requested()
     return {**cell, "weights": backbone.fingerprint, "versions": versions(),
+            "determinism": determinism.describe(policy, backbone.device),
             "host": socket.gethostname(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "timings": {}}

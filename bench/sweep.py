@@ -23,6 +23,7 @@ Sweep YAML keys (all optional; a CLI flag given explicitly wins over the file)::
     decode: cpu | gpu              # where images are decoded and augmented (docs/protocol.md §9)
     fit_threads: 1                 # CPU threads for fitting (bench/threads.py; 0 = torch's default)
     joint_fits: auto               # auto | on | off | N: cells differing in shots fitted together (bench/joint.py)
+    determinism: portable          # portable | native | off: the reproducibility policy (bench/determinism.py)
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ SWEEP_KEYS = {
     "data_root": str, "output": str, "cache_dir": str, "device": str, "set": (dict, list),
     "launcher": str, "group_by": str, "batch_size": int, "workers": int, "cache_dtype": str,
     "autocast": (bool, str), "slurm": dict, "protocol": str, "source": str, "decode": str, "fit_threads": int,
-    "joint_fits": (str, int, bool),
+    "joint_fits": (str, int, bool), "determinism": str,
 }
 
 

@@ -2,14 +2,14 @@
 # The GPU checks as one script (a few minutes on one GPU): benchmarks/gpu.py, then the demo sweep
 # end to end on CUDA (every method, CoOp in its CUDA precision) with its Markdown table.
 # Usage: bash benchmarks/gpu_check.sh [OUTDIR] [STEPS]   (python3 must have the project's packages)
-# STEPS: a comma list of gpu,demo,grid,decode (default: all four, about 20 minutes at their
+# STEPS: a comma list of gpu,demo,grid,decode,determinism (default: all, about 22 minutes at their
 # timeouts). A lent GPU allows 10 minutes a command and about 15 minutes in all, start-up
 # included: run "grid" first (at most about 9 minutes: the whole-grid projection, issue 19's
 # headline), then with what is left "decode" (4 min) or "gpu" (9 min), then "demo" (3 min).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-/tmp/bench-gpu-check}"
-steps=",${2:-gpu,demo,grid,decode},"
+steps=",${2:-gpu,demo,grid,decode,determinism},"
 want() { [[ "$steps" == *",$1,"* ]]; }
 mkdir -p "$out"
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -61,4 +61,20 @@ start=$(date +%s)
     --out "$out_abs") > "$out/gpu_decode.log" 2>&1
 echo "gpu_decode.py on cuda: exit $?, $(( $(date +%s) - start )) s"
 grep -v -i warn "$out/gpu_decode.log" | tail -30
+fi
+# The reproducibility policy on CUDA (bench/determinism.py): the same demo cells (the prompt
+# learners and adapters, whose fits run on the GPU; fp16 CoOp) twice under each policy, and each
+# pair compared cell by cell (benchmarks/determinism.py --compare): under portable every cell
+# must have the same logits hash; under off the count shows what CUDA's defaults give. ~2 min.
+if want determinism; then
+for policy in portable off; do
+  for rep in 1 2; do
+    BENCH_DEMO_DIR="$demo/demo" timeout 120 "$py" -m bench run --device cuda --quiet \
+        --methods coop,kgcoop,clip_adapter_visual,tip_adapter_f,taskres --shots 4,16 --seeds 1 \
+        --determinism "$policy" --output "$demo/det-$policy-$rep" >> "$out/determinism_cuda.log" 2>&1
+    echo "determinism $policy run $rep: exit $?"
+  done
+  (cd benchmarks && "$py" determinism.py --compare "$demo/det-$policy-1" "$demo/det-$policy-2") \
+      | tee "$out/determinism_cuda_$policy.json"
+done
 fi

@@ -522,6 +522,13 @@ def unified_context(config: dict) -> bool:
     return not config.get("csc")
 
 
+def seed_use(config: dict):
+    """How the seed reaches a prompt learner's result (the conformance suite's ``stochastic``):
+    a random context init and the batch order, or, with ``ctx_init`` (a context initialized
+    from a phrase), the batch order only."""
+    return "batch_order" if config.get("ctx_init") else True
+
+
 def fit_together(tasks: list[Task]) -> list[Fitted]:
     """:func:`fit` for cells that differ only in shots, in one joint training
     (:func:`train_together`; the runner's ``--joint-fits``)."""
@@ -544,7 +551,7 @@ def join_key(config: dict) -> tuple | None:
 @METHODS.register("coop", display_name="CoOp", order=50, family="prompt learning",
                   views=PER_EPOCH_VIEWS,
                   new_classes=unified_context,
-                  fit_together=fit_together, join_key=join_key,
+                  fit_together=fit_together, join_key=join_key, stochastic=seed_use,
                   description="learned prompt context through the frozen text encoder "
                               "(Zhou et al. 2022)")
 def fit(task: Task) -> Fitted:

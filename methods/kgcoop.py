@@ -19,7 +19,7 @@ import torch
 
 from methods import METHODS
 from methods.base import PER_EPOCH_VIEWS, Fitted, Task, normalize
-from methods.coop import PromptCore, join_key, train_together, unified_context
+from methods.coop import PromptCore, join_key, seed_use, train_together, unified_context
 from methods.zero_shot import resolve_templates
 
 
@@ -53,7 +53,7 @@ def fit_together(tasks: list[Task]) -> list[Fitted]:
 
 @METHODS.register("kgcoop", display_name="KgCoOp", order=52, family="prompt learning",
                   views=PER_EPOCH_VIEWS,
-                  new_classes=unified_context,
+                  new_classes=unified_context, stochastic=seed_use,
                   fit_together=fit_together, join_key=join_key,
                   description="CoOp + distance of the learned to the hand-crafted class text "
                               "embeddings (Yao et al. 2023)")

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from bench.schema import ConfigError
 from methods import METHODS
 from methods.base import PER_EPOCH_VIEWS, Fitted, Task, normalize
-from methods.coop import PromptCore, _token_rows, init_context, unified_context
+from methods.coop import PromptCore, _token_rows, init_context, seed_use, unified_context
 from methods.zero_shot import resolve_templates
 
 
@@ -84,7 +84,7 @@ def make_init(phrase: str | None):
 
 @METHODS.register("prograd", display_name="ProGrad", order=53, family="prompt learning",
                   views=PER_EPOCH_VIEWS,
-                  new_classes=unified_context,
+                  new_classes=unified_context, stochastic=seed_use,
                   description="CoOp with the CE gradient projected off the zero-shot KL "
                               "gradient where they conflict (Zhu et al. 2023)")
 def fit(task: Task) -> Fitted:

@@ -53,7 +53,7 @@ class TaskResHead(nn.Module):
 
 
 @METHODS.register("taskres", display_name="TaskRes", order=33, family="adapter",
-                  views=PER_EPOCH_VIEWS,
+                  views=PER_EPOCH_VIEWS, stochastic="batch_order",
                   description="learned residual on the zero-shot text classifier, t + alpha*x "
                               "(Yu et al. 2023)")
 def fit_taskres(task: Task) -> Fitted:

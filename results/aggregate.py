@@ -51,7 +51,7 @@ DDOF = 0
 KEYS = ["backbone", "dataset", "method", "shots"]
 COLUMNS = ["backbone", "backbone_name", "pretrained", "weights", "dataset", "method",
            "method_label", "method_base", "variant", "config_tag", "features_tag",
-           "approximation", "shots", "seed", "status", "top1", "created", "path"]
+           "approximation", "determinism_tag", "shots", "seed", "status", "top1", "created", "path"]
 # Config keys that the cached-views label covers (n_views means nothing in online mode).
 VIEW_KEYS = ("feature_mode", "n_views")
 TAG_OPEN = " ["
@@ -77,6 +77,15 @@ def approximation(config: dict) -> str:
     if isinstance(config, dict) and config.get("feature_mode") == "cached":
         return f"cached views x{config.get('n_views', '?')}"
     return ""
+
+
+def determinism_tag(record: dict) -> str:
+    """The label of a result made under a reproducibility policy other than the default
+    (bench/determinism.py): ``determinism native`` / ``determinism off``; "" for the default
+    and for records from before the policy existed (they carry none)."""
+    inputs = record.get("inputs") if isinstance(record.get("inputs"), dict) else {}
+    policy = inputs.get("determinism")
+    return f"determinism {policy}" if policy and policy != "portable" else ""
 
 
 # ----------------------------------------------------------------------------- labels
@@ -210,7 +219,7 @@ def records_to_frame(records: Iterable[dict],
             "method_base": str(rec["method"]), "variant": rec.get("variant"),
             "config_tag": "",
             "features_tag": "", "approximation": approximation(config),
-            "shots": shots, "seed": seed, "status": status,
+            "determinism_tag": determinism_tag(rec), "shots": shots, "seed": seed, "status": status,
             "top1": float(top1) if top1 is not None else math.nan,
             "created": str(rec.get("created") or ""), "path": rec.get("_path"),
         })
@@ -226,8 +235,9 @@ def records_to_frame(records: Iterable[dict],
     _config_tags(frame, configs, refs)
     _features_tags(frame, sigs)
     _split_backbones_by_weights(frame)
-    frame["method"] = [row_key(lbl, c, f, a) for lbl, c, f, a in zip(
-        frame["method_label"], frame["config_tag"], frame["features_tag"], frame["approximation"])]
+    frame["method"] = [row_key(*tags) for tags in zip(
+        frame["method_label"], frame["config_tag"], frame["features_tag"], frame["approximation"],
+        frame["determinism_tag"])]
     return frame
 
 
@@ -369,7 +379,8 @@ def summarize(frame: pd.DataFrame, *, datasets: list[str] | None = None,
             backbones[bb] += f" [weights {bb.rsplit('@', 1)[1]}]"
         info[bb] = (first["backbone_name"], pre)
     rows = {r.method: {"label": r.method_label, "config": r.config_tag or "",
-                       "features": r.features_tag or "", "approximation": r.approximation or ""}
+                       "features": r.features_tag or "", "approximation": r.approximation or "",
+                       "determinism": r.determinism_tag or ""}
             for r in frame.drop_duplicates("method").itertuples()}
     required = {bb: sorted(set(datasets) if datasets else set(grp["dataset"]))
                 for bb, grp in frame.groupby("backbone")}

@@ -126,6 +126,10 @@ def row_notes(summary: Summary, backbone: str) -> list[str]:
                      f"views per image encoded once, not a fresh augmentation every epoch "
                      f"(feature_mode: cached)")
     rows = [summary.rows.get(m, {}) for m in summary.methods.get(backbone, [])]
+    for tag in sorted({r["determinism"] for r in rows if r.get("determinism")}):
+        notes.append(f"[{tag}]: run with --determinism {tag.split()[-1]}, not the default "
+                     f"portable policy: its last bits may differ on another CPU or run "
+                     f"(docs/reliability.md)")
     if any(r.get("config") for r in rows):
         notes.append("[key=value]: config values that differ from the method's defaults for "
                      "that dataset and shot count; [key unset]: records written before the key "

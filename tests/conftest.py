@@ -2,6 +2,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import bench  # noqa: E402,F401 - first: its reproducibility policy must precede torch's start
 import pytest  # noqa: E402
 import torch  # noqa: E402
 

@@ -50,9 +50,13 @@ def test_every_command_of_gpu_check_parses(tmp_path):
     exits = re.findall(r"^(.+?):? exit (\d+)", proc.stdout, flags=re.M)
     steps = {name.removesuffix(" on cuda"): int(code) for name, code in exits}
     # every step of the script reported, and each command's arguments parsed
+    determinism = {f"determinism {p} run {r}" for p in ("portable", "off") for r in (1, 2)}
     assert set(steps) == {"gpu.py", "batched_fits.py", "coop_joint.py", "demo run", "grid.py",
-                          "gpu_decode.py"}, \
+                          "gpu_decode.py"} | determinism, \
         proc.stdout + proc.stderr
     assert all(code == 0 for code in steps.values()), proc.stdout + proc.stderr
     logs = "".join(p.read_text() for p in (tmp_path / "out").glob("*.log"))
-    assert logs.count("PARSED") == 6, logs
+    assert logs.count("PARSED") == 6 + len(determinism), logs
+    for policy in ("portable", "off"):  # the cell-by-cell comparison's own flags
+        assert "PARSED determinism.py" in (tmp_path / "out" / f"determinism_cuda_{policy}.json"
+                                           ).read_text()

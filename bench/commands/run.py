@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.determinism import POLICIES
 from bench.errors import UsageError
 
 LAUNCHERS = ("inprocess", "local", "slurm")
@@ -73,6 +74,12 @@ def register(sub) -> None:
                         "pass; auto (default) = 1024 on CUDA, where small steps are "
                         "launch-bound, 50 on a CPU, where only tiny passes gain; on = 1024 on "
                         "any device")
+    p.add_argument("--determinism", choices=POLICIES,
+                   help="the reproducibility policy (docs/reliability.md): portable (default) = "
+                        "the same bits on any x86-64 CPU with AVX2 (MKL strict CNR, AVX2 kernels)"
+                        ", and deterministic algorithms on CUDA; native = reproducible on this "
+                        "kind of CPU only, faster where it has AVX-512; off = nothing set. "
+                        "Part of each result's identity; non-default results are labelled")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
@@ -214,6 +221,7 @@ def _device(args, sweep, demo_note: str | None) -> tuple[str, str | None]:
 
 def _feature_options(args, sweep, device: str) -> dict:
     """Feature extraction and fitting options (RunConfig.options), validated."""
+    from bench.determinism import check_policy, requested
     from bench.joint import check_option
     from bench.sweep import DEFAULT_FIT_THREADS, pick
 
@@ -229,6 +237,8 @@ def _feature_options(args, sweep, device: str) -> dict:
         "progress": not args.quiet,
         "fit_threads": pick(getattr(args, "fit_threads", None), sweep, "fit_threads",
                             DEFAULT_FIT_THREADS),
+        "determinism": check_policy(pick(getattr(args, "determinism", None), sweep,
+                                         "determinism", requested()), "determinism"),
     }
     joint = pick(getattr(args, "joint_fits", None), sweep, "joint_fits", "auto")
     options["joint_fits"] = check_option(joint)
@@ -363,6 +373,7 @@ def main(args) -> int:
     from bench.planner import expand_cells, plan
 
     cfg = resolve(args)
+    cfg.options["determinism"] = _apply_determinism(cfg.options["determinism"])
     every = getattr(args, "progress_every", 30.0)
     if not every >= 0:  # negative or nan
         raise UsageError(f"--progress-every must be 0 (never) or a number of seconds, got "
@@ -394,6 +405,16 @@ def main(args) -> int:
         print(f"bench: finished in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         _print_summary(cfg)
     return code
+
+
+def _apply_determinism(policy: str) -> str:
+    """The run's policy in this process (before it computes) and in the jobs it launches; the
+    policy in effect (``portable`` needs an x86-64 CPU with AVX2: bench.determinism.effective)."""
+    from bench import determinism
+
+    policy = determinism.apply(policy)
+    determinism.check(policy)
+    return policy
 
 
 def _check_writable(output: Path, flag: str = "--output") -> None:
