@@ -34,7 +34,7 @@ import torch
 
 from bench.backbone import Backbone
 from bench.errors import BenchError
-from bench.evaluate import Target, evaluate_cell
+from bench.evaluate import InvalidResult, Target, check_info, evaluate_cell
 from bench.features import DatasetFeatures, FeatureCache
 from bench.identity import draw_subset, sampler_of
 from bench.joint import fit_units, joint_limit
@@ -51,6 +51,7 @@ from methods.base import FeatureSplit, Task
 from bench.locks import CellLocks
 from results.atomic import DiskFull, NotWritable, atomic_write_json, clean_temp_files
 from results.store import ResultStore, cell_id
+from results.validate import record_problem
 
 log = logging.getLogger(__name__)
 
@@ -423,7 +424,7 @@ def _run_dataset(job, get_backbone, dataset_name, cells, store: ResultStore, loc
                             ctx.done_reading(views["transform"], cell["seed"])
                 for cell, record in zip(unit, records):
                     record["timings"]["job_setup_s"] = round(setup_s, 3)
-                    store.write(record)
+                    _write_record(store, cell, record)
                     locks.release(cell_id(cell))
                     counts["done" if record["status"] == "ok" else "failed"] += 1
                     if progress is not None:
@@ -604,7 +605,9 @@ def _timed_fit(ctx: _Context, backbone, seed: int, fit):
 
 def _finish_cell(cell, record: dict, ctx: _Context, task: Task, fitted, fit_s: float,
                  encode_s: float, test_feats, test_labels) -> None:
-    """Evaluate the fitted cell and fill its record."""
+    """Evaluate the fitted cell and fill its record; what the method returned is checked first
+    (bench.evaluate.InvalidResult: the cell fails, nothing is recorded as a number)."""
+    info = check_info(fitted.info)
     record["timings"]["fit_s"] = round(fit_s, 4)
     if encode_s:
         record["timings"]["encode_s"] = round(encode_s, 4)
@@ -621,16 +624,38 @@ def _finish_cell(cell, record: dict, ctx: _Context, task: Task, fitted, fit_s: f
         record["evaluations"] = evaluations
     # A fingerprint of every test prediction: equal across runs iff bit-identical.
     record["logits_sha256"] = digest
-    record["selected"] = fitted.info
+    record["selected"] = info
     record["features"] = ctx.features.describe()
     record["views"] = task.train_views.describe()
     record["status"] = "ok"
+    problem = record_problem(record)  # what `bench report` would refuse is not written as ok
+    if problem is not None:
+        raise InvalidResult(f"the result is not a sound record: {problem}")
+
+
+def _write_record(store: ResultStore, cell, record: dict) -> None:
+    """Write a cell's record; one that cannot be written as JSON (a value of a plugin's) fails
+    its cell instead of stopping the run."""
+    try:
+        store.write(record)
+    except (TypeError, ValueError) as exc:
+        if record.get("status") != "ok":
+            raise
+        _cell_failed(cell, record, InvalidResult(f"the result cannot be written as JSON: {exc}"))
+        store.write(record)
+
+
+# What only a result has: a failed record keeps none of it (the failure may have come after the
+# evaluation, from what was to be recorded).
+RESULT_FIELDS = ("metrics", "evaluations", "logits_sha256", "selected", "features", "views")
 
 
 def _cell_failed(cell, record: dict, exc: Exception) -> None:
+    for key in RESULT_FIELDS:
+        record.pop(key, None)
     record["status"] = "failed"
     record["error"] = {"type": type(exc).__name__, "message": str(exc),
-                       "traceback": traceback.format_exc()}
+                       "traceback": "".join(traceback.format_exception(exc))}
     print(f"bench: cell {cell['dataset']}/{cell['method']}/k{cell['shots']}/s{cell['seed']} "
           f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
 
