@@ -42,7 +42,7 @@ def sampler_of(config: dict) -> str:
 
 
 def draw_subset(splits, shots: int, seed: int, sampler: str = "dassl"):
-    return SAMPLERS[sampler](splits.train, splits.val, shots, seed)
+    return SAMPLERS[sampler](splits.train, splits.val, shots, seed, len(splits.classnames))
 
 
 class _DatasetInputs:
@@ -60,6 +60,7 @@ class _DatasetInputs:
             self.splits = None
             self.split = self.test = None
             return
+        _check_faults(dataset, self.splits, data_root)
         s = self.splits
         self.split = _hash({"classnames": s.classnames, "train": s.train, "val": s.val,
                             "test": s.test})
@@ -79,6 +80,25 @@ class _DatasetInputs:
             self._subsets[key] = _hash({"sampler": sampler, "train": sub.train, "val": sub.val,
                                         "files": self._files(items)})
         return self._subsets[key]
+
+
+def _check_faults(dataset, splits, data_root: str) -> None:
+    """Refuse a dataset whose lists make its results wrong (an empty split, test leakage, an
+    image with two labels); warn, once, about those bench copes with (datasets_registry.faults)."""
+    import warnings
+
+    from datasets_registry.faults import split_faults
+
+    faults = split_faults(splits)
+    errors = faults.errors()
+    if errors:
+        more = f" (and {len(errors) - 1} more fault(s))" if len(errors) > 1 else ""
+        raise UsageError(f"{dataset.display_name}: {errors[0]}{more}; nothing was run: fix its "
+                         f"lists (`bench data check --data-root {data_root} --datasets "
+                         f"{dataset.name}` shows every fault), or leave {dataset.name} out of "
+                         f"--datasets")
+    for line in faults.warnings():
+        warnings.warn(f"{dataset.display_name}: {line}", stacklevel=2)
 
 
 def feature_inputs(device: str, options: dict) -> dict:

@@ -348,8 +348,8 @@ def short_classes_note(dataset: str, subset: FewShotSubset, classnames: list[str
         want = subset.shots if split == "train" else min(subset.shots, 4)
         names = ", ".join(f"{classnames[label]!r} {n}" for label, n in sorted(short.items())[:3])
         more = f" and {len(short) - 3} more" if len(short) > 3 else ""
-        parts.append(f"{len(short)} class(es) of {split} have fewer than {want} images "
-                     f"({names}{more})")
+        parts.append(f"{len(short)} class(es) of {split} have fewer than {want} distinct "
+                     f"images ({names}{more})")
     return (f"{dataset} {subset.shots}-shot seed {subset.seed}: {'; '.join(parts)}; all their "
             f"images are used (CoOp's rule), recorded in the result as fewshot.short_classes")
 
@@ -587,6 +587,8 @@ def _prepare_cell(cell, record: dict, ctx: _Context, backbone, store: ResultStor
     record["fewshot"] = {"path": str(split_path.relative_to(store.output)),
                          "n_train": len(subset.train), "n_val": len(subset.val),
                          "short_classes": subset.to_json()["short_classes"]}
+    if subset.duplicates:  # repeated list entries, each image counted once
+        record["fewshot"]["duplicates"] = dict(subset.duplicates)
     classnames = ctx.splits.prompt_classnames
     if protocol_of(cell) == "base2novel":  # the model sees the base classes only
         classnames = BaseNovel(len(classnames)).classnames(classnames)["base"]

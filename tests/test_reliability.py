@@ -246,7 +246,7 @@ def test_class_with_fewer_than_k_images_takes_all_and_says_so(run_cli, miniroot,
                                      "--methods", "zero_shot", "--shots", "4", "--seeds", "1",
                                      "--output", out]))
     assert code == 0, err
-    warning = [line for line in err.splitlines() if "fewer than 4 images" in line]
+    warning = [line for line in err.splitlines() if "fewer than 4 distinct images" in line]
     assert len(warning) == 1 and "'Herbaceous Vegetation Land' 3" in warning[0]
     assert "CoOp's rule" in warning[0] and "fewshot.short_classes" in warning[0]
     rec = next(iter(_records(out).values()))

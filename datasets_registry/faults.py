@@ -1,0 +1,105 @@
+"""Faults of a dataset's lists that no single entry shows: empty splits, an image listed in two
+splits (test leakage when one is test), an entry listed twice in a split, an image listed with
+two labels, and classes without a train image.
+
+``split_faults(splits)`` finds them from the lists alone (relative paths, no file is read);
+`bench data check` reports them all and adds, when it decodes the images, the same bytes under
+two paths (``datasets_registry/check.py``); the planner refuses a run on :meth:`SplitFaults.refusal`
+(bench/identity.py), and the few-shot samplers count each image once (``fewshot.py``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from datasets_registry.base import DatasetSplits
+
+SPLITS = ("train", "val", "test")
+SHOW = 3  # examples per line
+
+
+def _examples(paths, counts: dict | None = None) -> str:
+    paths = list(paths)
+    shown = ", ".join(repr(p) + (f" {counts[p]} times" if counts else "") for p in paths[:SHOW])
+    more = f" and {len(paths) - SHOW} more" if len(paths) > SHOW else ""
+    return shown + more
+
+
+@dataclass
+class SplitFaults:
+    empty: list[str] = field(default_factory=list)  # splits that hold nothing but must
+    overlaps: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # paths in both
+    duplicates: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> path -> n
+    relabelled: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # path -> labels
+    no_train: list[str] = field(default_factory=list)  # class names without a train image
+
+    def errors(self) -> list[str]:
+        """Faults that make the dataset's results wrong: each one line."""
+        out = [f"'{s}' lists no images (the file is truncated or not a split file)"
+               for s in self.empty]
+        for (a, b), paths in self.overlaps.items():
+            if b == "test":
+                why = ("methods would train on" if a == "train"
+                       else "methods would choose their settings on")
+                out.append(f"{len(paths)} image(s) of '{a}' are also in 'test' (test leakage: "
+                           f"{why} test images), e.g. {_examples(paths)}")
+        for split, paths in self.relabelled.items():
+            first = next(iter(paths))
+            out.append(f"{len(paths)} image(s) of '{split}' are listed with two or more labels, "
+                       f"e.g. {first!r} with labels {paths[first]}")
+        return out
+
+    def warnings(self) -> list[str]:
+        """Faults bench copes with (and says how)."""
+        out = []
+        for (a, b), paths in self.overlaps.items():
+            if b != "test":
+                out.append(f"{len(paths)} image(s) of '{a}' are also in '{b}', e.g. "
+                           f"{_examples(paths)}; the few-shot val subset never takes an image "
+                           f"of the train subset")
+        for split, counts in self.duplicates.items():
+            extra = sum(n - 1 for n in counts.values())
+            how = ("each counts once in the few-shot subsets (recorded as fewshot.duplicates)"
+                   if split != "test" else "each is scored as often as it is listed")
+            out.append(f"'{split}' lists {len(counts)} image(s) more than once ({extra} extra "
+                       f"entries), e.g. {_examples(counts, counts)}; {how}")
+        if self.no_train:
+            out.append(f"{len(self.no_train)} class(es) have no train image, e.g. "
+                       f"{_examples(self.no_train)}: no shot of them can be drawn (recorded in "
+                       f"fewshot.short_classes with 0)")
+        return out
+
+
+def split_faults(splits: DatasetSplits) -> SplitFaults:
+    """The faults of ``splits``'s lists (see the module docstring)."""
+    faults = SplitFaults()
+    evaluation_only = splits.source is not None  # ImageNet's variants: test only, by design
+    lists = {s: splits.split(s) for s in SPLITS}
+    for s in SPLITS:
+        if not lists[s] and (s == "test" or not evaluation_only):
+            faults.empty.append(s)
+    labels: dict[str, dict[str, set[int]]] = {}
+    for s in SPLITS:
+        counts = Counter(rel for rel, _ in lists[s])
+        dup = {rel: n for rel, n in counts.items() if n > 1}
+        if dup:
+            faults.duplicates[s] = dup
+        by_path: dict[str, set[int]] = {}
+        for rel, label in lists[s]:
+            by_path.setdefault(rel, set()).add(label)
+        labels[s] = by_path
+        two = {rel: sorted(ls) for rel, ls in by_path.items() if len(ls) > 1}
+        if two:
+            faults.relabelled[s] = two
+    pairs = [("train", "test"), ("val", "test")]
+    if not splits.val_from_train:  # ImageNet: val is the train list, on purpose
+        pairs.insert(0, ("train", "val"))
+    for a, b in pairs:
+        both = [rel for rel in labels[a] if rel in labels[b]]
+        if both:
+            faults.overlaps[(a, b)] = both
+    if lists["train"]:
+        have = {label for _, label in lists["train"]}
+        faults.no_train = [name for i, name in enumerate(splits.classnames) if i not in have]
+    return faults
