@@ -146,6 +146,10 @@ def attach_inputs(cells: list[dict], data_root: str, device: str, options: dict)
             "views": resolve_views(spec, cell["config"], cell["seed"]),
         }
         if cell.get("targets"):
+            if ds.problem:  # every cell of a transfer protocol trains on it: refuse the run
+                raise UsageError(f"source dataset {name} cannot be read: {ds.problem} (check it "
+                                 f"with `bench data check --datasets {name}`, or choose another "
+                                 f"with --source)")
             for t in cell["targets"]:
                 if t not in datasets:
                     datasets[t] = _DatasetInputs(DATASETS.get(t), data_root)

@@ -11,8 +11,11 @@ def register(sub) -> None:
 
 def main(args) -> int:
     if args.what == "methods":
+        from bench import plugins
         from bench.catalog import method_catalog
         from bench.config import load_method_file, variants_of
+
+        plugins.load_included()  # the catalog reads sources: an import error must show
 
         for e in method_catalog():  # read from the source: importing methods means torch
             variants = variants_of(e.name)
