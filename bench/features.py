@@ -55,6 +55,11 @@ class CorruptShard(Exception):
     pass
 
 
+# The same text for every cache and dataset, so that a command says it once (bench.cli).
+DAMAGED_WARNING = ("feature cache: damaged shards found (checksum or size wrong); each is deleted "
+                   "and its features are recomputed (a run counts them at its end)")
+
+
 def file_identity(path: Path) -> int:
     """A 63-bit identity of an image file from ``os.stat``: size and mtime in nanoseconds.
 
@@ -117,6 +122,9 @@ class FeatureCache:
         # of a job reads the same train/val/view folders, and re-reading and re-hashing them
         # cost a full pass over the folder per cell. A shard rewritten on disk is read again.
         self._shards: dict[Path, tuple[tuple[int, int], np.ndarray, np.ndarray, np.ndarray]] = {}
+        # Damaged shards deleted so far, (path, why): warned about once, when the first is
+        # found; `bench run` says how many at its end (a damaged cache folder can hold hundreds).
+        self.damaged: list[tuple[str, str]] = []
 
     def key_dir(self, key: dict) -> Path:
         return self.root / stable_hash({**key, "storage_dtype": self.dtype, "format": 2})
@@ -139,8 +147,9 @@ class FeatureCache:
                     self._shards[shard] = (stamp, indices, idents, feats)
             except (CorruptShard, OSError) as exc:
                 self._shards.pop(shard, None)
-                warnings.warn(f"feature cache: {shard} is damaged ({exc}); deleting it and "
-                              f"recomputing its features", stacklevel=2)
+                if not self.damaged:
+                    warnings.warn(DAMAGED_WARNING, stacklevel=2)
+                self.damaged.append((str(shard), str(exc)))
                 shard.unlink(missing_ok=True)
                 continue
             for i, ident, row in zip(indices.tolist(), idents.tolist(), feats):

@@ -127,11 +127,12 @@ def _device(name: str) -> torch.device:
 def run_job(job, progress=None) -> dict:
     """Run every cell of ``job`` (a bench.planner.Job); returns counts of cells done, failed,
     skipped (a result exists) and locked (another live process holds the cell's lock), and
-    ``encode_s``, the seconds spent encoding images. ``progress`` (a bench.progress.LogProgress,
+    ``encode_s``, the seconds spent encoding images, and ``damaged_shards``, the (path, why) of
+    the damaged feature cache shards deleted. ``progress`` (a bench.progress.LogProgress,
     or the job's ``progress`` attribute) is told where the run is and each cell finished."""
     progress = progress if progress is not None else getattr(job, "progress", None)
     counts = {"done": 0, "failed": 0, "skipped": 0, "locked": 0, "encode_s": 0.0,
-              "view_encodes": 0}
+              "view_encodes": 0, "damaged_shards": []}
     store = ResultStore(job.output)
     locks = CellLocks(store.output / "locks")
     _clean_leftovers(job, locks)
@@ -434,6 +435,7 @@ def _run_dataset(job, get_backbone, dataset_name, cells, store: ResultStore, loc
         if ctx is not None:
             counts["encode_s"] += ctx.features.encode_seconds  # incl. online views
             counts["view_encodes"] += ctx.view_encodes
+            counts["damaged_shards"] += ctx.features.cache.damaged  # (path, why) each
 
 
 def _views_of(cell) -> dict:

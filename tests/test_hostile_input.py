@@ -431,3 +431,24 @@ def test_ls_methods_says_when_an_included_plugin_cannot_be_imported(run_cli, tmp
     assert code == 2 and "broken_plugin" not in out
     assert f"bench: error: plugin {broken} failed to import: ModuleNotFoundError: No module " \
            f"named 'no_such_module_for_bench'; fix it or leave it out of --include" in err
+
+
+def test_library_log_lines_come_as_bench_warnings():
+    """open_clip logs with ``logging.warning(...)``: without a handler, Python prints
+    ``WARNING:root:...``; in a command they are bench's one-line warnings, once each."""
+    probe = ("import logging, sys\n"
+             "import bench.commands.ls as ls\n"
+             "def noisy(args):\n"
+             "    for _ in range(2):\n"
+             "        logging.warning('QuickGELU mismatch between final model config')\n"
+             "    logging.getLogger('open_clip.factory').error('weights missing')\n"
+             "    return 0\n"
+             "ls.main = noisy\n"
+             "from bench.cli import main\n"
+             "sys.exit(main(['ls', 'methods']))\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "bench: warning: QuickGELU mismatch between final model config",
+        "bench: warning: open_clip: weights missing"]

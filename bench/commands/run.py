@@ -469,6 +469,7 @@ def launch(jobs, cfg, args) -> int:
 
         failed = locked = 0
         encode_s = 0.0
+        damaged: list = []
         progress = log_progress(sum(len(j.cells) for j in jobs),
                                 getattr(args, "progress_every", 30.0))
         with sigterm_as_interrupt(), progress:  # SIGTERM like Ctrl-C (locks released)
@@ -480,8 +481,13 @@ def launch(jobs, cfg, args) -> int:
                 failed += counts["failed"]
                 locked += counts.get("locked", 0)
                 encode_s += counts.get("encode_s", 0.0)
+                damaged += counts.get("damaged_shards", [])
         print(f"bench: image encoding (feature extraction) took {encode_s:.1f} s of the run",
               file=sys.stderr)
+        if damaged:  # one line however many: a damaged cache folder can hold hundreds
+            print(f"bench: warning: feature cache: {len(damaged)} damaged shard(s) were deleted "
+                  f"and their features recomputed, e.g. {damaged[0][0]} ({damaged[0][1]})",
+                  file=sys.stderr)
         if locked:
             print(f"bench: {locked} cell(s) were left to another bench process running on "
                   f"{cfg.output}; once it has finished, rerun to pick up any it did not "
