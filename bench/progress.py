@@ -9,6 +9,7 @@ to another process on the same output are not counted as left.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -97,3 +98,28 @@ def log_progress(total: int, interval: float, stream=None) -> LogProgress:
     except (AttributeError, ValueError):
         tty = False
     return LogProgress(total, 0 if tty else interval, stream)
+
+
+SLOW_S = 1.0  # how long a quiet step may take before it says what it is doing
+
+
+@contextlib.contextmanager
+def note_if_slow(message: str, after: float | None = None, stream=None):
+    """Print ``bench: <message>`` on stderr once the block has run ``after`` seconds (default
+    :data:`SLOW_S`) without finishing, so a user knows what the command is waiting for; a fast
+    block prints nothing."""
+    stream = stream if stream is not None else sys.stderr
+
+    def say():
+        try:
+            print(f"bench: {message}", file=stream, flush=True)
+        except (OSError, ValueError):
+            pass
+
+    timer = threading.Timer(SLOW_S if after is None else after, say)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()

@@ -452,3 +452,63 @@ def test_library_log_lines_come_as_bench_warnings():
     assert proc.stderr.splitlines() == [
         "bench: warning: QuickGELU mismatch between final model config",
         "bench: warning: open_clip: weights missing"]
+
+
+def test_data_root_without_backbone_says_what_it_uses_and_fails_at_once_offline(
+        run_cli, miniroot, tmp_path, monkeypatch):
+    """Offline and without the default weights: one line before anything is planned, not a
+    plan and then a failure in the first job."""
+    import bench.backbone
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(bench.backbone, "cached_weights", lambda name, tag: False)
+    argv = ["run", "--data-root", miniroot, "--output", tmp_path / "o", "--quiet"] + ONE
+    for extra in (["--dry-run"], []):
+        code, out, err = run_cli(*(argv + extra))
+        assert code == 1 and "Traceback" not in err and out == ""
+        lines = err.splitlines()
+        assert len(lines) == 2 and lines[0] == (
+            "bench: no --backbone given: the protocol's RN50-quickgelu with --pretrained openai "
+            "(name another with --backbone and --pretrained)")
+        assert lines[1].startswith("bench: error: could not get the pretrained weights "
+                                   "RN50-quickgelu/openai: they are not in the local open_clip/"
+                                   "Hugging Face cache")
+        assert "(HF_HUB_OFFLINE=1 is set)" in lines[1] and "--pretrained /path/to/" in lines[1]
+        assert not (tmp_path / "o").exists()
+    monkeypatch.setattr(bench.backbone, "cached_weights", lambda name, tag: True)
+    code, _, err = run_cli(*(argv + ["--dry-run"]))  # cached: planned, saying what it uses
+    assert code == 0 and "no --backbone given: the protocol's RN50-quickgelu" in err
+    monkeypatch.setattr(bench.backbone, "cached_weights", lambda name, tag: False)
+    code, _, err = run_cli(*(argv + ["--dry-run", "--launcher", "slurm"]))  # jobs run elsewhere
+    assert code == 0, err
+
+
+def test_cached_weights_looks_in_the_hugging_face_cache_only(tmp_path):
+    from bench.backbone import cached_weights
+
+    assert cached_weights("RN50-quickgelu", "openai", hub_cache=str(tmp_path)) is False
+    snapshot = tmp_path / "models--timm--resnet50_clip.openai" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc123")
+    (snapshot / "open_clip_model.safetensors").write_bytes(b"weights")
+    assert cached_weights("RN50-quickgelu", "openai", hub_cache=str(tmp_path)) is True
+
+
+def test_ls_backbones_says_what_it_waits_for_when_slow(run_cli, monkeypatch):
+    import bench.backbone
+    import bench.progress
+
+    monkeypatch.setattr(bench.backbone, "list_backbones", lambda: [("RN50", ["openai"])])
+    code, out, err = run_cli("ls", "backbones")
+    assert code == 0 and "RN50" in out and err == ""  # fast: nothing said
+
+    def slow():
+        time.sleep(0.5)
+        return [("RN50", ["openai"])]
+
+    monkeypatch.setattr(bench.backbone, "list_backbones", slow)
+    monkeypatch.setattr(bench.progress, "SLOW_S", 0.05)
+    code, out, err = run_cli("ls", "backbones")
+    assert code == 0 and "RN50" in out
+    assert err.startswith("bench: loading open_clip to list its models and pretrained tags")

@@ -110,6 +110,7 @@ class RunConfig:
     options: dict  # feature extraction: batch_size, workers, cache_dtype, autocast, progress
     demo_note: str | None  # printed when the run falls back to the built-in demo
     slurm: dict  # bench.slurm.slurm_options
+    backbone_note: str | None = None  # printed when a data root runs the default backbone
 
 
 def resolve(args) -> RunConfig:
@@ -127,6 +128,12 @@ def resolve(args) -> RunConfig:
                            named(args.seeds, sweep, "seeds", "--seeds"), MAX_SEED, MAX_SEED_WHY)
     data_root, dataset_tag, backbone, demo_note = _data_and_backbone(args, sweep)
     backbones = _backbones(args, sweep, backbone)
+    backbone_note = None
+    if demo_note is None and pick(args.backbone, sweep, "backbone") is None \
+            and "backbones" not in sweep:
+        backbone_note = (f"bench: no --backbone given: the protocol's {backbones[0][0]} with "
+                         f"--pretrained {backbones[0][1]} (name another with --backbone and "
+                         f"--pretrained)")
     protocol, datasets, targets = _protocol_datasets(args, sweep, dataset_tag)
     method_specs = _method_specs(pick(args.methods, sweep, "methods", "all"), METHODS, protocol,
                                  named(args.methods, sweep, "methods", "--methods"))
@@ -152,7 +159,7 @@ def resolve(args) -> RunConfig:
         overrides=overrides, config_problems=config_problems, output=output,
         cache_dir=str(cache_dir), device=device, launcher=launcher,
         group_by=pick(args.group_by, sweep, "group_by", "dataset"), options=options,
-        demo_note=demo_note, slurm=slurm)
+        demo_note=demo_note, slurm=slurm, backbone_note=backbone_note)
 
 
 def _data_and_backbone(args, sweep) -> tuple[str, str, tuple[str, str | None], str | None]:
@@ -352,6 +359,25 @@ def _check_device(device: str, launcher: str) -> None:
                          f"cuda:0..cuda:{count - 1}")
 
 
+def _check_weights(backbones, launcher: str) -> None:
+    """Offline (HF_HUB_OFFLINE), weights of an open_clip tag that are not on this machine cannot
+    be had: stop now, before planning, not when the first job loads them. Not for SLURM: its
+    jobs run on other nodes, whose caches may hold them."""
+    import os
+
+    if launcher == "slurm" or not os.environ.get("HF_HUB_OFFLINE"):
+        return
+    from bench.backbone import cached_weights, resolve_pretrained, unavailable_weights
+    from bench.errors import BenchError
+
+    for name, pretrained in backbones:
+        tag = resolve_pretrained(name, pretrained)
+        if tag is None or tag.startswith("local-dir:") or Path(tag).is_file():
+            continue
+        if cached_weights(name, tag) is False:
+            raise BenchError(unavailable_weights(name, tag))
+
+
 def _method_specs(value, registry, protocol: str = "fewshot", flag: str = "--methods") -> list:
     """``name``, ``name:variant`` and patterns -> MethodSpecs in order, without duplicates.
 
@@ -389,8 +415,10 @@ def main(args) -> int:
         raise UsageError(f"--progress-every must be 0 (never) or a number of seconds, got "
                          f"{every}")
     _check_device(cfg.device, cfg.launcher)
-    if cfg.demo_note:
-        print(cfg.demo_note, file=sys.stderr)
+    for note in (cfg.demo_note, cfg.backbone_note):
+        if note:
+            print(note, file=sys.stderr)
+    _check_weights(cfg.backbones, cfg.launcher)
     cells = expand_cells(cfg.backbones, cfg.datasets, cfg.methods, cfg.shots,
                          cfg.seeds, cfg.overrides, cfg.config_problems,
                          protocol=cfg.protocol, targets=cfg.targets)
