@@ -314,7 +314,8 @@ def image_loader(files: ImageFiles, batch_size: int, workers: int, device: torch
 
 
 def encode_files(backbone, files: ImageFiles | DeviceImages, batch_size: int = 64, workers: int = 0,
-                 desc: str = "", autocast: bool = False, progress: bool = True) -> torch.Tensor:
+                 desc: str = "", autocast: bool = False, progress: bool = True,
+                 meter=None) -> torch.Tensor:
     """Encode every image of ``files`` with the frozen image encoder: (N, D) float32 on CPU,
     or (V, N, D) when ``files`` yields V views per image.
 
@@ -325,6 +326,9 @@ def encode_files(backbone, files: ImageFiles | DeviceImages, batch_size: int = 6
     CUDA, batches come in pinned memory and are copied without blocking, the model runs under
     inference_mode (and autocast if asked), and features stay on the device until the end: one
     copy back instead of a synchronizing copy per batch.
+
+    ``progress``: a tqdm bar on a terminal. ``meter`` (a bench.progress.LogProgress): told the
+    pass's size and each batch encoded, for the progress lines of a log.
     """
     # With V views per image, a batch holds about ``batch_size`` crops (at least one image).
     per_batch = batch_size if files.views is None else max(1, batch_size // len(files.views))
@@ -335,6 +339,8 @@ def encode_files(backbone, files: ImageFiles | DeviceImages, batch_size: int = 6
         loader = image_loader(files, per_batch, workers, backbone.device)
     out = []
     bar = tqdm(total=len(files), desc=desc, unit="img", disable=not progress or None, leave=False)
+    if meter is not None:
+        meter.encoding(desc or "images", len(files))
     for images, errors in loader:
         bad = [e for e in errors if e]
         if bad:
@@ -350,7 +356,11 @@ def encode_files(backbone, files: ImageFiles | DeviceImages, batch_size: int = 6
         else:
             out.append(backbone.encode_images(images, autocast=autocast))
         bar.update(len(images))
+        if meter is not None:
+            meter.encoded(len(images))
     bar.close()
+    if meter is not None:
+        meter.encoding_done()
     if not out:
         return torch.empty(0, 0)
     return torch.cat(out, dim=-2).cpu()
@@ -396,6 +406,7 @@ class DatasetFeatures:
         self._identities: dict[str, dict[int, int]] = {"train": {}, "val": {}, "test": {}}
         self.encode_seconds = 0.0
         self.encoded_images = 0
+        self.meter = None  # a bench.progress.LogProgress told of every encoding pass
 
     def precision(self) -> str:
         return "amp" if self.autocast and self.backbone.device.type == "cuda" else "fp32"
@@ -440,7 +451,8 @@ class DatasetFeatures:
         t0 = time.perf_counter()
         with torch_threads(encode_threads()):  # a fit may run with fewer (bench.threads)
             feats = encode_files(self.backbone, files, self.batch_size, self.workers, desc=desc,
-                                 autocast=self.autocast, progress=self.progress)
+                                 autocast=self.autocast, progress=self.progress,
+                                 meter=self.meter)
         if self.decode == "gpu" and files.fallbacks:
             self.decode_fallbacks += len(files.fallbacks)
             log.info("--decode gpu: %d of %d %s images are not JPEG (or nvJPEG refused them) and "

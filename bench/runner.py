@@ -302,6 +302,7 @@ class _Context:
             splits = target.load(Path(self.job.data_root))
             extractor = dataset_features(self.backbone, splits, self.features.cache,
                                          self.job.options)
+            extractor.meter = self.features.meter
             feats = extractor.eval_features("test", list(range(len(splits.test))))
             self.targets[name] = Target(target, splits, feats,
                                         torch.tensor([lbl for _, lbl in splits.test]))
@@ -386,6 +387,7 @@ def _run_dataset(job, get_backbone, dataset_name, cells, store: ResultStore, loc
                 t0 = time.perf_counter()
                 try:
                     ctx = _Context(job, backbone, dataset_name)
+                    ctx.features.meter = progress  # progress lines during long encodes
                     # every planned cell's subsets: the eval-transform union is encoded once
                     test_feats, test_labels = _extract(ctx, cells, views_of=mine)
                 except BenchError as exc:
