@@ -172,6 +172,7 @@ def check_dataset(ds: Dataset, data_root: Path, decode: bool = False, workers: i
     faults = split_faults(splits)
     res.problems.extend(faults.errors())
     res.warnings.extend(faults.warnings())
+    res.notes.extend(faults.notes())
     gone = _check_present(ds, splits, rels, res)
     if decode:
         present = set(gone)

@@ -17,6 +17,7 @@ from datasets_registry.base import DatasetSplits
 
 SPLITS = ("train", "val", "test")
 SHOW = 3  # examples per line
+MOST_SHOTS = 16  # the protocol's largest shot count (docs/protocol.md §2)
 
 
 def _examples(paths, counts: dict | None = None) -> str:
@@ -33,6 +34,8 @@ class SplitFaults:
     duplicates: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> path -> n
     relabelled: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # path -> labels
     no_train: list[str] = field(default_factory=list)  # class names without a train image
+    few_train: dict[str, int] = field(default_factory=dict)  # class -> distinct train images,
+    # for classes with some but fewer than MOST_SHOTS
 
     def errors(self) -> list[str]:
         """Faults that make the dataset's results wrong: each one line."""
@@ -70,6 +73,16 @@ class SplitFaults:
                        f"fewshot.short_classes with 0)")
         return out
 
+    def notes(self) -> list[str]:
+        """What a few-shot run will do differently (not a fault of the lists)."""
+        if not self.few_train:
+            return []
+        shown = ", ".join(f"{name!r} {n}" for name, n in list(self.few_train.items())[:SHOW])
+        more = f" and {len(self.few_train) - SHOW} more" if len(self.few_train) > SHOW else ""
+        return [f"{len(self.few_train)} class(es) have fewer than {MOST_SHOTS} distinct train "
+                f"images ({shown}{more}): a K-shot subset with K above a class's count takes "
+                f"all of its images (CoOp's rule; recorded as fewshot.short_classes)"]
+
 
 def split_faults(splits: DatasetSplits) -> SplitFaults:
     """The faults of ``splits``'s lists (see the module docstring)."""
@@ -100,6 +113,8 @@ def split_faults(splits: DatasetSplits) -> SplitFaults:
         if both:
             faults.overlaps[(a, b)] = both
     if lists["train"]:
-        have = {label for _, label in lists["train"]}
-        faults.no_train = [name for i, name in enumerate(splits.classnames) if i not in have]
+        distinct = Counter(label for rel, label in dict.fromkeys(lists["train"]))
+        faults.no_train = [name for i, name in enumerate(splits.classnames) if not distinct[i]]
+        faults.few_train = {name: distinct[i] for i, name in enumerate(splits.classnames)
+                            if 0 < distinct[i] < MOST_SHOTS}
     return faults

@@ -118,6 +118,9 @@ def test_repeated_train_entry_counts_once(run_cli, root, tmp_path):
     edit_split(root, repeat)
     code, out, _ = check(run_cli, root, "--fast")
     assert code == 0 and "warning: 'train' lists 1 image(s) more than once (2 extra entries)" in out
+    assert ("note: 3 class(es) have fewer than 16 distinct train images ('Annual Crop Land' 4, "
+            "'Forest' 4, 'Herbaceous Vegetation Land' 3): a K-shot subset with K above a "
+            "class's count takes all of its images") in out  # 3 distinct, not 5 entries
     out_dir = tmp_path / "out"
     code, _, err = run_cli(*RUN, "--data-root", root, "--shots", "4", "--output", out_dir)
     assert code == 0, err
