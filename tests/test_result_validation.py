@@ -151,8 +151,10 @@ def test_schema_refuses_non_finite_numbers(run_cli, tmp_path, value, shown):
                            "--methods", "coop", "--shots", "1", "--seeds", "1",
                            "--output", tmp_path / "o", "--set", f"lr={value}")
     assert code == 2 and "Traceback" not in err
-    assert f"coop: lr = {shown}: must be a finite number > 0" in err
-    assert "fix the --set value" in err and not (tmp_path / "o").exists()
+    assert err.splitlines()[1:] == [f"bench: error: 1 bad config value; nothing was run: coop: lr = "
+                                f"{shown}: must be a finite number > 0 (fix the --set value, the "
+                                f"sweep file's 'set', or configs/methods/<method>.yaml)"]
+    assert not (tmp_path / "o").exists()
 
 
 def test_check_value_refuses_non_finite_numbers_in_lists_too():
