@@ -84,6 +84,24 @@ class SplitFaults:
                 f"all of its images (CoOp's rule; recorded as fewshot.short_classes)"]
 
 
+def _index(items) -> tuple[dict[str, int], dict[str, int], dict[str, list[int]]]:
+    """(path -> its first label, path -> times listed if more than once, path -> its labels if
+    more than one), in one pass and one dict the size of the list (ImageNet's has 1.28M)."""
+    first: dict[str, int] = {}
+    repeats: dict[str, int] = {}
+    relabelled: dict[str, list[int]] = {}
+    for rel, label in items:
+        if rel not in first:
+            first[rel] = label
+            continue
+        repeats[rel] = repeats.get(rel, 1) + 1
+        if label != first[rel]:
+            seen = relabelled.setdefault(rel, [first[rel]])
+            if label not in seen:
+                seen.append(label)
+    return first, repeats, relabelled
+
+
 def split_faults(splits: DatasetSplits) -> SplitFaults:
     """The faults of ``splits``'s lists (see the module docstring)."""
     faults = SplitFaults()
@@ -92,28 +110,27 @@ def split_faults(splits: DatasetSplits) -> SplitFaults:
     for s in SPLITS:
         if not lists[s] and (s == "test" or not evaluation_only):
             faults.empty.append(s)
-    labels: dict[str, dict[str, set[int]]] = {}
+    indexed: dict[int, tuple] = {}  # by list: ImageNet's val list is its train list
+    paths: dict[str, dict[str, int]] = {}
     for s in SPLITS:
-        counts = Counter(rel for rel, _ in lists[s])
-        dup = {rel: n for rel, n in counts.items() if n > 1}
-        if dup:
-            faults.duplicates[s] = dup
-        by_path: dict[str, set[int]] = {}
-        for rel, label in lists[s]:
-            by_path.setdefault(rel, set()).add(label)
-        labels[s] = by_path
-        two = {rel: sorted(ls) for rel, ls in by_path.items() if len(ls) > 1}
-        if two:
-            faults.relabelled[s] = two
+        key = id(lists[s])
+        if key not in indexed:
+            indexed[key] = _index(lists[s])
+        first, repeats, relabelled = indexed[key]
+        paths[s] = first
+        if repeats:
+            faults.duplicates[s] = repeats
+        if relabelled:
+            faults.relabelled[s] = {rel: sorted(ls) for rel, ls in relabelled.items()}
     pairs = [("train", "test"), ("val", "test")]
     if not splits.val_from_train:  # ImageNet: val is the train list, on purpose
         pairs.insert(0, ("train", "val"))
     for a, b in pairs:
-        both = [rel for rel in labels[a] if rel in labels[b]]
+        both = [rel for rel in paths[a] if rel in paths[b]]
         if both:
             faults.overlaps[(a, b)] = both
     if lists["train"]:
-        distinct = Counter(label for rel, label in dict.fromkeys(lists["train"]))
+        distinct = Counter(paths["train"].values())  # images per class, each path once
         faults.no_train = [name for i, name in enumerate(splits.classnames) if not distinct[i]]
         faults.few_train = {name: distinct[i] for i, name in enumerate(splits.classnames)
                             if 0 < distinct[i] < MOST_SHOTS}
