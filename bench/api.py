@@ -38,9 +38,22 @@ def _run_parser():
     return parser, sub.choices["run"]
 
 
+def _flag_keywords(run_parser) -> dict:
+    """keyword -> argparse action: each flag's name (``--data-root`` -> ``data_root``, ``--set``
+    -> ``set``) and its destination (``overrides`` for ``--set``) both work."""
+    flags = {}
+    for action in run_parser._actions:  # noqa: SLF001
+        if action.option_strings:
+            flags[action.dest] = action
+            for option in action.option_strings:
+                if option.startswith("--"):
+                    flags[option[2:].replace("-", "_")] = action
+    return flags
+
+
 def _argv(kwargs: dict, run_parser) -> list[str]:
     """Keyword arguments -> `bench run` flags (``data_root`` -> ``--data-root``)."""
-    flags = {a.dest: a for a in run_parser._actions if a.option_strings}  # noqa: SLF001
+    flags = _flag_keywords(run_parser)
     argv = ["run"]
     for name, value in kwargs.items():
         if value is None or value is False:
@@ -72,8 +85,9 @@ def run(methods=None, datasets=None, shots=None, seeds=None, *, output="bench-re
 
     ``methods``/``datasets``: comma string or list (patterns and ``name:variant`` work);
     ``shots``/``seeds``: list of ints or comma string; ``include``: plugin path(s);
-    ``overrides``: ``{"key": value}`` or ``["method.key=value", ...]`` (``--set``); any other
-    `bench run` flag as a keyword (``device="cpu"``, ``launcher="local"``, ``config=...``).
+    ``set`` (or ``overrides``): ``{"key": value}`` or ``["method.key=value", ...]`` (``--set``);
+    any other `bench run` flag as a keyword, named as the flag (``device="cpu"``,
+    ``launcher="local"``, ``config=...``, ``dry_run=True``).
     A failed cell does not raise: it shows in the frame's ``n_failed`` (and a warning).
     """
     from bench.commands import run as run_command

@@ -109,6 +109,44 @@ def weights_fingerprint(name: str, pretrained: str | None) -> str:
     return f"{name}:{pretrained}"
 
 
+def unavailable_weights(name: str, tag: str) -> str:
+    """The message for weights of an open_clip tag that are neither cached nor downloadable."""
+    hub = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+    offline = " (HF_HUB_OFFLINE=1 is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+    return (f"could not get the pretrained weights {name}/{tag}: they are not in the local "
+            f"open_clip/Hugging Face cache ({hub}) and cannot be downloaded{offline}; download "
+            f"them where there is network, or pass a local file with --pretrained "
+            f"/path/to/checkpoint.pt (or --pretrained local-dir:/folder)")
+
+
+def cached_weights(name: str, tag: str, hub_cache: str | None = None) -> bool | None:
+    """Whether open_clip would find the weights of ``tag`` on this machine without the network
+    (the Hugging Face cache, or ``~/.cache/clip`` for a URL), None when it cannot be told. Looks
+    at files only: for `bench run` to stop at once, offline, instead of after planning."""
+    pretrained = _open_clip().pretrained
+    cfg = pretrained.get_pretrained_cfg(name, tag)
+    if not cfg:
+        return None
+    if cfg.get("file"):
+        return Path(cfg["file"]).is_file()
+    hub = cfg.get("hf_hub", "")
+    if hub and pretrained.has_hf_hub():
+        from huggingface_hub import try_to_load_from_cache
+
+        model_id, filename = os.path.split(hub)
+        filename = filename or pretrained.HF_WEIGHTS_NAME
+        names = [filename]  # and the .safetensors open_clip looks for first
+        if filename == pretrained.HF_WEIGHTS_NAME:
+            names.insert(0, pretrained.HF_SAFE_WEIGHTS_NAME)
+        elif filename.endswith((".bin", ".pth")):
+            names.insert(0, filename[:-4] + ".safetensors")
+        return any(isinstance(try_to_load_from_cache(model_id, f, cache_dir=hub_cache), str)
+                   for f in names)
+    if cfg.get("url"):
+        return (Path("~/.cache/clip").expanduser() / os.path.basename(cfg["url"])).is_file()
+    return None
+
+
 class Backbone:
     """A loaded, frozen open_clip model plus what methods need from it."""
 
@@ -151,13 +189,7 @@ class Backbone:
             if "size mismatch" in msg or "Missing key" in msg or "Unexpected key" in msg:
                 raise UsageError(f"weights {self.pretrained} do not fit {self.name}: "
                                  f"{msg.splitlines()[0][:300]}") from None
-            hub = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
-            offline = " (HF_HUB_OFFLINE=1 is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
-            raise BenchError(
-                f"could not get the pretrained weights {self.name}/{self.pretrained}: they are not "
-                f"in the local open_clip/Hugging Face cache ({hub}) and cannot be downloaded"
-                f"{offline}; download them where there is network, or pass a local file with "
-                f"--pretrained /path/to/checkpoint.pt (or --pretrained local-dir:/folder)") from None
+            raise BenchError(unavailable_weights(self.name, self.pretrained)) from None
         return model, preprocess
 
     # -- images -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import pkgutil
 import sys
@@ -89,6 +90,36 @@ def install_warning_format():
     return previous
 
 
+class LogWarnings(logging.Handler):
+    """Log records of WARNING and above as bench's one-line warnings, instead of logging's
+    ``WARNING:root:<message>`` (open_clip logs through the root logger, and a first
+    ``logging.warning()`` call installs that format when the root logger has no handler)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed log call must not break the command
+            text = str(record.msg)
+        source = _log_source(record)
+        _show_warning(f"{source}: {text}" if source else text, UserWarning, "", 0)
+
+
+def _log_source(record: logging.LogRecord) -> str:
+    """The package that logged ``record`` ("open_clip"), or "" for bench's own loggers."""
+    name = record.name
+    if name == "root":  # logging.warning(...): the package from the file that called it
+        parts = Path(record.pathname).parts
+        if "site-packages" in parts and parts.index("site-packages") + 1 < len(parts):
+            name = parts[parts.index("site-packages") + 1]
+        else:
+            return ""
+    top = name.split(".")[0]
+    return "" if top in ("bench", "methods", "datasets_registry", "results") else top
+
+
 # --- the last resort ------------------------------------------------------------------------
 
 def _save_traceback(exc: BaseException, argv) -> Path | None:
@@ -143,10 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _warned.clear()  # once per command (tests call main() many times in one process)
     previous_showwarning = install_warning_format()
+    log_handler = LogWarnings()
+    logging.getLogger().addHandler(log_handler)
     try:
         return _run(argv)
     finally:
         warnings.showwarning = previous_showwarning
+        logging.getLogger().removeHandler(log_handler)
 
 
 def _run(argv: list[str]) -> int:

@@ -48,15 +48,44 @@ def load_yaml(path: Path, what: str) -> dict:
     return copy.deepcopy(_parsed_yaml(str(path), st.st_mtime_ns, st.st_size, what))
 
 
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """YAML's safe loader, refusing a mapping that gives a key twice (YAML requires unique keys;
+    PyYAML would keep the last value without a word)."""
+
+
+def _unique_mapping(loader, node):
+    lines: dict = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *base' may be overridden
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = lines.get(key)
+            lines.setdefault(key, key_node.start_mark.line + 1)
+        except TypeError:  # an unhashable key: the constructor below says what is wrong
+            continue
+        if first is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is given twice (first at line {first}); keep one",
+                key_node.start_mark)
+    return (yield from loader.construct_yaml_map(node))
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 @functools.lru_cache(maxsize=256)
 def _parsed_yaml(path: str, mtime_ns: int, size: int, what: str) -> dict:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"{what} {path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{what} {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                         f"at offset {exc.start}); save it as UTF-8") from None
     try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -1,9 +1,15 @@
 """Scoring a fitted method: metrics on test logits (top-1 accuracy, micro, correct/total; mean
-per-class accuracy) and every evaluation a cell's protocol asks for (bench.protocols)."""
+per-class accuracy) and every evaluation a cell's protocol asks for (bench.protocols).
+
+Nothing a method returns is trusted: the logits of every evaluation must be a tensor of shape
+(test images, classes evaluated) with finite values, and ``Fitted.info`` a JSON object; anything
+else raises :class:`InvalidResult`, and the runner records the cell as failed with that message
+instead of a number computed from garbage (NaN logits would score like argmax 0: chance)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +27,40 @@ def evaluate(logits: torch.Tensor, labels: torch.Tensor) -> dict:
         "mean_per_class": round(100.0 * per_class.mean().item(), 6),
         "n_test": int(labels.numel()),
     }
+
+
+class InvalidResult(Exception):
+    """A fitted method's output that must not become a result; its cell fails with this."""
+
+
+def check_info(info) -> dict:
+    """``Fitted.info`` (recorded as ``selected``): a JSON object of finite values, or
+    :class:`InvalidResult` saying what is wrong."""
+    if not isinstance(info, dict):
+        raise InvalidResult(f"Fitted.info is a {type(info).__name__}, not a dict; it is recorded "
+                            f"as the result's 'selected' (what the method chose on val)")
+    try:
+        json.dumps(info, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidResult(f"Fitted.info is not JSON-serializable ({exc}); it is recorded as "
+                            f"the result's 'selected': give it numbers, strings, lists and dicts "
+                            f"(float(x) for a tensor or numpy value)") from None
+    return info
+
+
+def check_logits(logits, n_images: int, n_classes: int, name: str) -> None:
+    """``logits`` of evaluation ``name`` are (n_images, n_classes) and finite, else
+    :class:`InvalidResult`."""
+    shape = tuple(logits.shape)
+    if shape != (n_images, n_classes):
+        raise InvalidResult(f"{name}: the method's logits have shape {shape}, not ({n_images}, "
+                            f"{n_classes}) = (test images, classes evaluated)")
+    bad = ~torch.isfinite(logits)
+    if bad.any():
+        rows = int(bad.any(dim=1).sum())
+        raise InvalidResult(f"{name}: {int(bad.sum())} of {logits.numel()} logits are not finite "
+                            f"(NaN or infinite), in {rows} of {n_images} test images: the fit "
+                            f"diverged or the method has a bug; no accuracy is recorded")
 
 
 @dataclass
@@ -49,8 +89,9 @@ def evaluate_cell(cell, ctx, fitted, test_feats, test_labels, device):
     digest = hashlib.sha256()
     out: dict[str, dict] = {}
 
-    def score(name, model, feats, labels, columns=None):
+    def score(name, model, feats, labels, n_classes, columns=None):
         logits = chunked_logits(model, feats, device)
+        check_logits(logits, len(feats), n_classes, name)
         if columns is not None:
             logits = logits[:, columns]
         out[name] = evaluate(logits, labels)
@@ -58,26 +99,34 @@ def evaluate_cell(cell, ctx, fitted, test_feats, test_labels, device):
 
     if protocol == "base2novel":
         split = BaseNovel(len(ctx.splits.classnames))
-        novel_names = split.classnames(ctx.splits.prompt_classnames)["novel"]
+        names = split.classnames(ctx.splits.prompt_classnames)
         for part, (rows, labels) in split.test_parts(ctx.splits.test).items():
             model = fitted if part == "base" else fitted.on_classes(
-                novel_names, ctx.dataset.templates, cell["dataset"])
-            score(part, model, test_feats[rows], torch.tensor(labels))
+                names["novel"], ctx.dataset.templates, cell["dataset"])
+            score(part, model, test_feats[rows], torch.tensor(labels), len(names[part]))
         return out, "base", digest.hexdigest()
-    score(cell["dataset"], fitted, test_feats, test_labels)
+    n_source = len(ctx.splits.classnames)
+    score(cell["dataset"], fitted, test_feats, test_labels, n_source)
     for name in cell.get("targets") or []:
         target = ctx.target(name)
-        if protocol == "domain":
-            score(name, fitted, target.features, target.labels, target.source_classes)
+        if protocol == "domain":  # the source's classifier, cut to the target's classes
+            score(name, fitted, target.features, target.labels, n_source,
+                  target.source_classes)
         else:
             model = fitted.on_classes(target.splits.prompt_classnames, target.dataset.templates,
                                       name)
-            score(name, model, target.features, target.labels)
+            score(name, model, target.features, target.labels, len(target.splits.classnames))
     return out, cell["dataset"], digest.hexdigest()
 
 
 def chunked_logits(fitted, feats: torch.Tensor, device, chunk: int = 8192) -> torch.Tensor:
     """``fitted``'s logits of ``feats`` (float32, on the CPU), computed ``chunk`` rows at a time
-    on ``device``."""
-    return torch.cat([fitted.logits(feats[i:i + chunk].to(device)).float().cpu()
-                      for i in range(0, len(feats), chunk)])
+    on ``device``; :class:`InvalidResult` when the method returns no tensor."""
+    out = []
+    for i in range(0, len(feats), chunk):
+        logits = fitted.logits(feats[i:i + chunk].to(device))
+        if not isinstance(logits, torch.Tensor):
+            raise InvalidResult(f"the method's logits are a {type(logits).__name__}, not a "
+                                f"torch.Tensor of shape (images, classes)")
+        out.append(logits.float().cpu())
+    return torch.cat(out)

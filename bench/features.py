@@ -55,6 +55,11 @@ class CorruptShard(Exception):
     pass
 
 
+# The same text for every cache and dataset, so that a command says it once (bench.cli).
+DAMAGED_WARNING = ("feature cache: damaged shards found (checksum or size wrong); each is deleted "
+                   "and its features are recomputed (a run counts them at its end)")
+
+
 def file_identity(path: Path) -> int:
     """A 63-bit identity of an image file from ``os.stat``: size and mtime in nanoseconds.
 
@@ -117,6 +122,9 @@ class FeatureCache:
         # of a job reads the same train/val/view folders, and re-reading and re-hashing them
         # cost a full pass over the folder per cell. A shard rewritten on disk is read again.
         self._shards: dict[Path, tuple[tuple[int, int], np.ndarray, np.ndarray, np.ndarray]] = {}
+        # Damaged shards deleted so far, (path, why): warned about once, when the first is
+        # found; `bench run` says how many at its end (a damaged cache folder can hold hundreds).
+        self.damaged: list[tuple[str, str]] = []
 
     def key_dir(self, key: dict) -> Path:
         return self.root / stable_hash({**key, "storage_dtype": self.dtype, "format": 2})
@@ -139,8 +147,9 @@ class FeatureCache:
                     self._shards[shard] = (stamp, indices, idents, feats)
             except (CorruptShard, OSError) as exc:
                 self._shards.pop(shard, None)
-                warnings.warn(f"feature cache: {shard} is damaged ({exc}); deleting it and "
-                              f"recomputing its features", stacklevel=2)
+                if not self.damaged:
+                    warnings.warn(DAMAGED_WARNING, stacklevel=2)
+                self.damaged.append((str(shard), str(exc)))
                 shard.unlink(missing_ok=True)
                 continue
             for i, ident, row in zip(indices.tolist(), idents.tolist(), feats):
@@ -305,7 +314,8 @@ def image_loader(files: ImageFiles, batch_size: int, workers: int, device: torch
 
 
 def encode_files(backbone, files: ImageFiles | DeviceImages, batch_size: int = 64, workers: int = 0,
-                 desc: str = "", autocast: bool = False, progress: bool = True) -> torch.Tensor:
+                 desc: str = "", autocast: bool = False, progress: bool = True,
+                 meter=None) -> torch.Tensor:
     """Encode every image of ``files`` with the frozen image encoder: (N, D) float32 on CPU,
     or (V, N, D) when ``files`` yields V views per image.
 
@@ -316,6 +326,9 @@ def encode_files(backbone, files: ImageFiles | DeviceImages, batch_size: int = 6
     CUDA, batches come in pinned memory and are copied without blocking, the model runs under
     inference_mode (and autocast if asked), and features stay on the device until the end: one
     copy back instead of a synchronizing copy per batch.
+
+    ``progress``: a tqdm bar on a terminal. ``meter`` (a bench.progress.LogProgress): told the
+    pass's size and each batch encoded, for the progress lines of a log.
     """
     # With V views per image, a batch holds about ``batch_size`` crops (at least one image).
     per_batch = batch_size if files.views is None else max(1, batch_size // len(files.views))
@@ -326,6 +339,8 @@ def encode_files(backbone, files: ImageFiles | DeviceImages, batch_size: int = 6
         loader = image_loader(files, per_batch, workers, backbone.device)
     out = []
     bar = tqdm(total=len(files), desc=desc, unit="img", disable=not progress or None, leave=False)
+    if meter is not None:
+        meter.encoding(desc or "images", len(files))
     for images, errors in loader:
         bad = [e for e in errors if e]
         if bad:
@@ -341,7 +356,11 @@ def encode_files(backbone, files: ImageFiles | DeviceImages, batch_size: int = 6
         else:
             out.append(backbone.encode_images(images, autocast=autocast))
         bar.update(len(images))
+        if meter is not None:
+            meter.encoded(len(images))
     bar.close()
+    if meter is not None:
+        meter.encoding_done()
     if not out:
         return torch.empty(0, 0)
     return torch.cat(out, dim=-2).cpu()
@@ -387,6 +406,7 @@ class DatasetFeatures:
         self._identities: dict[str, dict[int, int]] = {"train": {}, "val": {}, "test": {}}
         self.encode_seconds = 0.0
         self.encoded_images = 0
+        self.meter = None  # a bench.progress.LogProgress told of every encoding pass
 
     def precision(self) -> str:
         return "amp" if self.autocast and self.backbone.device.type == "cuda" else "fp32"
@@ -431,7 +451,8 @@ class DatasetFeatures:
         t0 = time.perf_counter()
         with torch_threads(encode_threads()):  # a fit may run with fewer (bench.threads)
             feats = encode_files(self.backbone, files, self.batch_size, self.workers, desc=desc,
-                                 autocast=self.autocast, progress=self.progress)
+                                 autocast=self.autocast, progress=self.progress,
+                                 meter=self.meter)
         if self.decode == "gpu" and files.fallbacks:
             self.decode_fallbacks += len(files.fallbacks)
             log.info("--decode gpu: %d of %d %s images are not JPEG (or nvJPEG refused them) and "

@@ -44,7 +44,7 @@ def sampler_of(config: dict) -> str:
 
 
 def draw_subset(splits, shots: int, seed: int, sampler: str = "dassl"):
-    return SAMPLERS[sampler](splits.train, splits.val, shots, seed)
+    return SAMPLERS[sampler](splits.train, splits.val, shots, seed, len(splits.classnames))
 
 
 class _DatasetInputs:
@@ -62,6 +62,7 @@ class _DatasetInputs:
             self.splits = None
             self.split = self.test = None
             return
+        _check_faults(dataset, self.splits, data_root)
         s = self.splits
         self.split = _hash({"classnames": s.classnames, "train": s.train, "val": s.val,
                             "test": s.test})
@@ -81,6 +82,25 @@ class _DatasetInputs:
             self._subsets[key] = _hash({"sampler": sampler, "train": sub.train, "val": sub.val,
                                         "files": self._files(items)})
         return self._subsets[key]
+
+
+def _check_faults(dataset, splits, data_root: str) -> None:
+    """Refuse a dataset whose lists make its results wrong (an empty split, test leakage, an
+    image with two labels); warn, once, about those bench copes with (datasets_registry.faults)."""
+    import warnings
+
+    from datasets_registry.faults import split_faults
+
+    faults = split_faults(splits)
+    errors = faults.errors()
+    if errors:
+        more = f" (and {len(errors) - 1} more fault(s))" if len(errors) > 1 else ""
+        raise UsageError(f"{dataset.display_name}: {errors[0]}{more}; nothing was run: fix its "
+                         f"lists (`bench data check --data-root {data_root} --datasets "
+                         f"{dataset.name}` shows every fault), or leave {dataset.name} out of "
+                         f"--datasets")
+    for line in faults.warnings():
+        warnings.warn(f"{dataset.display_name}: {line}", stacklevel=2)
 
 
 def feature_inputs(device: str, options: dict) -> dict:
@@ -132,6 +152,10 @@ def attach_inputs(cells: list[dict], data_root: str, device: str, options: dict)
             "determinism": policy,
         }
         if cell.get("targets"):
+            if ds.problem:  # every cell of a transfer protocol trains on it: refuse the run
+                raise UsageError(f"source dataset {name} cannot be read: {ds.problem} (check it "
+                                 f"with `bench data check --datasets {name}`, or choose another "
+                                 f"with --source)")
             for t in cell["targets"]:
                 if t not in datasets:
                     datasets[t] = _DatasetInputs(DATASETS.get(t), data_root)

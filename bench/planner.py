@@ -119,11 +119,12 @@ class _Problems:
             merged.setdefault((key, value, scope_txt, want), []).append(label)
         for (key, value, scope_txt, want), labels in merged.items():
             lines.append(f"{', '.join(labels)}: {key} = {value}{scope_txt}: must be {want}")
+        fix = "fix the --set value, the sweep file's 'set', or configs/methods/<method>.yaml"
+        if len(lines) == 1:  # one line, as every error
+            raise ConfigError(f"1 bad config value; nothing was run: {lines[0]} ({fix})")
         if lines:
-            n = len(lines)
-            raise ConfigError(f"{n} bad config value{'s' if n > 1 else ''}; nothing was run "
-                              f"(fix the --set value, the sweep file's 'set', or "
-                              f"configs/methods/<method>.yaml):\n  " + "\n  ".join(lines))
+            raise ConfigError(f"{len(lines)} bad config values; nothing was run ({fix}):\n  "
+                              + "\n  ".join(lines))
 
 
 def plan(cells: list[dict], *, data_root: str, output: str, cache_dir: str, device: str,

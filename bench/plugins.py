@@ -170,6 +170,14 @@ def load(kind: str | None = None) -> None:
         if key not in _imported:
             _imported.add(key)
             _load_entry_point(ep)
+    load_included()
+
+
+def load_included() -> None:
+    """Import the ``--include`` (and ``BENCH_INCLUDE``) modules not imported yet; a module
+    whose import fails is a UsageError naming it. `bench ls methods` calls this: it reads the
+    methods from their sources, which would list a plugin that cannot even be imported."""
+    _ensure_env()
     for path in list(_included):
         for module in _modules_of(path):
             key = f"file:{module}"

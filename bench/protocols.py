@@ -137,4 +137,5 @@ def base_subset(subset, split: BaseNovel):
     short = {s: {k: v for k, v in d.items() if split.is_base(k)}
              for s, d in subset.short_classes.items()}
     return FewShotSubset(split.base_items(subset.train), split.base_items(subset.val),
-                         subset.shots, subset.seed, {s: d for s, d in short.items() if d})
+                         subset.shots, subset.seed, {s: d for s, d in short.items() if d},
+                         dict(subset.duplicates))

@@ -35,7 +35,7 @@ import torch
 from bench import determinism
 from bench.backbone import Backbone
 from bench.errors import BenchError
-from bench.evaluate import Target, evaluate_cell
+from bench.evaluate import InvalidResult, Target, check_info, evaluate_cell
 from bench.features import DatasetFeatures, FeatureCache
 from bench.identity import draw_subset, sampler_of
 from bench.joint import fit_units, joint_limit
@@ -52,6 +52,7 @@ from methods.base import FeatureSplit, Task
 from bench.locks import CellLocks
 from results.atomic import DiskFull, NotWritable, atomic_write_json, clean_temp_files
 from results.store import ResultStore, cell_id
+from results.validate import record_problem
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +128,12 @@ def _device(name: str) -> torch.device:
 def run_job(job, progress=None) -> dict:
     """Run every cell of ``job`` (a bench.planner.Job); returns counts of cells done, failed,
     skipped (a result exists) and locked (another live process holds the cell's lock), and
-    ``encode_s``, the seconds spent encoding images. ``progress`` (a bench.progress.LogProgress,
+    ``encode_s``, the seconds spent encoding images, and ``damaged_shards``, the (path, why) of
+    the damaged feature cache shards deleted. ``progress`` (a bench.progress.LogProgress,
     or the job's ``progress`` attribute) is told where the run is and each cell finished."""
     progress = progress if progress is not None else getattr(job, "progress", None)
     counts = {"done": 0, "failed": 0, "skipped": 0, "locked": 0, "encode_s": 0.0,
-              "view_encodes": 0}
+              "view_encodes": 0, "damaged_shards": []}
     store = ResultStore(job.output)
     locks = CellLocks(store.output / "locks")
     _clean_leftovers(job, locks)
@@ -311,6 +313,7 @@ class _Context:
             splits = target.load(Path(self.job.data_root))
             extractor = dataset_features(self.backbone, splits, self.features.cache,
                                          self.job.options)
+            extractor.meter = self.features.meter
             feats = extractor.eval_features("test", list(range(len(splits.test))))
             self.targets[name] = Target(target, splits, feats,
                                         torch.tensor([lbl for _, lbl in splits.test]))
@@ -358,8 +361,8 @@ def short_classes_note(dataset: str, subset: FewShotSubset, classnames: list[str
         want = subset.shots if split == "train" else min(subset.shots, 4)
         names = ", ".join(f"{classnames[label]!r} {n}" for label, n in sorted(short.items())[:3])
         more = f" and {len(short) - 3} more" if len(short) > 3 else ""
-        parts.append(f"{len(short)} class(es) of {split} have fewer than {want} images "
-                     f"({names}{more})")
+        parts.append(f"{len(short)} class(es) of {split} have fewer than {want} distinct "
+                     f"images ({names}{more})")
     return (f"{dataset} {subset.shots}-shot seed {subset.seed}: {'; '.join(parts)}; all their "
             f"images are used (CoOp's rule), recorded in the result as fewshot.short_classes")
 
@@ -395,6 +398,7 @@ def _run_dataset(job, get_backbone, dataset_name, cells, store: ResultStore, loc
                 t0 = time.perf_counter()
                 try:
                     ctx = _Context(job, backbone, dataset_name)
+                    ctx.features.meter = progress  # progress lines during long encodes
                     # every planned cell's subsets: the eval-transform union is encoded once
                     test_feats, test_labels = _extract(ctx, cells, views_of=mine)
                 except BenchError as exc:
@@ -434,7 +438,7 @@ def _run_dataset(job, get_backbone, dataset_name, cells, store: ResultStore, loc
                             ctx.done_reading(views["transform"], cell["seed"])
                 for cell, record in zip(unit, records):
                     record["timings"]["job_setup_s"] = round(setup_s, 3)
-                    store.write(record)
+                    _write_record(store, cell, record)
                     locks.release(cell_id(cell))
                     counts["done" if record["status"] == "ok" else "failed"] += 1
                     if progress is not None:
@@ -444,6 +448,7 @@ def _run_dataset(job, get_backbone, dataset_name, cells, store: ResultStore, loc
         if ctx is not None:
             counts["encode_s"] += ctx.features.encode_seconds  # incl. online views
             counts["view_encodes"] += ctx.view_encodes
+            counts["damaged_shards"] += ctx.features.cache.damaged  # (path, why) each
 
 
 def _views_of(cell) -> dict:
@@ -599,6 +604,8 @@ def _prepare_cell(cell, record: dict, ctx: _Context, backbone, store: ResultStor
     record["fewshot"] = {"path": str(split_path.relative_to(store.output)),
                          "n_train": len(subset.train), "n_val": len(subset.val),
                          "short_classes": subset.to_json()["short_classes"]}
+    if subset.duplicates:  # repeated list entries, each image counted once
+        record["fewshot"]["duplicates"] = dict(subset.duplicates)
     classnames = ctx.splits.prompt_classnames
     if protocol_of(cell) == "base2novel":  # the model sees the base classes only
         classnames = BaseNovel(len(classnames)).classnames(classnames)["base"]
@@ -617,7 +624,9 @@ def _timed_fit(ctx: _Context, backbone, seed: int, fit):
 
 def _finish_cell(cell, record: dict, ctx: _Context, task: Task, fitted, fit_s: float,
                  encode_s: float, test_feats, test_labels) -> None:
-    """Evaluate the fitted cell and fill its record."""
+    """Evaluate the fitted cell and fill its record; what the method returned is checked first
+    (bench.evaluate.InvalidResult: the cell fails, nothing is recorded as a number)."""
+    info = check_info(fitted.info)
     record["timings"]["fit_s"] = round(fit_s, 4)
     if encode_s:
         record["timings"]["encode_s"] = round(encode_s, 4)
@@ -634,16 +643,38 @@ def _finish_cell(cell, record: dict, ctx: _Context, task: Task, fitted, fit_s: f
         record["evaluations"] = evaluations
     # A fingerprint of every test prediction: equal across runs iff bit-identical.
     record["logits_sha256"] = digest
-    record["selected"] = fitted.info
+    record["selected"] = info
     record["features"] = ctx.features.describe()
     record["views"] = task.train_views.describe()
     record["status"] = "ok"
+    problem = record_problem(record)  # what `bench report` would refuse is not written as ok
+    if problem is not None:
+        raise InvalidResult(f"the result is not a sound record: {problem}")
+
+
+def _write_record(store: ResultStore, cell, record: dict) -> None:
+    """Write a cell's record; one that cannot be written as JSON (a value of a plugin's) fails
+    its cell instead of stopping the run."""
+    try:
+        store.write(record)
+    except (TypeError, ValueError) as exc:
+        if record.get("status") != "ok":
+            raise
+        _cell_failed(cell, record, InvalidResult(f"the result cannot be written as JSON: {exc}"))
+        store.write(record)
+
+
+# What only a result has: a failed record keeps none of it (the failure may have come after the
+# evaluation, from what was to be recorded).
+RESULT_FIELDS = ("metrics", "evaluations", "logits_sha256", "selected", "features", "views")
 
 
 def _cell_failed(cell, record: dict, exc: Exception) -> None:
+    for key in RESULT_FIELDS:
+        record.pop(key, None)
     record["status"] = "failed"
     record["error"] = {"type": type(exc).__name__, "message": str(exc),
-                       "traceback": traceback.format_exc()}
+                       "traceback": "".join(traceback.format_exception(exc))}
     print(f"bench: cell {cell['dataset']}/{cell['method']}/k{cell['shots']}/s{cell['seed']} "
           f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
 

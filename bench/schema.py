@@ -4,7 +4,8 @@ A method's YAML (``configs/methods/<name>.yaml``) declares one rule per config k
 ``schema:``. A rule is a small mapping; every field is optional:
 
 * ``type``: ``int``, ``number`` (int or float), ``bool``, ``str`` or ``list``;
-* ``min`` / ``max``: inclusive bounds of a number; ``above``: an exclusive lower bound;
+* ``min`` / ``max``: inclusive bounds of a number; ``above``: an exclusive lower bound; a
+  number must be finite whatever its bounds (``.inf``, ``.nan`` and ``1e999`` are refused);
 * ``choices``: literal values that are allowed. With a ``type``, a value is fine when it is one
   of the choices *or* a value of that type within its bounds (``alpha: {type: number, min: 0,
   max: 1, choices: [search]}`` = a number in [0, 1] or 'search');
@@ -17,6 +18,8 @@ fixed rules (:data:`CORE_RULES`) that apply whatever the method's YAML says.
 """
 
 from __future__ import annotations
+
+import math
 
 from bench.errors import UsageError
 
@@ -69,7 +72,7 @@ def _is_type(value, kind: str) -> bool:
 def _in_bounds(value, rule: dict) -> bool:
     if not isinstance(value, (int, float)):
         return True
-    if value != value:  # NaN
+    if not math.isfinite(value):  # NaN, .inf, 1e999: no config value means them
         return False
     return (("min" not in rule or value >= rule["min"])
             and ("max" not in rule or value <= rule["max"])
@@ -122,6 +125,8 @@ def check_value(value, rule: dict) -> str | None:
     if any(type(value) is type(c) and value == c for c in rule.get("choices") or []):
         return None
     kind = rule.get("type")
+    if isinstance(value, float) and not math.isfinite(value) and kind in ("int", "number"):
+        return expected(rule).replace("a number", "a finite number", 1)
     if kind and _is_type(value, kind) and _in_bounds(value, rule):
         if kind == "str" and "contains" in rule and rule["contains"] not in value:
             return expected(rule)

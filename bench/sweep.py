@@ -49,10 +49,21 @@ SWEEP_KEYS = {
 }
 
 
-def load_sweep(path: str | None) -> dict:
+class Sweep(dict):
+    """A sweep file's keys and values, and the file they came from (None: no ``--config``)."""
+
+    path: str | None = None
+
+
+def load_sweep(path: str | None) -> Sweep:
+    sweep = Sweep()
     if not path:
-        return {}
+        return sweep
     data = load_yaml(Path(path), "sweep file")
+    if not data:  # a run would silently take the full default grid
+        raise UsageError(f"sweep file {path} is empty (no keys): give at least the grid's "
+                         f"methods or datasets, e.g. 'methods: [zero_shot, coop]'; known keys: "
+                         f"{', '.join(sorted(SWEEP_KEYS))}")
     for key, value in data.items():
         if key not in SWEEP_KEYS:
             hint = did_you_mean(key, SWEEP_KEYS)
@@ -63,11 +74,29 @@ def load_sweep(path: str | None) -> dict:
             want = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
             raise UsageError(f"sweep file {path}: {key!r} must be {want}, "
                              f"not {type(value).__name__} ({value!r})")
-    return data
+    sweep.update(data)
+    sweep.path = str(path)
+    return sweep
 
 
-def parse_int_list(value, flag: str) -> list[int]:
-    """'1,2,4' / 4 / [1, 2] -> [1, 2, 4]; positive, unique; otherwise a UsageError."""
+def named(cli_value, sweep: dict, key: str, flag: str) -> str:
+    """How a message names the value ``pick`` takes: the flag when it was given on the command
+    line (or defaults), ``sweep file PATH: key`` when it came from the sweep file."""
+    path = getattr(sweep, "path", None)
+    if cli_value is None and path and key in sweep:
+        return f"sweep file {path}: {key}"
+    return flag
+
+
+# Seeds seed numpy's generator too, whose seeds are 32-bit (np.random.seed(2**32) raises).
+MAX_SEED = 2**32 - 1
+MAX_SEED_WHY = " (a seed also seeds numpy's generator, which takes 32-bit seeds)"
+
+
+def parse_int_list(value, flag: str, maximum: int | None = None, why: str = "") -> list[int]:
+    """'1,2,4' / 4 / [1, 2] -> [1, 2, 4]; positive, unique, at most ``maximum`` (``why``: the
+    reason, for the message); otherwise a UsageError. ``flag`` names the value in messages: ``--seeds``, or ``sweep file F: seeds``
+    (:func:`named`), each with an example written the way it is given there."""
     if isinstance(value, int) and not isinstance(value, bool):
         items = [value]
     elif isinstance(value, list):
@@ -76,13 +105,16 @@ def parse_int_list(value, flag: str) -> list[int]:
         items = [s.strip() for s in str(value).split(",")]
         if items == [""]:
             items = []
-    example = _EXAMPLES.get(flag.lstrip("-"), "1,2,3")
+    key = flag.rpartition(" ")[2].lstrip("-")
+    example = _EXAMPLES.get(key, "1,2,3")
+    example = (f"{key}: [{example.replace(',', ', ')}]" if flag.startswith("sweep file")
+               else f"{flag} {example}")
     if not items:
         raise UsageError(f"{flag} is empty: give a comma-separated list of positive integers, "
-                         f"e.g. {flag} {example}")
+                         f"e.g. {example}")
     if "" in items:
         raise UsageError(f"{flag} {value!r}: item {items.index('') + 1} is empty (two commas in "
-                         f"a row, or a comma at an end); give e.g. {flag} {example}")
+                         f"a row, or a comma at an end); give e.g. {example}")
     out = []
     for item in items:
         try:
@@ -91,9 +123,12 @@ def parse_int_list(value, flag: str) -> list[int]:
                 raise ValueError
         except (TypeError, ValueError):
             raise UsageError(f"{flag}: {item!r} is not an integer; give a comma-separated list "
-                             f"of positive integers, e.g. {flag} {example}") from None
+                             f"of positive integers, e.g. {example}") from None
         if n < 1:
             raise UsageError(f"{flag}: {n} must be >= 1")
+        if maximum is not None and n > maximum:
+            raise UsageError(f"{flag}: {n} is too large: at most {maximum}{why}; give e.g. "
+                             f"{example}")
         if n in out:
             raise UsageError(f"{flag}: {n} is listed twice")
         out.append(n)

@@ -5,10 +5,17 @@ the exact path expected and where to get it. With ``decode=True`` every listed i
 opened and decoded the way `bench run` reads it (PIL, full decode, RGB), on a thread pool
 (PIL releases the GIL while decoding), so a zero-byte file, an HTML page saved as .jpg or a
 truncated download is found here rather than in the middle of a run.
+
+Faults of the lists (``datasets_registry/faults.py``: an empty split, an image in train or val
+and in test, an image with two labels, repeated entries, classes without a train image) are
+found from the paths alone, also with ``--fast``; when the images are decoded, each file's bytes
+are hashed in the same read, and a test image with the same bytes as a train or val image under
+another name is a warning.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,6 +23,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from datasets_registry.base import Dataset, DatasetSplits
+from datasets_registry.faults import split_faults
 from datasets_registry.split_file import outside_problem
 
 SHOW_MISSING = 5  # how many missing image paths to print
@@ -81,28 +89,44 @@ def default_workers() -> int:
 
 def decode_problem(path: Path) -> str | None:
     """Why ``path`` cannot be read as `bench run` reads images, or None when it decodes."""
+    return decode_and_hash(path)[0]
+
+
+def decode_and_hash(path: Path) -> tuple[str | None, str | None]:
+    """(why ``path`` cannot be read as `bench run` reads images or None, a hash of its bytes or
+    None when it cannot be read). The bytes are read once, for both: hashing them costs little
+    next to decoding."""
+    import io
+
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}", None
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    try:
+        with Image.open(io.BytesIO(data)) as img:
             img.load()
             img.convert("RGB")
     except Exception as exc:  # noqa: BLE001 - any failure of a decoder means "unreadable"
-        return f"{type(exc).__name__}: {exc}"
-    return None
+        return f"{type(exc).__name__}: {exc}", digest
+    return None, digest
 
 
 def unreadable_images(image_dir: Path, rels: list[str], workers: int | None = None,
-                      desc: str = "", progress: bool = True) -> list[tuple[str, str]]:
+                      desc: str = "", progress: bool = True,
+                      digests: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """Decode every image in ``rels`` (relative to ``image_dir``); every one that fails, with
-    why, in list order. A progress bar goes to stderr when it is a terminal."""
+    why, in list order. ``digests``, when given, gets each readable file's content hash by its
+    relative path. A progress bar goes to stderr when it is a terminal."""
     from tqdm import tqdm
 
     image_dir = Path(image_dir)
     chunks = [rels[i:i + DECODE_CHUNK] for i in range(0, len(rels), DECODE_CHUNK)]
 
     def decode_chunk(chunk):
-        return [(rel, decode_problem(image_dir / rel)) for rel in chunk]
+        return [(rel, *decode_and_hash(image_dir / rel)) for rel in chunk]
 
     bad = []
     pool = ThreadPoolExecutor(workers or default_workers())
@@ -110,7 +134,9 @@ def unreadable_images(image_dir: Path, rels: list[str], workers: int | None = No
         with tqdm(total=len(rels), desc=desc, unit="img", disable=None if progress else True,
                   leave=False) as bar:
             for results in pool.map(decode_chunk, chunks):
-                bad += [(str(image_dir / rel), why) for rel, why in results if why]
+                bad += [(str(image_dir / rel), why) for rel, why, _ in results if why]
+                if digests is not None:
+                    digests.update((rel, d) for rel, _, d in results if d is not None)
                 bar.update(len(results))
     finally:  # on Ctrl-C, drop the chunks not started instead of decoding them all first
         pool.shutdown(wait=True, cancel_futures=True)
@@ -143,11 +169,17 @@ def check_dataset(ds: Dataset, data_root: Path, decode: bool = False, workers: i
                             f"{splits.image_dir}, e.g. {rel!r}, which {why}; the lists are "
                             f"damaged: get them again from {ds.source}")
         return res
+    faults = split_faults(splits)
+    res.problems.extend(faults.errors())
+    res.warnings.extend(faults.warnings())
+    res.notes.extend(faults.notes())
     gone = _check_present(ds, splits, rels, res)
     if decode:
         present = set(gone)
         todo = [r for r in rels if r not in present] if rels else _listed(splits)
-        _check_decodes(ds, splits, todo, res, workers, progress)
+        digests: dict[str, str] = {}
+        _check_decodes(ds, splits, todo, res, workers, progress, digests)
+        res.warnings.extend(same_bytes(splits, digests))
     _check_sizes(ds, res)
     res.notes.extend(ds.check_notes(data_root, splits))
     return res
@@ -194,14 +226,38 @@ def _check_present(ds: Dataset, splits: DatasetSplits, rels: list[str],
 
 
 def _check_decodes(ds: Dataset, splits: DatasetSplits, todo: list[str], res: DatasetCheck,
-                   workers: int | None, progress: bool) -> None:
+                   workers: int | None, progress: bool, digests: dict[str, str]) -> None:
     res.images_decoded = len(todo)
     res.unreadable = unreadable_images(splits.image_dir, todo, workers,
-                                       desc=f"decoding {ds.display_name}", progress=progress)
+                                       desc=f"decoding {ds.display_name}", progress=progress,
+                                       digests=digests)
     if res.unreadable:
         res.problems.append(f"{len(res.unreadable)} of {len(todo)} image files listed for "
                             f"{ds.display_name} cannot be decoded (empty, truncated or not "
                             f"an image); replace them from {_image_source(ds)}")
+
+
+def same_bytes(splits: DatasetSplits, digests: dict[str, str]) -> list[str]:
+    """Warnings for test images whose file has the same bytes as a train or val image under
+    another path (the decoding pass read every file, so their hashes cost nothing more). A
+    warning, not an error: the published split files themselves may hold a few such copies, and
+    their published numbers were measured with them."""
+    if not digests or splits.source is not None:
+        return []
+    out = []
+    for split in ("train", "val"):
+        first = {}
+        for rel, _ in splits.split(split):
+            if rel in digests:
+                first.setdefault(digests[rel], rel)
+        pairs = [(rel, first[digests[rel]]) for rel, _ in splits.test
+                 if rel in digests and first.get(digests[rel], rel) != rel]
+        if pairs:
+            shown = ", ".join(f"{a!r} = {b!r}" for a, b in pairs[:3])
+            more = f" and {len(pairs) - 3} more" if len(pairs) > 3 else ""
+            out.append(f"{len(pairs)} test image(s) have the same bytes as a {split} image under "
+                       f"another name (test leakage by content), e.g. {shown}{more}")
+    return out
 
 
 def _check_sizes(ds: Dataset, res: DatasetCheck) -> None:

@@ -4,6 +4,12 @@ Accuracy (top-1, %) against shots on a log-2 axis; one line per method (mean ove
 band for ± std); zero-shot methods (``zero_shot`` and its variants) as a horizontal dotted line at
 their mean over all shot counts; optional published numbers as dashed lines (or markers where a
 single shot count is published). Matplotlib with the Agg backend: no display needed.
+
+Curves that lie on each other (four methods at 100 % on an easy dataset) must not hide one
+another: each method has its own colour, marker shape and line style, markers are hollow and the
+earlier methods' markers larger, so stacked points stay visible; and a panel where methods have
+the same mean at every shot count (within 0.05 points) says so in a note (``same curve: A = B``).
+The points are drawn where they are: nothing is shifted.
 """
 
 from __future__ import annotations
@@ -22,6 +28,36 @@ from results.aggregate import AVERAGE, Labels, Summary  # noqa: E402
 from results.atomic import atomic_write_bytes  # noqa: E402
 
 ZERO_SHOT = "zero_shot"
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+LINESTYLES = ("-", "--", "-.", ":")
+SAME = 0.05  # points: curves closer than this at every shot count are "the same curve"
+
+
+def line_styles(methods: list[str]) -> dict[str, dict]:
+    """Per method, the colour, marker, line style and marker size of its curve: distinct
+    combinations, the earlier methods' markers larger (drawn first, beneath the later ones)."""
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    out = {}
+    for i, m in enumerate(methods):
+        out[m] = {"color": cycle[i % len(cycle)], "marker": MARKERS[i % len(MARKERS)],
+                  "linestyle": LINESTYLES[i % len(LINESTYLES)],
+                  "markersize": 3.5 + 1.5 * min(3, len(methods) - 1 - i),
+                  "markerfacecolor": "none"}
+    return out
+
+
+def same_curves(curves: dict[str, tuple]) -> list[list[str]]:
+    """Groups (two or more) of methods whose curves (shots, means) coincide within SAME."""
+    groups: list[list[str]] = []
+    for m, (x, y) in curves.items():
+        for group in groups:
+            gx, gy = curves[group[0]]
+            if list(gx) == list(x) and all(abs(a - b) <= SAME for a, b in zip(gy, y)):
+                group.append(m)
+                break
+        else:
+            groups.append([m])
+    return [g for g in groups if len(g) > 1]
 
 
 def is_zero_shot(key: str) -> bool:
@@ -40,15 +76,15 @@ def plot_curves(summary: Summary, backbone: str, labels: Labels, *, published=No
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.0 * nrows), squeeze=False)
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    colors = {m: cycle[i % len(cycle)] for i, m in enumerate(
-        [m for m in methods if not is_zero_shot(m)])}
+    styles = line_styles([m for m in methods if not is_zero_shot(m)])
+    colors = {m: style["color"] for m, style in styles.items()}
     cells = summary.cells[summary.cells.backbone == backbone]
     shots = summary.shots
 
     for idx, ds in enumerate(datasets):
         ax = axes[idx // ncols][idx % ncols]
         here = cells[cells.dataset == ds]
+        curves: dict[str, tuple] = {}
         for m in methods:
             rows = here[(here.method == m) & here["mean"].notna()].sort_values("shots")
             if rows.empty:
@@ -62,8 +98,14 @@ def plot_curves(summary: Summary, backbone: str, labels: Labels, *, published=No
                 continue
             x, y = rows["shots"].to_numpy(), rows["mean"].to_numpy()
             sd = rows["std"].fillna(0.0).to_numpy()
-            ax.plot(x, y, marker="o", markersize=3.5, color=colors[m], label=name)
+            ax.plot(x, y, label=name, **styles[m])
             ax.fill_between(x, y - sd, y + sd, color=colors[m], alpha=0.18, linewidth=0)
+            curves[name] = (x.tolist(), y.tolist())
+        notes = [" = ".join(group) for group in same_curves(curves)]
+        if notes:
+            ax.text(0.02, 0.02, "same curve: " + "; ".join(notes), transform=ax.transAxes,
+                    fontsize=6, va="bottom", ha="left", wrap=True, color="dimgray",
+                    bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1})
         if published is not None and len(published):
             pub = published[(published.backbone == backbone) & (published.dataset == ds)]
             for m, grp in pub.groupby("method", sort=False):

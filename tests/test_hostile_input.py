@@ -323,3 +323,192 @@ def test_warnings_are_one_line_each_and_once(run_cli, monkeypatch):
     assert code == 0
     assert err.splitlines() == ["bench: warning: record x is damaged (not JSON)",
                                 "bench: warning: another one"]
+
+
+# --- issue 27: one line and exit 2 where a traceback or a silent default was -----------------
+
+DRY = BASE + ["--dry-run"]
+
+
+@pytest.mark.parametrize("seeds", ["4294967296", "1,99999999999999999999"])
+@pytest.mark.parametrize("dry", [True, False])
+def test_seed_too_large_for_numpy(run_cli, miniroot, tmp_path, seeds, dry):
+    out = tmp_path / "out"
+    argv = BASE + ["--data-root", miniroot, "--output", out] + ONE[:6] + ["--seeds", seeds]
+    code, _, err = run_cli(*(argv + (["--dry-run"] if dry else [])))
+    assert code == 2 and "Traceback" not in err and "internal error" not in err, err
+    assert err.count("\n") == 1 and "--seeds: " in err and "is too large: at most 4294967295" in err
+    assert not out.exists()
+    code, _, err = run_cli(*(argv[:-1] + ["4294967295", "--dry-run"]))  # the largest is fine
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("device", ["tpu", "meta", "gpu", ""])
+def test_unknown_device_is_a_usage_error(run_cli, miniroot, tmp_path, device):
+    code, _, err = run_cli(*(BASE + ["--data-root", miniroot, "--output", tmp_path / "o"]
+                             + ONE[:-2] + ["--device", device, "--dry-run"]))
+    assert code == 2 and "Traceback" not in err and "internal error" not in err
+    assert f"bench: error: --device {device!r}: choose auto" in err and "cuda:N" in err
+
+
+def _sweep(tmp_path, content) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"methods: [zero_shot]\n# caf\xe9\n", "is not UTF-8 text (byte 0xe9 at offset 26); save it "
+                                           "as UTF-8"),
+    ("", "is empty (no keys): give at least the grid's methods or datasets"),
+    ("# only a comment\n", "is empty (no keys)"),
+    ("shots: [1]\nmethods: [zero_shot]\nshots: [2]\n",
+     "is not valid YAML at line 3, column 1: key 'shots' is given twice (first at line 1); keep "
+     "one"),
+    ("set: {lr: 0.1, lr: 0.2}\n", "key 'lr' is given twice (first at line 1)"),
+])
+def test_sweep_file_faults_name_the_file(run_cli, tmp_path, content, needle):
+    path = _sweep(tmp_path, content)
+    code, out, err = run_cli(*(DRY + ["--config", path, "--output", tmp_path / "o"]))
+    assert code == 2 and "Traceback" not in err and "internal error" not in err, err
+    assert f"bench: error: sweep file {path} {needle}" in err or \
+        (f"bench: error: sweep file {path}" in err and needle in err), err
+    assert "cells" not in err and out == ""
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("seeds: [4294967296]\n", "seeds: 4294967296 is too large"),
+    ("seeds: []\n", "seeds is empty: give a comma-separated list of positive integers, e.g. "
+                    "seeds: [1, 2, 3]"),
+    ("shots: '1,,2'\n", "shots '1,,2': item 2 is empty"),
+    ("device: tpu\n", "device 'tpu': choose auto"),
+    ("datasets: []\n", "datasets is empty: name at least one dataset"),
+    ("methods: ''\n", "methods is empty: name at least one method"),
+    ("batch_size: 0\n", "batch_size must be a positive number"),
+    ("launcher: cloud\n", "launcher 'cloud': choose one of"),
+])
+def test_sweep_values_are_named_by_file_and_key_not_by_flag(run_cli, tmp_path, content, needle):
+    path = _sweep(tmp_path, content)
+    code, _, err = run_cli(*(DRY + ["--config", path, "--output", tmp_path / "o"]))
+    assert code == 2 and "Traceback" not in err, err
+    assert f"bench: error: sweep file {path}: {needle}" in err, err
+    assert " --" not in err.split(needle)[0].split("bench: error:")[-1]  # no flag named first
+
+
+@pytest.mark.parametrize("value", ["", " ", ","])
+def test_empty_datasets_is_an_error_like_empty_methods(run_cli, tmp_path, value):
+    code, _, err = run_cli(*(DRY + ["--datasets", value, "--output", tmp_path / "o"]))
+    assert code == 2 and "bench: error: --datasets is empty: name at least one dataset (see " \
+                         "`bench ls datasets`)" in err
+    code, _, err = run_cli(*(DRY + ["--methods", value, "--output", tmp_path / "o"]))
+    assert code == 2 and "--methods is empty" in err
+
+
+@pytest.mark.parametrize("protocol, datasets", [("crossdataset", "dtd"), ("domain", "all")])
+def test_transfer_source_that_cannot_be_read_is_refused_at_plan_time(run_cli, data_root,
+                                                                     tmp_path, protocol, datasets):
+    shutil.rmtree(data_root / "imagenet")
+    out = tmp_path / "out"
+    code, _, err = run_cli(*(DRY + ["--data-root", data_root, "--protocol", protocol,
+                                    "--datasets", datasets, "--methods", "zero_shot",
+                                    "--shots", "1", "--seeds", "1", "--output", out]))
+    assert code == 2 and "Traceback" not in err
+    assert "bench: error: source dataset imagenet cannot be read: dataset ImageNet: folder" in err
+    assert "or choose another with --source" in err and "cells" not in err
+
+
+def test_ls_methods_says_when_an_included_plugin_cannot_be_imported(run_cli, tmp_path,
+                                                                    plugin_state):
+    broken = tmp_path / "broken.py"
+    broken.write_text("import no_such_module_for_bench\nfrom methods import METHODS\n\n\n"
+                      "@METHODS.register('broken_plugin', description='never imports')\n"
+                      "def fit(task):\n    pass\n")
+    # a fresh process: in this one the registries are loaded, and --include imports at once
+    proc = subprocess.run([sys.executable, "-m", "bench", "ls", "methods", "--include", broken],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code, out, err = proc.returncode, proc.stdout, proc.stderr
+    assert code == 2 and "broken_plugin" not in out
+    assert f"bench: error: plugin {broken} failed to import: ModuleNotFoundError: No module " \
+           f"named 'no_such_module_for_bench'; fix it or leave it out of --include" in err
+
+
+def test_library_log_lines_come_as_bench_warnings():
+    """open_clip logs with ``logging.warning(...)``: without a handler, Python prints
+    ``WARNING:root:...``; in a command they are bench's one-line warnings, once each."""
+    probe = ("import logging, sys\n"
+             "import bench.commands.ls as ls\n"
+             "def noisy(args):\n"
+             "    for _ in range(2):\n"
+             "        logging.warning('QuickGELU mismatch between final model config')\n"
+             "    logging.getLogger('open_clip.factory').error('weights missing')\n"
+             "    return 0\n"
+             "ls.main = noisy\n"
+             "from bench.cli import main\n"
+             "sys.exit(main(['ls', 'methods']))\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "bench: warning: QuickGELU mismatch between final model config",
+        "bench: warning: open_clip: weights missing"]
+
+
+def test_data_root_without_backbone_says_what_it_uses_and_fails_at_once_offline(
+        run_cli, miniroot, tmp_path, monkeypatch):
+    """Offline and without the default weights: one line before anything is planned, not a
+    plan and then a failure in the first job."""
+    import bench.backbone
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(bench.backbone, "cached_weights", lambda name, tag: False)
+    argv = ["run", "--data-root", miniroot, "--output", tmp_path / "o", "--quiet"] + ONE
+    for extra in (["--dry-run"], []):
+        code, out, err = run_cli(*(argv + extra))
+        assert code == 1 and "Traceback" not in err and out == ""
+        lines = err.splitlines()
+        assert len(lines) == 2 and lines[0] == (
+            "bench: no --backbone given: the protocol's RN50-quickgelu with --pretrained openai "
+            "(name another with --backbone and --pretrained)")
+        assert lines[1].startswith("bench: error: could not get the pretrained weights "
+                                   "RN50-quickgelu/openai: they are not in the local open_clip/"
+                                   "Hugging Face cache")
+        assert "(HF_HUB_OFFLINE=1 is set)" in lines[1] and "--pretrained /path/to/" in lines[1]
+        assert not (tmp_path / "o").exists()
+    monkeypatch.setattr(bench.backbone, "cached_weights", lambda name, tag: True)
+    code, _, err = run_cli(*(argv + ["--dry-run"]))  # cached: planned, saying what it uses
+    assert code == 0 and "no --backbone given: the protocol's RN50-quickgelu" in err
+    monkeypatch.setattr(bench.backbone, "cached_weights", lambda name, tag: False)
+    code, _, err = run_cli(*(argv + ["--dry-run", "--launcher", "slurm"]))  # jobs run elsewhere
+    assert code == 0, err
+
+
+def test_cached_weights_looks_in_the_hugging_face_cache_only(tmp_path):
+    from bench.backbone import cached_weights
+
+    assert cached_weights("RN50-quickgelu", "openai", hub_cache=str(tmp_path)) is False
+    snapshot = tmp_path / "models--timm--resnet50_clip.openai" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc123")
+    (snapshot / "open_clip_model.safetensors").write_bytes(b"weights")
+    assert cached_weights("RN50-quickgelu", "openai", hub_cache=str(tmp_path)) is True
+
+
+def test_ls_backbones_says_what_it_waits_for_when_slow(run_cli, monkeypatch):
+    import bench.backbone
+    import bench.progress
+
+    monkeypatch.setattr(bench.backbone, "list_backbones", lambda: [("RN50", ["openai"])])
+    code, out, err = run_cli("ls", "backbones")
+    assert code == 0 and "RN50" in out and err == ""  # fast: nothing said
+
+    def slow():
+        time.sleep(0.5)
+        return [("RN50", ["openai"])]
+
+    monkeypatch.setattr(bench.backbone, "list_backbones", slow)
+    monkeypatch.setattr(bench.progress, "SLOW_S", 0.05)
+    code, out, err = run_cli("ls", "backbones")
+    assert code == 0 and "RN50" in out
+    assert err.startswith("bench: loading open_clip to list its models and pretrained tags")

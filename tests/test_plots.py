@@ -78,3 +78,27 @@ def test_plot_overlays_published_dashed(tmp_path, capsys):
 def test_plot_usage_errors(store_dir, capsys):
     assert main(["plot", str(store_dir), "--formats", "gif"]) == 2
     assert "--formats" in capsys.readouterr().err
+
+
+def test_overlapping_curves_stay_visible_and_are_named():
+    """Four methods at 100 % on one panel: each keeps its own marker, line style and colour,
+    and the panel says which curves coincide (before: one line visible)."""
+    METHODS = ["coop", "kgcoop", "prograd", "clip_adapter_visual", "linear_probe"]
+    recs = [record(m, "caltech101", k, s, top1=100.0) for m in METHODS[:4]
+            for k in (1, 2, 4) for s in SEEDS]
+    recs += [record(METHODS[4], "caltech101", k, s, top1=50.0 + k) for k in (1, 2, 4)
+             for s in SEEDS]
+    s = summarize(records_to_frame(recs))
+    fig = plot_curves(s, "RN50-quickgelu__openai", Labels())
+    ax = [a for a in fig.axes if a.get_title() == "caltech101"][0]
+    lines = [ln for ln in ax.get_lines() if ln.get_label() in METHODS[:4]]
+    assert len(lines) == 4
+    looks = {(ln.get_marker(), ln.get_linestyle(), ln.get_color()) for ln in lines}
+    assert len(looks) == 4 and len({ln.get_marker() for ln in lines}) == 4
+    assert all(ln.get_markerfacecolor() == "none" for ln in lines)  # hollow: stacked shapes show
+    assert all(list(ln.get_ydata()) == [100.0] * 3 for ln in lines)  # drawn where they are
+    notes = [t.get_text() for t in ax.texts if t.get_text().startswith("same curve:")]
+    assert len(notes) == 1 and all(m in notes[0] for m in METHODS[:4])
+    assert METHODS[4] not in notes[0]
+    import matplotlib.pyplot as plt
+    plt.close(fig)

@@ -206,6 +206,22 @@ def test_api_errors_are_clear(tmp_path):
         bench.load(tmp_path / "nothing")
 
 
+@pytest.mark.parametrize("keyword", ["set", "overrides"])
+def test_api_takes_every_flag_by_its_name_and_set_as_its_destination_too(tmp_path, keyword):
+    """The README: any `bench run` flag works as a keyword; --set is ``set=`` (its argparse
+    destination, ``overrides=``, works too). A bad value proves the overrides arrived."""
+    import bench
+    from bench.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"alpha = 'banana': must be a number in \[0, 1\]"):
+        bench.run(methods="clip_adapter_visual", datasets="demo_digits", shots=[1], seeds=[1],
+                  output=tmp_path / "o", **{keyword: {"alpha": "banana"}})
+    with pytest.raises(UsageError, match="lr = inf: must be a finite number"):
+        bench.run(methods="coop", datasets="demo_digits", shots=[1], seeds=[1],
+                  output=tmp_path / "o", **{keyword: ["coop.lr=.inf"]})
+    assert not (tmp_path / "o").exists()
+
+
 # --- the example package, installed into the venv (scripts/ci/setup-plugin.sh) ---------------
 
 @needs_installed

@@ -135,8 +135,14 @@ def test_base2novel_end_to_end_report_hm(tmp_path, run_cli):
             assert got["base"] == pytest.approx(b, abs=1e-4)
             assert got["novel"] == pytest.approx(n, abs=1e-4)
             assert got["hm"] == pytest.approx(2 * b * n / (b + n), abs=1e-4)
-    # the few-shot report of the same folder says where the other results are
-    code, _, err = run_cli("report", out)
+    # without --protocol, a folder holding only base-to-novel results shows them (issue 27;
+    # before: refused), saying so
+    code, auto, err = run_cli("report", out)
+    assert code == 0 and f"bench: note: {out} holds base2novel results only: showing them (as " \
+                         f"with --protocol base2novel)" in err
+    code, asked, _ = run_cli("report", out, "--protocol", "base2novel")
+    assert code == 0 and auto == asked and "Novel" in auto
+    code, _, err = run_cli("report", out, "--protocol", "fewshot")  # asked for: said where
     assert code == 2 and "--protocol base2novel" in err
     code, _, err = run_cli("plot", out, "--out", tmp_path / "plots")  # few-shot curves only
     assert code == 2 and "bench report" in err and "Traceback" not in err

@@ -166,3 +166,67 @@ def test_a_failing_cell_is_recorded_and_the_others_run(run_cli, miniroot, tmp_pa
     assert len(recs) == 4 and len(failed) == 1
     assert failed[0]["shots"] == 2 and "injected failure" in failed[0]["error"]["traceback"]
     assert _leftovers(out) == []
+
+
+def test_progress_line_moves_during_a_long_encode_and_its_estimate_holds():
+    """Issue 27: 2 of 6 cells done in a minute, then a 3,200-image pass at 1.5 img/s. The line
+    says how far the pass is; the estimate follows the pass and falls as it goes (it was the
+    elapsed time over the cells done, which grew from 3 to 19 minutes)."""
+    from bench.progress import LogProgress
+
+    t = [0.0]
+    p = LogProgress(6, interval=0, stream=io.StringIO(), now=lambda: t[0])
+    p.at("eurosat", "coop")
+    t[0] = 30.0
+    p.finished()
+    t[0] = 60.0
+    p.finished()
+    p.encoding("eurosat seed 1: 64 img x 50 epochs", 3200)
+    assert p.line() == ("bench: progress: 2/6 cells, now eurosat / coop; encoding eurosat seed "
+                        "1: 64 img x 50 epochs: 0/3,200 images (starting); elapsed 1m00s, about "
+                        "2m00s left")
+    estimates = []
+    for now in (600.0, 900.0, 1200.0):
+        t[0] = now
+        p.encoded(int(1.5 * (now - 60.0)) - p.pass_done)
+        line = p.line()
+        estimates.append(line.rsplit("about ", 1)[1])
+    assert line == ("bench: progress: 2/6 cells, now eurosat / coop; encoding eurosat seed 1: 64 "
+                    "img x 50 epochs: 1,710/3,200 images (1.5 img/s, about 16m33s more); "
+                    "elapsed 20m00s, about 16m33s left")
+    assert estimates == ["26m33s left", "21m33s left", "16m33s left"]  # falling, not growing
+    p.encoding_done()
+    t[0] = 1300.0
+    # past the mean for the current cell: the three cells not started yet at the mean
+    assert "encoding" not in p.line() and p.line().endswith("about 1m30s left")
+    p.encoding("x", 10)
+    p.finished()  # a pass cut by a failure does not linger in the next lines
+    assert "encoding" not in p.line()
+
+
+def test_encoding_passes_report_to_the_progress_meter(tiny_backbone, miniroot, tmp_path):
+    from bench.features import DatasetFeatures, FeatureCache
+    from datasets_registry import DATASETS
+
+    calls = []
+
+    class Meter:
+        def encoding(self, desc, total):
+            calls.append(("start", desc, total))
+
+        def encoded(self, n):
+            calls.append(("batch", n))
+
+        def encoding_done(self):
+            calls.append(("done",))
+
+    splits = DATASETS.get("eurosat").load(miniroot)
+    feats = DatasetFeatures(tiny_backbone, splits, FeatureCache(tmp_path), batch_size=4,
+                            progress=False)
+    feats.meter = Meter()
+    feats.eval_features("test", list(range(len(splits.test))))
+    assert calls[0] == ("start", "eurosat test", 6) and calls[-1] == ("done",)
+    assert [c[1] for c in calls[1:-1]] == [4, 2]
+    calls.clear()
+    feats.eval_features("test", [0, 1])  # from the cache: no pass
+    assert calls == []

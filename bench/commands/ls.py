@@ -11,8 +11,11 @@ def register(sub) -> None:
 
 def main(args) -> int:
     if args.what == "methods":
+        from bench import plugins
         from bench.catalog import method_catalog
         from bench.config import load_method_file, variants_of
+
+        plugins.load_included()  # the catalog reads sources: an import error must show
 
         for e in method_catalog():  # read from the source: importing methods means torch
             variants = variants_of(e.name)
@@ -35,8 +38,13 @@ def main(args) -> int:
             print(f"{e.name:20s} {e.display_name:14s} [{suite}] {e.description} "
                   f"(folder {ds.folder}/, template {ds.templates[0]!r})")
     else:
-        from bench.backbone import list_backbones
+        from bench.progress import note_if_slow
 
-        for name, tags in list_backbones():
+        with note_if_slow("loading open_clip to list its models and pretrained tags (importing "
+                          "torch and open_clip takes several seconds) ..."):
+            from bench.backbone import list_backbones
+
+            backbones = list_backbones()
+        for name, tags in backbones:
             print(f"{name:36s} pretrained: {', '.join(tags) if tags else '(none; local files only)'}")
     return 0

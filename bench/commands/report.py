@@ -217,17 +217,35 @@ def register(subparsers) -> None:
                    help="terminal: bold best values with ANSI codes (auto: when stdout is a tty)")
     p.add_argument("--standalone", action="store_true",
                    help="latex: a complete document (article + booktabs) instead of tables only")
-    p.add_argument("--protocol", default="fewshot",
+    p.add_argument("--protocol", default=None,
                    help="which protocol's results: fewshot (default), base2novel (Base, Novel "
-                        "and HM per dataset), domain or crossdataset (source and targets)")
+                        "and HM per dataset), domain or crossdataset (source and targets); "
+                        "default: fewshot, or the one protocol OUTPUT holds when it holds no "
+                        "few-shot results")
     p.set_defaults(func=run)
+
+
+def found_protocol(output: Path) -> str:
+    """The protocol a report shows when none is asked for: fewshot, unless ``output`` holds
+    results of exactly one other protocol and none of fewshot (then that one, with a note)."""
+    from results.protocols import protocol_of
+    from results.store import ResultStore
+
+    store = ResultStore(output)
+    found = {protocol_of(r) for r in store.iter_records(include_failed=True)}
+    if "fewshot" in found or len(found) != 1:
+        return "fewshot"
+    (only,) = found
+    print(f"bench: note: {output} holds {only} results only: showing them (as with --protocol "
+          f"{only})", file=sys.stderr)
+    return only
 
 
 def run(args) -> int:
     from results.tables import (build_tables, render_comparison, render_csv, render_latex,
                                 render_text)
 
-    protocol = getattr(args, "protocol", None) or "fewshot"
+    protocol = getattr(args, "protocol", None) or found_protocol(args.output)
     if protocol != "fewshot":
         return _run_protocol(args, protocol)
     summary, labels, coop = load_summary(args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ AUTOCAST = ("auto", "on", "off")
 # (tests/test_cli_run.py checks they agree)
 CACHE_DTYPES = ("float32", "float16")
 DECODES = ("cpu", "gpu")  # bench.gpu_images.DECODES (tests/test_gpu_images.py checks they agree)
+DEVICE = re.compile(r"auto|cpu|cuda(:.*)?")  # a bad GPU index: _check_device says it
 
 
 def register(sub) -> None:
@@ -115,23 +117,33 @@ class RunConfig:
     options: dict  # feature extraction: batch_size, workers, cache_dtype, autocast, progress
     demo_note: str | None  # printed when the run falls back to the built-in demo
     slurm: dict  # bench.slurm.slurm_options
+    backbone_note: str | None = None  # printed when a data root runs the default backbone
 
 
 def resolve(args) -> RunConfig:
     """Everything the run needs, from flags, the sweep file and defaults; validated (the first
     problem found is reported, in the order of the steps below)."""
     from bench.config import parse_overrides
-    from bench.sweep import (DEFAULT_SEEDS, DEFAULT_SHOTS, load_sweep, overrides_list,
-                             parse_int_list, pick)
+    from bench.sweep import (DEFAULT_SEEDS, DEFAULT_SHOTS, MAX_SEED, MAX_SEED_WHY, load_sweep,
+                             named, overrides_list, parse_int_list, pick)
     from methods import METHODS
 
     sweep = load_sweep(args.config)
-    shots = parse_int_list(pick(args.shots, sweep, "shots", DEFAULT_SHOTS), "--shots")
-    seeds = parse_int_list(pick(args.seeds, sweep, "seeds", DEFAULT_SEEDS), "--seeds")
+    shots = parse_int_list(pick(args.shots, sweep, "shots", DEFAULT_SHOTS),
+                           named(args.shots, sweep, "shots", "--shots"))
+    seeds = parse_int_list(pick(args.seeds, sweep, "seeds", DEFAULT_SEEDS),
+                           named(args.seeds, sweep, "seeds", "--seeds"), MAX_SEED, MAX_SEED_WHY)
     data_root, dataset_tag, backbone, demo_note = _data_and_backbone(args, sweep)
     backbones = _backbones(args, sweep, backbone)
+    backbone_note = None
+    if demo_note is None and pick(args.backbone, sweep, "backbone") is None \
+            and "backbones" not in sweep:
+        backbone_note = (f"bench: no --backbone given: the protocol's {backbones[0][0]} with "
+                         f"--pretrained {backbones[0][1]} (name another with --backbone and "
+                         f"--pretrained)")
     protocol, datasets, targets = _protocol_datasets(args, sweep, dataset_tag)
-    method_specs = _method_specs(pick(args.methods, sweep, "methods", "all"), METHODS, protocol)
+    method_specs = _method_specs(pick(args.methods, sweep, "methods", "all"), METHODS, protocol,
+                                 named(args.methods, sweep, "methods", "--methods"))
     config_problems: list[str] = []  # reported with the bad values, by expand_cells
     overrides = parse_overrides(
         (overrides_list(sweep.get("set")) + (args.overrides or [])),
@@ -142,7 +154,8 @@ def resolve(args) -> RunConfig:
     device, demo_note = _device(args, sweep, demo_note)
     launcher = pick(args.launcher, sweep, "launcher", "inprocess")
     if launcher not in LAUNCHERS:
-        raise UsageError(f"launcher {launcher!r}: choose one of {', '.join(LAUNCHERS)}")
+        raise UsageError(f"{named(args.launcher, sweep, 'launcher', '--launcher')} {launcher!r}: "
+                         f"choose one of {', '.join(LAUNCHERS)}")
     from bench.slurm import slurm_options
 
     slurm = slurm_options(args, sweep)  # validated for every launcher: a typo fails early
@@ -153,7 +166,7 @@ def resolve(args) -> RunConfig:
         overrides=overrides, config_problems=config_problems, output=output,
         cache_dir=str(cache_dir), device=device, launcher=launcher,
         group_by=pick(args.group_by, sweep, "group_by", "dataset"), options=options,
-        demo_note=demo_note, slurm=slurm)
+        demo_note=demo_note, slurm=slurm, backbone_note=backbone_note)
 
 
 def _data_and_backbone(args, sweep) -> tuple[str, str, tuple[str, str | None], str | None]:
@@ -162,7 +175,7 @@ def _data_and_backbone(args, sweep) -> tuple[str, str, tuple[str, str | None], s
     Without a data root: the built-in demo suite, and without a backbone either the demo model
     too (with a note saying so). With one: it must be a folder; the backbone defaults to the
     protocol's (RN50-quickgelu, openai)."""
-    from bench.sweep import PROTOCOL_BACKBONE, pick
+    from bench.sweep import PROTOCOL_BACKBONE, named, pick
     from datasets_registry import COOP_TAG, DEMO_TAG
 
     data_root = pick(args.data_root, sweep, "data_root")
@@ -181,11 +194,12 @@ def _data_and_backbone(args, sweep) -> tuple[str, str, tuple[str, str | None], s
                          "RN50-quickgelu --pretrained openai (or a local checkpoint file)")
         return str(demo["data_root"]), DEMO_TAG, (backbone, pretrained), demo_note
     root = Path(data_root).expanduser()
+    flag = named(args.data_root, sweep, "data_root", "--data-root")
     if not root.exists():
-        raise UsageError(f"--data-root {data_root} does not exist; point it at the folder "
+        raise UsageError(f"{flag} {data_root} does not exist; point it at the folder "
                          f"holding the datasets (see `bench data check`)")
     if not root.is_dir():
-        raise UsageError(f"--data-root {data_root} is a file, not a folder")
+        raise UsageError(f"{flag} {data_root} is a file, not a folder")
     if backbone is None:
         backbone, pretrained = PROTOCOL_BACKBONE[0], pretrained or PROTOCOL_BACKBONE[1]
     return str(root.resolve()), COOP_TAG, (backbone, pretrained), None
@@ -207,9 +221,12 @@ def _backbones(args, sweep, backbone: tuple[str, str | None]) -> list[tuple[str,
 
 def _device(args, sweep, demo_note: str | None) -> tuple[str, str | None]:
     """(device, demo note): ``auto`` means the CPU for the demo, with a note why."""
-    from bench.sweep import pick
+    from bench.sweep import named, pick
 
     device = pick(args.device, sweep, "device", "auto")
+    if not DEVICE.fullmatch(str(device)):
+        raise UsageError(f"{named(args.device, sweep, 'device', '--device')} {device!r}: choose "
+                         f"auto (a CUDA GPU when there is one), cpu, cuda or cuda:N (GPU N)")
     if demo_note and device == "auto":
         # The demo's tiny model is launch-bound on a GPU: on an H200 machine one demo dataset
         # x 1 seed ran in 51 s on CUDA and 32 s on its CPU (benchmarks/results/gpu.md).
@@ -223,17 +240,19 @@ def _feature_options(args, sweep, device: str) -> dict:
     """Feature extraction and fitting options (RunConfig.options), validated."""
     from bench.determinism import check_policy, requested
     from bench.joint import check_option
-    from bench.sweep import DEFAULT_FIT_THREADS, pick
+    from bench.sweep import DEFAULT_FIT_THREADS, named, pick
 
     cuda = _cuda_expected(device)
     options = {
         "batch_size": pick(args.batch_size, sweep, "batch_size", 64),
         "workers": pick(args.workers, sweep, "workers", 8 if cuda else 0),
         "cache_dtype": _choice(pick(args.cache_dtype, sweep, "cache_dtype", "float32"),
-                               CACHE_DTYPES, "cache_dtype"),
-        "autocast": _choice(pick(args.autocast, sweep, "autocast", "auto"), AUTOCAST, "autocast"),
+                               CACHE_DTYPES,
+                               named(args.cache_dtype, sweep, "cache_dtype", "--cache-dtype")),
+        "autocast": _choice(pick(args.autocast, sweep, "autocast", "auto"), AUTOCAST,
+                            named(args.autocast, sweep, "autocast", "--autocast")),
         "decode": _choice(pick(getattr(args, "decode", None), sweep, "decode", "cpu"), DECODES,
-                          "decode"),
+                          named(getattr(args, "decode", None), sweep, "decode", "--decode")),
         "progress": not args.quiet,
         "fit_threads": pick(getattr(args, "fit_threads", None), sweep, "fit_threads",
                             DEFAULT_FIT_THREADS),
@@ -243,19 +262,23 @@ def _feature_options(args, sweep, device: str) -> dict:
     joint = pick(getattr(args, "joint_fits", None), sweep, "joint_fits", "auto")
     options["joint_fits"] = check_option(joint)
     if options["joint_fits"] is None:
-        raise UsageError(f"--joint-fits {joint!r}: give auto, on, off, or the most prompts "
+        flag = named(getattr(args, "joint_fits", None), sweep, "joint_fits", "--joint-fits")
+        raise UsageError(f"{flag} {joint!r}: give auto, on, off, or the most prompts "
                          f"(cells x classes) one joint pass may hold, e.g. 1024 (0 = off)")
     if options["decode"] == "gpu" and not cuda:
         raise UsageError(f"--decode gpu decodes images on the run's CUDA device, but this run is "
                          f"on the CPU (--device {device}); use --decode cpu, or --device cuda "
                          f"on a machine with a GPU")
     if options["batch_size"] < 1:
-        raise UsageError("--batch-size must be a positive number")
+        raise UsageError(f"{named(args.batch_size, sweep, 'batch_size', '--batch-size')} must be "
+                         f"a positive number")
     if not isinstance(options["fit_threads"], int) or options["fit_threads"] < 0:
-        raise UsageError(f"--fit-threads {options['fit_threads']!r}: give a number of threads "
+        flag = named(getattr(args, "fit_threads", None), sweep, "fit_threads", "--fit-threads")
+        raise UsageError(f"{flag} {options['fit_threads']!r}: give a number of threads "
                          f"(1 or more), or 0 for torch's default")
     if options["workers"] < 0:
-        raise UsageError("--workers must be 0 (decode in this process) or more")
+        raise UsageError(f"{named(args.workers, sweep, 'workers', '--workers')} must be 0 "
+                         f"(decode in this process) or more")
     return options
 
 
@@ -266,12 +289,17 @@ def _protocol_datasets(args, sweep, dataset_tag) -> tuple[str, list[str], list[s
     cells train on ``--source`` (default imagenet) and ``--datasets`` names the targets (default:
     the four ImageNet variants for domain; every other dataset of the suite for crossdataset)."""
     from bench.protocols import DEFAULT_SOURCE, DOMAIN_TAG, TRANSFER, check_protocol
-    from bench.sweep import pick
+    from bench.sweep import named, pick
     from datasets_registry import DATASETS
 
     protocol = check_protocol(str(pick(args.protocol, sweep, "protocol", "fewshot")))
     source = pick(getattr(args, "source", None), sweep, "source")
     asked = pick(args.datasets, sweep, "datasets")
+    if asked is not None and not [p for p in (asked if isinstance(asked, list)
+                                              else str(asked).split(",")) if str(p).strip()]:
+        raise UsageError(f"{named(args.datasets, sweep, 'datasets', '--datasets')} is empty: name "
+                         f"at least one dataset (see `bench ls datasets`), or leave it out for "
+                         f"all of them")
     if protocol not in TRANSFER:
         if source is not None:
             raise UsageError(f"--source is for the domain and crossdataset protocols; with "
@@ -341,7 +369,26 @@ def _check_device(device: str, launcher: str) -> None:
                          f"cuda:0..cuda:{count - 1}")
 
 
-def _method_specs(value, registry, protocol: str = "fewshot") -> list:
+def _check_weights(backbones, launcher: str) -> None:
+    """Offline (HF_HUB_OFFLINE), weights of an open_clip tag that are not on this machine cannot
+    be had: stop now, before planning, not when the first job loads them. Not for SLURM: its
+    jobs run on other nodes, whose caches may hold them."""
+    import os
+
+    if launcher == "slurm" or not os.environ.get("HF_HUB_OFFLINE"):
+        return
+    from bench.backbone import cached_weights, resolve_pretrained, unavailable_weights
+    from bench.errors import BenchError
+
+    for name, pretrained in backbones:
+        tag = resolve_pretrained(name, pretrained)
+        if tag is None or tag.startswith("local-dir:") or Path(tag).is_file():
+            continue
+        if cached_weights(name, tag) is False:
+            raise BenchError(unavailable_weights(name, tag))
+
+
+def _method_specs(value, registry, protocol: str = "fewshot", flag: str = "--methods") -> list:
     """``name``, ``name:variant`` and patterns -> MethodSpecs in order, without duplicates.
 
     An unknown variant is reported (with a did-you-mean) when the cells are expanded. Under a
@@ -365,7 +412,7 @@ def _method_specs(value, registry, protocol: str = "fewshot") -> list:
                       f"cannot score classes they did not train on)", file=sys.stderr)
         specs += [MethodSpec(n, variant or None) for n in names]
     if not specs:
-        raise UsageError("--methods is empty: name at least one method (see `bench ls methods`)")
+        raise UsageError(f"{flag} is empty: name at least one method (see `bench ls methods`)")
     return list(dict.fromkeys(specs))
 
 
@@ -379,8 +426,10 @@ def main(args) -> int:
         raise UsageError(f"--progress-every must be 0 (never) or a number of seconds, got "
                          f"{every}")
     _check_device(cfg.device, cfg.launcher)
-    if cfg.demo_note:
-        print(cfg.demo_note, file=sys.stderr)
+    for note in (cfg.demo_note, cfg.backbone_note):
+        if note:
+            print(note, file=sys.stderr)
+    _check_weights(cfg.backbones, cfg.launcher)
     cells = expand_cells(cfg.backbones, cfg.datasets, cfg.methods, cfg.shots,
                          cfg.seeds, cfg.overrides, cfg.config_problems,
                          protocol=cfg.protocol, targets=cfg.targets)
@@ -469,6 +518,7 @@ def launch(jobs, cfg, args) -> int:
 
         failed = locked = 0
         encode_s = 0.0
+        damaged: list = []
         progress = log_progress(sum(len(j.cells) for j in jobs),
                                 getattr(args, "progress_every", 30.0))
         with sigterm_as_interrupt(), progress:  # SIGTERM like Ctrl-C (locks released)
@@ -480,8 +530,13 @@ def launch(jobs, cfg, args) -> int:
                 failed += counts["failed"]
                 locked += counts.get("locked", 0)
                 encode_s += counts.get("encode_s", 0.0)
+                damaged += counts.get("damaged_shards", [])
         print(f"bench: image encoding (feature extraction) took {encode_s:.1f} s of the run",
               file=sys.stderr)
+        if damaged:  # one line however many: a damaged cache folder can hold hundreds
+            print(f"bench: warning: feature cache: {len(damaged)} damaged shard(s) were deleted "
+                  f"and their features recomputed, e.g. {damaged[0][0]} ({damaged[0][1]})",
+                  file=sys.stderr)
         if locked:
             print(f"bench: {locked} cell(s) were left to another bench process running on "
                   f"{cfg.output}; once it has finished, rerun to pick up any it did not "
