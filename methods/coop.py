@@ -101,11 +101,17 @@ def _token_rows(tokenizer, texts: list[str]) -> list[list[int]]:
 
 
 def build_layout(tokenizer, classnames: list[str], n_ctx: int, position: str,
-                 context_length: int, name: str = "coop") -> PromptLayout:
-    """``name``: the method, for its errors."""
+                 context_length: int, name: str = "coop", fixed: list[int] = ()) -> PromptLayout:
+    """``name``: the method, for its errors. ``fixed``: token ids that stay between the context
+    and the class name (ProGrad's release, whose context holds fewer tokens than its init phrase
+    has; class position ``end`` only)."""
     if position not in POSITIONS:
         raise ConfigError(f"{name}: class_token_position must be one of {', '.join(POSITIONS)}, "
                          f"not {position!r}")
+    fixed = [int(t) for t in fixed]
+    if fixed and position != "end":
+        raise ConfigError(f"{name}: {len(fixed)} fixed token(s) between the context and the class "
+                         f"name need class_token_position end, not {position!r}")
     sample = tokenizer(["x"])[0]
     sos, eot_id = int(sample[0]), int(sample.max())
     # "name." tokenized as a whole (as CoOp tokenizes "X X .. X name."), split after the name's
@@ -118,14 +124,14 @@ def build_layout(tokenizer, classnames: list[str], n_ctx: int, position: str,
     eot = torch.zeros(C, dtype=torch.long)
     half = n_ctx // 2
     for c, (body, k) in enumerate(zip(bodies, name_lens)):
-        name, rest = body[:k], body[k:]
+        cls, rest = body[:k], body[k:]
         ctx_slots = [-1] * n_ctx
         if position == "end":
-            seq = [sos] + ctx_slots + name + rest
+            seq = [sos] + ctx_slots + fixed + cls + rest
         elif position == "middle":
-            seq = [sos] + ctx_slots[:half] + name + ctx_slots[half:] + rest
+            seq = [sos] + ctx_slots[:half] + cls + ctx_slots[half:] + rest
         else:
-            seq = [sos] + name + ctx_slots + rest
+            seq = [sos] + cls + ctx_slots + rest
         seq.append(eot_id)
         if len(seq) > context_length:
             raise ConfigError(f"{name}: the prompt for class {classnames[c]!r} needs {len(seq)} "
@@ -198,6 +204,7 @@ class PromptEncoder(nn.Module):
             if dtype == torch.float16:
                 parts = _half_copy(parts)
         self.parts = parts
+        self.layout = layout
         causal = parts.attn_mask is not None
         L = layout.seq_len if (cut_sequence and causal) else layout.ids.shape[1]
         self.seq_len = L
@@ -319,7 +326,7 @@ class PromptCore:
     ProGrad replaces the backward pass). ``name`` prefixes config errors."""
 
     def __init__(self, task: Task, name: str = "coop", init=None,
-                 parts: "_TextParts | None" = None):
+                 parts: "_TextParts | None" = None, fixed: list[int] = ()):
         cfg = task.config
         self.task, self.name = task, name
         self.device = device = task.device
@@ -338,6 +345,7 @@ class PromptCore:
         self.shared_prefix = bool(cfg["shared_prefix"])
         self.grad_checkpointing = bool(cfg["grad_checkpointing"])
         self.parts = parts  # another model's frozen tower (joint fits: one fp16 copy), or None
+        self.fixed = list(fixed)  # token ids between the context and the class name (ProGrad)
         self.encoder = self.encoder_for(task.classnames)
         self.parts = self.encoder.parts
         self.ctx = nn.Parameter(ctx0.to(self.dtype))
@@ -349,7 +357,8 @@ class PromptCore:
 
     def encoder_for(self, classnames: list[str]) -> "PromptEncoder":
         layout = build_layout(self.task.backbone.tokenizer, classnames, self.n_ctx,
-                              self.position, self.task.backbone.context_length, self.name)
+                              self.position, self.task.backbone.context_length, self.name,
+                              self.fixed)
         return PromptEncoder(self.tower, layout, dtype=self.dtype, cut_sequence=self.cut_sequence,
                              grad_checkpointing=self.grad_checkpointing, device=self.device,
                              parts=self.parts,
