@@ -335,15 +335,19 @@ def resolve_method_config(spec: MethodSpec, dataset: str, shots: int,
         _apply(cfg, per_dataset.get(dataset, {}), f"per-dataset values of {spec.name}:{variant}",
                strict=False)
     if overrides:
-        _apply(cfg, overrides, f"--set for method {spec.name!r}", strict=True)
+        _apply(cfg, overrides, f"--set for method {spec.name!r}", strict=True,
+               known=set(cfg) | method_keys(spec.name))
     return variant, _resolve_values(cfg, shots)
 
 
-def _apply(cfg: dict, values: dict, where: str, strict: bool) -> None:
-    unknown = [key for key in values if strict and key not in cfg]
+def _apply(cfg: dict, values: dict, where: str, strict: bool, known=None) -> None:
+    """``strict``: every key must be ``known`` (default: a key of ``cfg``); a key that only a
+    variant sets (GDA's ``solve_dtype``) is known to ``--set`` too."""
+    known = set(cfg) if known is None else known
+    unknown = [key for key in values if strict and key not in known]
     if unknown:
-        raise ConfigError("; ".join(f"{where}: unknown key {key!r}.{did_you_mean(key, cfg)} "
-                                    f"Keys: {', '.join(sorted(cfg))}" for key in unknown))
+        raise ConfigError("; ".join(f"{where}: unknown key {key!r}.{did_you_mean(key, known)} "
+                                    f"Keys: {', '.join(sorted(known))}" for key in unknown))
     cfg.update(values)
 
 
@@ -392,8 +396,7 @@ def parse_overrides(pairs: list[str], method_names: list[str],
             else:
                 out[method][sub] = value
             continue
-        targets = [m for m in method_names
-                   if key in (load_method_file(m).get("defaults") or {})]
+        targets = [m for m in method_names if key in method_keys(m)]
         if not targets:
             known = set().union(*(method_keys(m) for m in method_names)) if method_names else ()
             found.append(f"--set {pair!r}: no selected method has a config key {key!r}."

@@ -293,6 +293,27 @@ class PromptEncoder(nn.Module):
         return self.pool(last, classes, offset=self.prefix_len)
 
 
+@torch.no_grad()
+def half_text_features(backbone, prompts: list[str], device: torch.device,
+                       batch_size: int = 256) -> torch.Tensor:
+    """Raw text embeddings (N, D) of hand-written ``prompts`` from an fp16 copy of the text tower
+    (OpenAI CLIP's fp16 model, as CoOp-based releases load it: weights and activations fp16,
+    layer norms computed in fp32), returned as float32. The sequence is cut after the longest
+    prompt's EOT (exact under the causal mask)."""
+    tower = text_tower(backbone.model)
+    parts = _half_copy(_TextParts(tower))
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        ids = backbone.tokenizer(prompts[i:i + batch_size])
+        eot = ids.argmax(dim=-1)
+        layout = PromptLayout(ids, torch.zeros(len(ids), 0, dtype=torch.long), eot)
+        enc = PromptEncoder(tower, layout, dtype=torch.float16, cut_sequence=True,
+                            grad_checkpointing=False, device=device, parts=parts)
+        classes = torch.arange(len(ids), device=device)
+        out.append(enc.encode(enc.base + enc.pos, classes).float())
+    return torch.cat(out)
+
+
 def init_context(cfg: dict, task: Task, tower: nn.Module, width: int,
                  device: torch.device, name: str = "coop") -> tuple[torch.Tensor, int, bool]:
     """(context tensor, M, csc): random N(0, init_std) or the embedding of ``ctx_init``."""
