@@ -36,6 +36,7 @@ from pathlib import Path
 import yaml
 
 from bench.errors import UsageError, did_you_mean
+from bench.protocols import PROTOCOLS
 from bench.schema import ConfigError, check_config, rule_problems
 from configs import METHOD_CONFIG_DIR
 
@@ -105,9 +106,9 @@ def method_file(name: str) -> Path:
 
 TOP_LEVEL_KEYS = ("include", "description", "default_variant", "defaults", "per_dataset",
                   "variants", "schema", "protocols")
-# the protocols a method file can give settings for (bench.protocols.PROTOCOLS but "fewshot", the
-# protocol the defaults are), and the keys of such a block that are not config values
-BLOCK_PROTOCOLS = ("base2novel", "domain", "crossdataset")
+# the protocols a method file can give settings for (all but "fewshot", the protocol the defaults
+# are), and the keys of such a block that are not config values
+BLOCK_PROTOCOLS = tuple(p for p in PROTOCOLS if p != "fewshot")
 BLOCK_META = ("source", "release_script", "per_dataset")
 
 
