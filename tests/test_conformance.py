@@ -204,13 +204,17 @@ def _stochastic(name: str, config: dict) -> bool:
 @pytest.mark.parametrize("case", METHOD_CASES, ids=_case_id)
 def test_other_seed_differs_when_the_method_is_stochastic(conformance, case):
     """Same Task (data and views), another seed: a method that trains on its own randomness
-    must give other logits (one that ignores its seed gives the same)."""
+    must give other logits or another training loss (one that ignores its seed gives the same
+    of both). The loss counts: where the seed only orders one full batch (TaskRes, CLAP on this
+    small Task), it changes the fit by float rounding, which the logits may round away."""
     record, task, fitted = _case(conformance, case)
     if not _stochastic(case[0], record["config"]):
         pytest.skip("deterministic given its Task (no training of its own randomness)")
     other = _refit(conformance, case, task, OTHER_SEED)
-    assert not torch.equal(fitted.logits(_probe(task)), other.logits(_probe(task))), \
-        "the same logits for another seed: the method ignores its seed"
+    loss = "train_loss_last_epoch"
+    assert (not torch.equal(fitted.logits(_probe(task)), other.logits(_probe(task)))
+            or fitted.info.get(loss) != other.info.get(loss)), \
+        "the same logits and training loss for another seed: the method ignores its seed"
 
 
 def _joinable(case) -> bool:
