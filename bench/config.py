@@ -12,8 +12,17 @@ A method file ``configs/methods/<name>.yaml`` has::
     include: _base.yaml            # optional, or a list: files (relative to this one's folder)
                                    # this file extends and overrides; see merge_method_files
 
+    protocols:                     # optional: the release's settings under another protocol
+      base2novel:                  # (bench.protocols: base2novel, domain, crossdataset)
+        source: "owner/repo@commit path/to/script.sh ..."   # where the values come from
+        release_script: true       # false: the release has no script for it (few-shot config)
+        epochs: 100                # values, as in a variant
+        per_dataset: {imagenet: {epochs: 50}}
+
 A value may be ``{by_shots: {1: 50, 2: 100, ...}}``: it resolves to the entry for the cell's shot
-count (the largest key not above it). The resolved config and the variant go into every result.
+count (the largest key not above it). The resolved config and the variant go into every result;
+a cell of another protocol also records which protocol block it got (:func:`protocol_config`).
+The few-shot protocol never reads a ``protocols`` block.
 """
 
 from __future__ import annotations
@@ -27,11 +36,12 @@ from pathlib import Path
 import yaml
 
 from bench.errors import UsageError, did_you_mean
+from bench.protocols import PROTOCOLS
 from bench.schema import ConfigError, check_config, rule_problems
 from configs import METHOD_CONFIG_DIR
 
 __all__ = ["ConfigError", "MethodSpec", "check_config", "load_method_file", "method_schema",
-           "parse_overrides", "resolve_method_config"]
+           "parse_overrides", "protocol_config", "resolve_method_config"]
 
 
 def load_yaml(path: Path, what: str) -> dict:
@@ -124,7 +134,11 @@ def method_file(name: str) -> Path:
 
 
 TOP_LEVEL_KEYS = ("include", "description", "default_variant", "defaults", "per_dataset",
-                  "variants", "schema")
+                  "variants", "schema", "protocols")
+# the protocols a method file can give settings for (all but "fewshot", the protocol the defaults
+# are), and the keys of such a block that are not config values
+BLOCK_PROTOCOLS = tuple(p for p in PROTOCOLS if p != "fewshot")
+BLOCK_META = ("source", "release_script", "per_dataset")
 
 
 def load_method_file(name: str) -> dict:
@@ -135,6 +149,8 @@ def load_method_file(name: str) -> dict:
     data = _load_with_includes(path, f"config of method {name!r}", ())
     if "schema" in data:
         _check_schema(path, data)
+    if "protocols" in data:
+        _check_protocols(path, data)
     return data
 
 
@@ -186,7 +202,7 @@ def merge_method_files(base: dict, over: dict) -> dict:
     return out
 
 
-_MERGE_DEPTH = {"defaults": 1, "schema": 1, "per_dataset": 2}
+_MERGE_DEPTH = {"defaults": 1, "schema": 1, "per_dataset": 2, "protocols": 2}
 
 
 def _merge_variant(base, over):
@@ -221,6 +237,69 @@ def _check_schema(path: Path, data: dict) -> None:
                         f"(see docs/extending.md, 'Config schema')")
     if problems:
         raise UsageError("; ".join(problems))
+
+
+def _check_protocols(path: Path, data: dict) -> None:
+    """Each block names a protocol other than the few-shot one, says where its values come from,
+    and sets only keys the method's defaults have."""
+    blocks = data["protocols"]
+    if not isinstance(blocks, dict):
+        raise UsageError(f"{path}: protocols must map protocol names to blocks "
+                         f"(protocols: {{base2novel: {{source: ..., epochs: 100}}}})")
+    known = set(data.get("defaults") or {})
+    problems = []
+    for protocol, block in blocks.items():
+        where = f"{path}: protocols.{protocol}"
+        if protocol not in BLOCK_PROTOCOLS:
+            problems.append(f"{where}: not a protocol with its own settings; choose among "
+                            f"{', '.join(BLOCK_PROTOCOLS)} (the defaults are the few-shot ones)"
+                            f"{did_you_mean(str(protocol), BLOCK_PROTOCOLS)}")
+            continue
+        if not isinstance(block, dict):
+            problems.append(f"{where} must be a mapping with source: and the values it sets")
+            continue
+        if not isinstance(block.get("source"), str) or not block["source"].strip():
+            problems.append(f"{where}: source must say where the values come from (the "
+                            f"release's script at a commit, or that it has none)")
+        if not isinstance(block.get("release_script"), bool):
+            problems.append(f"{where}: release_script must be true or false (false: the release "
+                            f"has no script for this protocol, the few-shot config applies)")
+        per_dataset = block.get("per_dataset") or {}
+        if not isinstance(per_dataset, dict) or not all(isinstance(v, dict)
+                                                        for v in per_dataset.values()):
+            problems.append(f"{where}.per_dataset must map dataset names to values")
+            per_dataset = {}
+        keys = [k for k in block if k not in BLOCK_META]
+        keys += [k for values in per_dataset.values() for k in values]
+        for key in dict.fromkeys(keys):
+            if key not in known:
+                problems.append(f"{where}: unknown key {key!r}.{did_you_mean(key, known)} "
+                                f"A block sets keys of the method's defaults")
+    if problems:
+        raise UsageError("; ".join(problems))
+
+
+def protocol_block(data: dict, protocol: str) -> dict | None:
+    """The ``protocols`` block of a loaded method file for ``protocol`` (None: none, and always
+    for the few-shot protocol, whose settings are the defaults)."""
+    if protocol in (None, "fewshot"):
+        return None
+    return (data.get("protocols") or {}).get(protocol)
+
+
+def protocol_config(name: str, protocol: str) -> dict | None:
+    """What a cell of ``protocol`` records about its method's settings: the block applied and its
+    source; for a method file without one, that the few-shot config applies. None for the
+    few-shot protocol (its cells carry nothing new, so their identity is unchanged)."""
+    if protocol in (None, "fewshot"):
+        return None
+    block = protocol_block(load_method_file(name), protocol)
+    if block is None:
+        return {"protocol": protocol, "block": False, "release_script": False,
+                "source": f"no protocols.{protocol} block in {method_file(name).name}: "
+                          f"the few-shot config"}
+    return {"protocol": protocol, "block": True, "release_script": block["release_script"],
+            "source": block["source"].strip()}
 
 
 def method_schema(name: str) -> dict:
@@ -258,9 +337,11 @@ def _resolve_values(cfg: dict, shots: int) -> dict:
 
 
 def resolve_method_config(spec: MethodSpec, dataset: str, shots: int,
-                          overrides: dict | None = None) -> tuple[str | None, dict]:
-    """The config a cell runs with: defaults <- per-dataset <- variant <- the variant's
-    per-dataset values <- overrides (later wins)."""
+                          overrides: dict | None = None,
+                          protocol: str = "fewshot") -> tuple[str | None, dict]:
+    """The config a cell runs with: defaults <- per-dataset <- the ``protocol``'s block <- its
+    per-dataset values <- variant <- the variant's per-dataset values <- overrides (later wins).
+    The few-shot protocol has no block: its resolution is the defaults'."""
     data = load_method_file(spec.name)
     variants = data.get("variants") or {}
     variant = spec.variant or data.get("default_variant")
@@ -271,6 +352,12 @@ def resolve_method_config(spec: MethodSpec, dataset: str, shots: int,
     cfg = copy.deepcopy(data.get("defaults") or {})
     _apply(cfg, (data.get("per_dataset") or {}).get(dataset, {}),
            f"per-dataset values of {spec.name}", strict=False)
+    block = protocol_block(data, protocol)
+    if block is not None:  # the release's settings for this protocol replace the few-shot ones
+        _apply(cfg, {k: v for k, v in block.items() if k not in BLOCK_META},
+               f"protocols.{protocol} of {spec.name}", strict=False)
+        _apply(cfg, (block.get("per_dataset") or {}).get(dataset, {}),
+               f"protocols.{protocol}.per_dataset of {spec.name}", strict=False)
     if variant is not None:  # a variant is more specific than the base per-dataset values
         vcfg = copy.deepcopy(variants[variant] or {})
         per_dataset = vcfg.pop("per_dataset", None) or {}
@@ -278,15 +365,19 @@ def resolve_method_config(spec: MethodSpec, dataset: str, shots: int,
         _apply(cfg, per_dataset.get(dataset, {}), f"per-dataset values of {spec.name}:{variant}",
                strict=False)
     if overrides:
-        _apply(cfg, overrides, f"--set for method {spec.name!r}", strict=True)
+        _apply(cfg, overrides, f"--set for method {spec.name!r}", strict=True,
+               known=set(cfg) | method_keys(spec.name))
     return variant, _resolve_values(cfg, shots)
 
 
-def _apply(cfg: dict, values: dict, where: str, strict: bool) -> None:
-    unknown = [key for key in values if strict and key not in cfg]
+def _apply(cfg: dict, values: dict, where: str, strict: bool, known=None) -> None:
+    """``strict``: every key must be ``known`` (default: a key of ``cfg``); a key that only a
+    variant sets (GDA's ``solve_dtype``) is known to ``--set`` too."""
+    known = set(cfg) if known is None else known
+    unknown = [key for key in values if strict and key not in known]
     if unknown:
-        raise ConfigError("; ".join(f"{where}: unknown key {key!r}.{did_you_mean(key, cfg)} "
-                                    f"Keys: {', '.join(sorted(cfg))}" for key in unknown))
+        raise ConfigError("; ".join(f"{where}: unknown key {key!r}.{did_you_mean(key, known)} "
+                                    f"Keys: {', '.join(sorted(known))}" for key in unknown))
     cfg.update(values)
 
 
@@ -335,8 +426,7 @@ def parse_overrides(pairs: list[str], method_names: list[str],
             else:
                 out[method][sub] = value
             continue
-        targets = [m for m in method_names
-                   if key in (load_method_file(m).get("defaults") or {})]
+        targets = [m for m in method_names if key in method_keys(m)]
         if not targets:
             known = set().union(*(method_keys(m) for m in method_names)) if method_names else ()
             found.append(f"--set {pair!r}: no selected method has a config key {key!r}."

@@ -84,7 +84,8 @@ def evaluate_cell(cell, ctx, fitted, test_feats, test_labels, device):
     all test logits in order). Few-shot: the test set. Base-to-novel: ``base`` (base test images
     over the base classes) and ``novel`` (novel test images over the novel classes, through
     ``Fitted.for_classes``). Domain / cross-dataset: the source's test set, then each target
-    (``ctx.target(name)``)."""
+    (``ctx.target(name)``); a domain target with some of the source's classes (ImageNet-A/-R:
+    200 of 1000) is scored over those classes only (:func:`source_subset_model`)."""
     protocol = protocol_of(cell)
     digest = hashlib.sha256()
     out: dict[str, dict] = {}
@@ -109,14 +110,31 @@ def evaluate_cell(cell, ctx, fitted, test_feats, test_labels, device):
     score(cell["dataset"], fitted, test_feats, test_labels, n_source)
     for name in cell.get("targets") or []:
         target = ctx.target(name)
-        if protocol == "domain":  # the source's classifier, cut to the target's classes
-            score(name, fitted, target.features, target.labels, n_source,
-                  target.source_classes)
+        if protocol == "domain":
+            model, columns = source_subset_model(fitted, target.source_classes, ctx, cell)
+            subset = model is not fitted  # scores the target's classes only
+            score(name, model, target.features, target.labels,
+                  len(target.source_classes) if subset else n_source, columns)
         else:
             model = fitted.on_classes(target.splits.prompt_classnames, target.dataset.templates,
                                       name)
             score(name, model, target.features, target.labels, len(target.splits.classnames))
     return out, cell["dataset"], digest.hexdigest()
+
+
+def source_subset_model(fitted, source_classes, ctx, cell):
+    """(model, columns) scoring a domain target over ``source_classes``, the source's classes it
+    has. A method that scores any class names (``Fitted.for_classes``) gets the source classes'
+    names, templates and dataset key, so it computes only those classes (CoCoOp runs its text
+    encoder per image and class: 200 instead of 1000 for ImageNet-A/-R, as the release builds
+    its classifier over the variant's names); logits equal the 1000-way ones' columns up to
+    float rounding (tests/test_imagenet_variants.py). Any other method (per-class weights)
+    keeps the full classifier and the columns; so does a target with all the source's classes."""
+    if source_classes is None or len(source_classes) >= len(ctx.splits.classnames) \
+            or fitted.for_classes is None:
+        return fitted, source_classes
+    names = [ctx.splits.prompt_classnames[i] for i in source_classes]
+    return fitted.on_classes(names, ctx.dataset.templates, cell["dataset"]), None
 
 
 def chunked_logits(fitted, feats: torch.Tensor, device, chunk: int = 8192) -> torch.Tensor:

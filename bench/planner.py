@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bench.config import (ConfigError, MethodSpec, check_config, method_schema,
-                          resolve_method_config)
+                          protocol_config, resolve_method_config)
 from bench.errors import UsageError
 from results.store import ResultStore
 
@@ -50,7 +50,9 @@ def expand_cells(backbones: list[tuple[str, str | None]], datasets: list[str],
 
     ``protocol`` (bench.protocols) and, for the transfer protocols, the ``targets`` evaluated
     besides each dataset (the sources) are part of every cell; methods that cannot follow the
-    protocol are refused here.
+    protocol are refused here. Each method's config is resolved for the protocol (its YAML's
+    ``protocols`` block: the release's settings there), and a cell of another protocol than the
+    few-shot one records the block and its source in ``protocol_config``.
 
     Every bad config value of every cell (and the ``problems`` found earlier, such as unknown
     ``--set`` keys) is reported in one :class:`ConfigError`, before any image is read.
@@ -61,23 +63,29 @@ def expand_cells(backbones: list[tuple[str, str | None]], datasets: list[str],
     extra = cell_fields(protocol, targets)
     found = _Problems(list(problems or []), datasets, shots)
     cells = []
+    sources = {}
     for backbone, pretrained in backbones:
         for dataset in datasets:
             for spec in methods:
                 for k in shots:
                     try:
                         variant, config = resolve_method_config(spec, dataset, k,
-                                                                overrides.get(spec.name))
+                                                                overrides.get(spec.name),
+                                                                protocol)
+                        if spec.name not in sources:
+                            sources[spec.name] = protocol_config(spec.name, protocol)
                     except ConfigError as exc:
                         found.add_line(str(exc))
                         continue
                     for key, value, want in check_config(config, method_schema(spec.name)):
                         found.add(spec, key, value, want, dataset, k)
+                    source = ({"protocol_config": sources[spec.name]}
+                              if sources[spec.name] else {})
                     for seed in seeds:
                         cells.append({"backbone": backbone, "pretrained": pretrained,
                                       "dataset": dataset, "method": spec.name,
                                       "variant": variant, "config": config,
-                                      "shots": k, "seed": seed, **extra})
+                                      "shots": k, "seed": seed, **extra, **source})
     found.raise_any()
     refused = config_refusals(protocol, cells)  # per resolved config: coop:csc too
     if refused:

@@ -9,8 +9,9 @@
   (through ``Fitted.for_classes``); reports give base, novel and their harmonic mean.
 * ``domain`` (CoOp/CoCoOp domain generalization): train on the source (ImageNet), evaluate on
   its test set and on each target (ImageNet-V2, -Sketch, -A, -R). A target whose classes are a
-  subset of the source's (A and R: 200) is scored over those classes only: the columns of the
-  source classifier named by the target's ``source_classes``.
+  subset of the source's (A and R: 200) is scored over those classes only, named by the target's
+  ``source_classes``: through ``Fitted.for_classes`` with those source classes where the method
+  has it, else the source classifier's columns (bench.evaluate.source_subset_model).
 * ``crossdataset`` (CoCoOp cross-dataset transfer): train on the source, evaluate on other
   datasets' test sets over their own classes (through ``Fitted.for_classes``).
 

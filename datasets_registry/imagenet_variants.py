@@ -12,8 +12,9 @@ Layout (CoOp ``DATASETS.md``; ``classnames.txt`` is a copy of ``imagenet/classna
 Labels follow CoOp's ``datasets/imagenet{v2,_sketch,_a,_r}.py``: V2's folder ``k`` is ImageNet
 class ``k``; the others' labels are indices into their sorted wnid folders, so A and R have 200
 classes. ``DatasetSplits.source_classes`` maps each class to its ImageNet label by wnid (identity
-for V2 and a complete Sketch): a classifier trained on ImageNet is restricted to those columns,
-as CoOp restricts it for A and R. Class names and the wnid -> ImageNet label table come from
+for V2 and a complete Sketch): a classifier trained on ImageNet is scored over those classes
+only, as CoOp restricts it for A and R (bench.evaluate.source_subset_model: the method's
+``for_classes`` over those ImageNet classes, or the 1000-way logits' columns). Class names and the wnid -> ImageNet label table come from
 the dataset's own ``classnames.txt``, else ``imagenet/classnames.txt``, else the standard 1000
 wnids with open_clip's names (``datasets_registry/imagenet.py``). Files within a class are
 taken in sorted name order; loose files (README.txt) are ignored.

@@ -30,7 +30,7 @@ from bench.schema import ConfigError
 from methods import METHODS
 from methods._training import OptimConfig, batches_per_epoch, lr_at, make_optimizer
 from methods.base import Fitted, Task, ViewSpec, normalize
-from methods.taskres import base_text_features
+from methods.taskres import base_text_features, release_precision, tf32
 from methods.tip_adapter import _fixed_views
 from methods.zero_shot import resolve_templates
 
@@ -94,16 +94,39 @@ def fit_clap(task: Task) -> Fitted:
     _check(cfg)
     opt = OptimConfig.from_config(cfg)
     x, y = _pool(task, int(cfg["n_views"]))
-    n_images = len(task.train.labels)
     missing = sorted(set(range(task.num_classes)) - set(y.tolist()))
     if missing:
         raise ConfigError(f"clap: classes {missing[:5]} have no train image; the multipliers "
                           f"are a per-class mean")
     templates = resolve_templates(cfg.get("templates", "dataset"), task.templates, task.dataset,
                                   False)
-    base = base_text_features(task, templates).to(dev).float()
+    precision = release_precision(cfg, task)
+    base = base_text_features(task, templates, precision["text_base_precision"]).to(dev).float()
     scale = float(task.backbone.logit_scale)
     constrained = cfg["constraint"] != "none"
+    with tf32(precision["tf32"], dev):
+        prototypes, lam, history, n_batches = _train(task, opt, x, y, base, scale, constrained)
+
+    def logits_fn(features: torch.Tensor) -> torch.Tensor:
+        with tf32(precision["tf32"], dev):
+            return clap_logits(features.to(dev).float(), prototypes, scale).to(features.device)
+
+    info = {"constraint": cfg["constraint"], "logit_scale": scale, "n_templates": len(templates),
+            "n_samples": int(x.shape[0]), "batches_per_epoch": n_batches, **precision,
+            "prototype_shift": round(float((prototypes - base).norm(dim=-1).mean()), 6),
+            "train_loss_first_epoch": history[0], "train_loss_last_epoch": history[-1]}
+    if constrained:
+        info.update(multipliers=cfg["multipliers"], multiplier_mean=round(float(lam.mean()), 6),
+                    multiplier_min=round(float(lam.min()), 6),
+                    multiplier_max=round(float(lam.max()), 6))
+    return Fitted(logits_fn, info)
+
+
+def _train(task: Task, opt, x, y, base, scale: float, constrained: bool):
+    """The multipliers from the zero-shot start, then the release's epochs: (prototypes,
+    multipliers, loss per epoch, batches per epoch)."""
+    cfg, dev = task.config, task.device
+    n_images = len(task.train.labels)
     with torch.no_grad():
         lam = lagrangian_multipliers(clap_logits(x, base, scale), y, task.num_classes,
                                      cfg["multipliers"])
@@ -129,17 +152,4 @@ def fit_clap(task: Task) -> Fitted:
             total += float(loss.detach()) * len(idx)
             count += len(idx)
         history.append(total / count)
-    prototypes = W.detach()
-
-    def logits_fn(features: torch.Tensor) -> torch.Tensor:
-        return clap_logits(features.to(dev).float(), prototypes, scale).to(features.device)
-
-    info = {"constraint": cfg["constraint"], "logit_scale": scale, "n_templates": len(templates),
-            "n_samples": int(x.shape[0]), "batches_per_epoch": n_batches,
-            "prototype_shift": round(float((prototypes - base).norm(dim=-1).mean()), 6),
-            "train_loss_first_epoch": history[0], "train_loss_last_epoch": history[-1]}
-    if constrained:
-        info.update(multipliers=cfg["multipliers"], multiplier_mean=round(float(lam.mean()), 6),
-                    multiplier_min=round(float(lam.min()), 6),
-                    multiplier_max=round(float(lam.max()), 6))
-    return Fitted(logits_fn, info)
+    return W.detach(), lam, history, n_batches

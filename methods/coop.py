@@ -101,11 +101,17 @@ def _token_rows(tokenizer, texts: list[str]) -> list[list[int]]:
 
 
 def build_layout(tokenizer, classnames: list[str], n_ctx: int, position: str,
-                 context_length: int, name: str = "coop") -> PromptLayout:
-    """``name``: the method, for its errors."""
+                 context_length: int, name: str = "coop", fixed: list[int] = ()) -> PromptLayout:
+    """``name``: the method, for its errors. ``fixed``: token ids that stay between the context
+    and the class name (ProGrad's release, whose context holds fewer tokens than its init phrase
+    has; class position ``end`` only)."""
     if position not in POSITIONS:
         raise ConfigError(f"{name}: class_token_position must be one of {', '.join(POSITIONS)}, "
                          f"not {position!r}")
+    fixed = [int(t) for t in fixed]
+    if fixed and position != "end":
+        raise ConfigError(f"{name}: {len(fixed)} fixed token(s) between the context and the class "
+                         f"name need class_token_position end, not {position!r}")
     sample = tokenizer(["x"])[0]
     sos, eot_id = int(sample[0]), int(sample.max())
     # "name." tokenized as a whole (as CoOp tokenizes "X X .. X name."), split after the name's
@@ -118,14 +124,14 @@ def build_layout(tokenizer, classnames: list[str], n_ctx: int, position: str,
     eot = torch.zeros(C, dtype=torch.long)
     half = n_ctx // 2
     for c, (body, k) in enumerate(zip(bodies, name_lens)):
-        name, rest = body[:k], body[k:]
+        cls, rest = body[:k], body[k:]
         ctx_slots = [-1] * n_ctx
         if position == "end":
-            seq = [sos] + ctx_slots + name + rest
+            seq = [sos] + ctx_slots + fixed + cls + rest
         elif position == "middle":
-            seq = [sos] + ctx_slots[:half] + name + ctx_slots[half:] + rest
+            seq = [sos] + ctx_slots[:half] + cls + ctx_slots[half:] + rest
         else:
-            seq = [sos] + name + ctx_slots + rest
+            seq = [sos] + cls + ctx_slots + rest
         seq.append(eot_id)
         if len(seq) > context_length:
             raise ConfigError(f"{name}: the prompt for class {classnames[c]!r} needs {len(seq)} "
@@ -198,6 +204,7 @@ class PromptEncoder(nn.Module):
             if dtype == torch.float16:
                 parts = _half_copy(parts)
         self.parts = parts
+        self.layout = layout
         causal = parts.attn_mask is not None
         L = layout.seq_len if (cut_sequence and causal) else layout.ids.shape[1]
         self.seq_len = L
@@ -286,6 +293,27 @@ class PromptEncoder(nn.Module):
         return self.pool(last, classes, offset=self.prefix_len)
 
 
+@torch.no_grad()
+def half_text_features(backbone, prompts: list[str], device: torch.device,
+                       batch_size: int = 256) -> torch.Tensor:
+    """Raw text embeddings (N, D) of hand-written ``prompts`` from an fp16 copy of the text tower
+    (OpenAI CLIP's fp16 model, as CoOp-based releases load it: weights and activations fp16,
+    layer norms computed in fp32), returned as float32. The sequence is cut after the longest
+    prompt's EOT (exact under the causal mask)."""
+    tower = text_tower(backbone.model)
+    parts = _half_copy(_TextParts(tower))
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        ids = backbone.tokenizer(prompts[i:i + batch_size])
+        eot = ids.argmax(dim=-1)
+        layout = PromptLayout(ids, torch.zeros(len(ids), 0, dtype=torch.long), eot)
+        enc = PromptEncoder(tower, layout, dtype=torch.float16, cut_sequence=True,
+                            grad_checkpointing=False, device=device, parts=parts)
+        classes = torch.arange(len(ids), device=device)
+        out.append(enc.encode(enc.base + enc.pos, classes).float())
+    return torch.cat(out)
+
+
 def init_context(cfg: dict, task: Task, tower: nn.Module, width: int,
                  device: torch.device, name: str = "coop") -> tuple[torch.Tensor, int, bool]:
     """(context tensor, M, csc): random N(0, init_std) or the embedding of ``ctx_init``."""
@@ -319,7 +347,7 @@ class PromptCore:
     ProGrad replaces the backward pass). ``name`` prefixes config errors."""
 
     def __init__(self, task: Task, name: str = "coop", init=None,
-                 parts: "_TextParts | None" = None):
+                 parts: "_TextParts | None" = None, fixed: list[int] = ()):
         cfg = task.config
         self.task, self.name = task, name
         self.device = device = task.device
@@ -338,6 +366,7 @@ class PromptCore:
         self.shared_prefix = bool(cfg["shared_prefix"])
         self.grad_checkpointing = bool(cfg["grad_checkpointing"])
         self.parts = parts  # another model's frozen tower (joint fits: one fp16 copy), or None
+        self.fixed = list(fixed)  # token ids between the context and the class name (ProGrad)
         self.encoder = self.encoder_for(task.classnames)
         self.parts = self.encoder.parts
         self.ctx = nn.Parameter(ctx0.to(self.dtype))
@@ -349,7 +378,8 @@ class PromptCore:
 
     def encoder_for(self, classnames: list[str]) -> "PromptEncoder":
         layout = build_layout(self.task.backbone.tokenizer, classnames, self.n_ctx,
-                              self.position, self.task.backbone.context_length, self.name)
+                              self.position, self.task.backbone.context_length, self.name,
+                              self.fixed)
         return PromptEncoder(self.tower, layout, dtype=self.dtype, cut_sequence=self.cut_sequence,
                              grad_checkpointing=self.grad_checkpointing, device=self.device,
                              parts=self.parts,

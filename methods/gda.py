@@ -15,6 +15,11 @@ and the linear discriminant, with uniform priors, is ``w_k = P mu_k``,
 
 alpha is chosen on the few-shot val set over the release's grid (1e-4 ... 100, the first best
 kept); the release chooses it on its val split, and on the test set for ImageNet.
+
+bench solves in float64 (``solve_dtype``, default): the shrunk scatter's pseudo-inverse is then
+the formula's value, the same on every machine, where the release's float32 (on a GPU) rounds
+by its device's SVD. Variant ``fp32`` (``solve_dtype: float32``) solves in float32 as released;
+the two agree but at near ties of the alpha search (docs/methods.md).
 """
 
 from __future__ import annotations
@@ -31,9 +36,14 @@ from methods.tip_adapter import TIP_VIEWS, _fixed_views, _scale
 from methods.zero_shot import resolve_templates
 
 
-def gda_classifier(x: torch.Tensor, y: torch.Tensor, n_classes: int):
-    """(W (C, D), b (C,)) of the release's GDA from samples x (n, D), labels y (n,)."""
-    x = x.double()
+SOLVE_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def gda_classifier(x: torch.Tensor, y: torch.Tensor, n_classes: int,
+                   dtype: torch.dtype = torch.float64):
+    """(W (C, D), b (C,)) of the release's GDA from samples x (n, D), labels y (n,), computed in
+    ``dtype`` (float64: bench's default; float32: the release's)."""
+    x = x.to(dtype)
     d = x.shape[1]
     mus = torch.stack([x[y == k].mean(dim=0) for k in range(n_classes)])
     centered = x - mus[y]
@@ -56,7 +66,10 @@ def fit_gda(task: Task) -> Fitted:
     missing = sorted(set(range(task.num_classes)) - set(y.tolist()))
     if missing:
         raise ConfigError(f"gda: classes {missing[:5]} have no train image; GDA needs a mean per class")
-    W, b = gda_classifier(x, y, task.num_classes)
+    solve = str(cfg.get("solve_dtype", "float64"))
+    if solve not in SOLVE_DTYPES:
+        raise ConfigError(f"gda: solve_dtype must be one of {', '.join(SOLVE_DTYPES)}, not {solve!r}")
+    W, b = gda_classifier(x, y, task.num_classes, SOLVE_DTYPES[solve])
     W, b = W.to(dev), b.to(dev)
     templates = resolve_templates(cfg.get("templates", "dataset"), task.templates, task.dataset, False)
     text = task.backbone.class_weights(task.classnames, templates).to(dev).float()
@@ -83,4 +96,5 @@ def fit_gda(task: Task) -> Fitted:
     return Fitted(logits_fn, {"alpha": alpha, "val_acc": sel.val_acc,
                               "alpha_search": [[a, percent(s, n)] for a, s in zip(grid, scores)],
                               "n_samples": int(x.shape[0]), "logit_scale": scale,
+                              "solve_dtype": solve,
                               "val_selection": sel.trace()})

@@ -14,8 +14,12 @@ With ``g`` the CE gradient and ``h`` the KL gradient of the context (Dassl.ProGr
 
 The zero-shot prediction uses ``prograd_templates`` (the release's own ``CUSTOM_TEMPLATES``,
 which differ from CoOp's on five datasets) and the frozen image features. The context starts as
-the release's ``CTX_INIT True``: the words of that template before ``{}``, token embeddings in
-the last slots of the ``n_ctx`` (16), zeros before them. Scoring other classes is CoOp's.
+the release's ``CTX_INIT True`` (``PromptLearner``): the phrase of that template before ``{}``;
+its length M_init is its number of space-separated words (``ctx_init_count: words``), its first
+M_init tokens initialize the last M_init of the ``n_ctx`` (16) slots, zeros before them, and any
+tokens after those (a comma makes "a type of pet, a photo of a" 8 words but 9 tokens) stay fixed
+between the context and the class name. ``ctx_init_count: tokens`` puts every token of the
+phrase in the context instead. Scoring other classes is CoOp's, with the same fixed tokens.
 """
 
 from __future__ import annotations
@@ -58,28 +62,60 @@ def init_phrase(cfg: dict, templates: list[str]) -> str | None:
     return words
 
 
-def make_init(phrase: str | None):
-    """PromptCore init: random (CoOp's) without a phrase; else the phrase's token embeddings in
-    the last slots of n_ctx and zeros before them (the release's PromptLearner)."""
+COUNTS = ("words", "tokens")
+
+
+def split_phrase(tokenizer, phrase: str, count: str) -> tuple[list[int], list[int]]:
+    """(context token ids, fixed token ids) of the init phrase. ``words``: the release's
+    ``prompt_n_ctx = len(ctx_init.split(" "))`` tokens start the context and the phrase's other
+    tokens stay fixed after it; ``tokens``: every token starts the context, none is fixed."""
+    if count not in COUNTS:
+        raise ConfigError(f"prograd: ctx_init_count must be one of {', '.join(COUNTS)}, "
+                          f"not {count!r}")
+    phrase = phrase.replace("_", " ")
+    tokens = _token_rows(tokenizer, [phrase])[0]
+    if count == "tokens":
+        return tokens, []
+    words = len(phrase.split(" "))
+    if words > len(tokens):
+        raise ConfigError(f"prograd: the init phrase {phrase!r} has {words} space-separated words "
+                          f"but {len(tokens)} tokens; remove the extra spaces or set "
+                          f"ctx_init_count: tokens")
+    return tokens[:words], tokens[words:]
+
+
+def make_init(ctx_tokens: list[int] | None):
+    """PromptCore init: random (CoOp's) without init tokens; else their token embeddings in the
+    last slots of n_ctx and zeros before them (the release's PromptLearner)."""
 
     def init(cfg, task, tower, width, device, name):
-        if phrase is None:
+        if ctx_tokens is None:
             return init_context({**cfg, "ctx_init": None}, task, tower, width, device, name)
         if cfg["csc"]:
             raise ConfigError("prograd: ctx_init initializes a unified context; it cannot be "
                              "combined with csc=true (set ctx_init: null)")
-        tokens = _token_rows(task.backbone.tokenizer, [phrase.replace("_", " ")])[0]
         n_ctx = int(cfg["n_ctx"])
-        if len(tokens) > n_ctx:
-            raise ConfigError(f"prograd: the init phrase {phrase!r} has {len(tokens)} tokens, "
-                             f"more than n_ctx={n_ctx}; raise n_ctx or shorten ctx_init")
+        if len(ctx_tokens) > n_ctx:
+            raise ConfigError(f"prograd: the init phrase puts {len(ctx_tokens)} tokens in the "
+                             f"context, more than n_ctx={n_ctx}; raise n_ctx or shorten ctx_init")
         ctx = torch.zeros(n_ctx, width, device=device)
         with torch.no_grad():
-            ctx[n_ctx - len(tokens):] = tower.token_embedding(
-                torch.tensor(tokens, device=device)).float()
+            ctx[n_ctx - len(ctx_tokens):] = tower.token_embedding(
+                torch.tensor(ctx_tokens, device=device)).float()
         return ctx, n_ctx, False
 
     return init
+
+
+def prompt_core(task: Task, templates: list[str]) -> PromptCore:
+    """ProGrad's trainable model before any step: the context initialized from the template's
+    phrase (or at random) and the fixed tokens between it and the class name."""
+    cfg = task.config
+    phrase = init_phrase(cfg, templates)
+    ctx_tokens, fixed = (split_phrase(task.backbone.tokenizer, phrase,
+                                      str(cfg.get("ctx_init_count", "words")))
+                         if phrase is not None else (None, []))
+    return PromptCore(task, "prograd", init=make_init(ctx_tokens), fixed=fixed)
 
 
 @METHODS.register("prograd", display_name="ProGrad", order=53, family="prompt learning",
@@ -90,7 +126,7 @@ def make_init(phrase: str | None):
 def fit(task: Task) -> Fitted:
     cfg = task.config
     templates = resolve_templates(cfg["prograd_templates"], task.templates, task.dataset)
-    core = PromptCore(task, "prograd", init=make_init(init_phrase(cfg, templates)))
+    core = prompt_core(task, templates)
     with torch.no_grad():
         zs = normalize(task.backbone.class_weights(task.classnames, templates).float())
     zs = zs.to(task.device)
@@ -113,4 +149,5 @@ def fit(task: Task) -> Fitted:
 
     history = core.train(step)
     rate = sum(conflicts) / len(conflicts)
-    return core.fitted(history, prograd_templates=len(templates), conflict_rate=round(rate, 4))
+    return core.fitted(history, prograd_templates=len(templates), conflict_rate=round(rate, 4),
+                       fixed_tokens=len(core.fixed))

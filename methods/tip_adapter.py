@@ -61,10 +61,13 @@ def search_grid(scale: float, steps: int) -> list[float]:
 @torch.no_grad()
 def alpha_beta_selection(f_val: torch.Tensor, y_val: torch.Tensor, clip_val: torch.Tensor,
                          keys: torch.Tensor, values: torch.Tensor, betas: list[float],
-                         alphas: list[float]) -> Selection:
+                         alphas: list[float], start: tuple | None = (0.0, 0.0)) -> Selection:
     """The release's ``search_hp``: (beta, alpha) pairs in (beta outer, alpha inner) order, the
-    first best kept (its strict ``>``); the selection's value is (beta, alpha)."""
-    sel = Selection("beta, alpha", len(y_val), ties="first")
+    first best kept (its strict ``>``); the selection's value is (beta, alpha). ``start``: the
+    release's ``best_beta, best_alpha = 0, 0`` at accuracy 0, kept when no pair gets a val image
+    right (alpha 0: zero-shot CLIP); None: the grid's first pair then, whatever its score."""
+    start = None if start is None else ((float(start[0]), float(start[1])), 0)
+    sel = Selection("beta, alpha", len(y_val), ties="first", start=start)
     y = y_val.to(clip_val.device)
     for beta in betas:
         cache = cache_logits(f_val, keys, values, beta)
@@ -75,10 +78,25 @@ def alpha_beta_selection(f_val: torch.Tensor, y_val: torch.Tensor, clip_val: tor
 
 def search_alpha_beta(f_val: torch.Tensor, y_val: torch.Tensor, clip_val: torch.Tensor,
                       keys: torch.Tensor, values: torch.Tensor, betas: list[float],
-                      alphas: list[float]) -> tuple[float, float, int]:
+                      alphas: list[float], start: tuple | None = (0.0, 0.0)
+                      ) -> tuple[float, float, int]:
     """(beta, alpha, correct) of ``alpha_beta_selection``."""
-    sel = alpha_beta_selection(f_val, y_val, clip_val, keys, values, betas, alphas)
+    sel = alpha_beta_selection(f_val, y_val, clip_val, keys, values, betas, alphas, start)
     return (*sel.value, sel.correct)
+
+
+def search_start(cfg: dict) -> tuple[float, float] | None:
+    """``search_start``: the (beta, alpha) held before the grid, [0, 0] as the release; null:
+    none (the grid's first pair wins when no pair gets a val image right)."""
+    start = cfg.get("search_start", [0, 0])
+    if start is None:
+        return None
+    try:
+        beta, alpha = (float(v) for v in start)
+    except (TypeError, ValueError):
+        raise ConfigError(f"tip_adapter: search_start must be [beta, alpha] or null, "
+                         f"not {start!r}") from None
+    return beta, alpha
 
 
 def _scale(cfg: dict, task: Task) -> float:
@@ -139,7 +157,7 @@ class _Setup:
         f_val = normalize(task.val.features.to(task.device).float())
         clip_val = self.scale * f_val @ self.weights.T
         sel = alpha_beta_selection(f_val, task.val.labels, clip_val, keys, self.values,
-                                   betas, alphas)
+                                   betas, alphas, search_start(cfg))
         beta, alpha = sel.value
         return {"alpha": alpha, "beta": beta, "val_acc": sel.val_acc,
                 "val_acc_zero_shot": percent(correct(clip_val, task.val.labels), self.n_val),

@@ -29,7 +29,7 @@ rules, in order:
 
 Display names and order are not known here (``results`` knows only records): callers pass a
 :class:`Labels` built from the method and dataset registries, and (for the config labels) a
-``default_config(method, variant, dataset, shots)`` function; without one, a row's config is
+``default_config(method, variant, dataset, shots, protocol)`` function; without one, a row's config is
 compared with the oldest record's config of the same cell.
 """
 
@@ -56,7 +56,8 @@ COLUMNS = ["backbone", "backbone_name", "pretrained", "weights", "dataset", "met
 VIEW_KEYS = ("feature_mode", "n_views")
 TAG_OPEN = " ["
 
-DefaultConfig = Callable[[str, "str | None", str, int], "dict | None"]
+# (method, variant, dataset, shots, protocol) -> the config bench resolves for it today
+DefaultConfig = Callable[[str, "str | None", str, int, str], "dict | None"]
 
 
 def split_row_key(key: str) -> tuple[str, str]:
@@ -192,7 +193,7 @@ def _short_weights(fp: str) -> str:
 def records_to_frame(records: Iterable[dict],
                      default_config: DefaultConfig | None = None) -> pd.DataFrame:
     """One row per record, keyed by its row (:func:`row_key`); ``top1`` is NaN for failed
-    records. ``default_config(method, variant, dataset, shots)`` gives the config each record
+    records. ``default_config(method, variant, dataset, shots, protocol)`` gives the config each record
     is compared with for its label (None: the oldest record of the same cell)."""
     rows, configs, refs, sigs = [], [], [], []
     for rec in records:
@@ -209,7 +210,8 @@ def records_to_frame(records: Iterable[dict],
         if default_config is not None:
             try:
                 reference = default_config(str(rec["method"]), rec.get("variant"),
-                                           str(rec["dataset"]), shots)
+                                           str(rec["dataset"]), shots,
+                                           rec.get("protocol") or "fewshot")
             except Exception:  # noqa: BLE001 - a method or variant no longer registered
                 reference = None
         rows.append({

@@ -196,3 +196,19 @@ def test_bench_run_end_to_end(run_cli, miniroot, tmp_path):
                            "--data-root", miniroot, "--datasets", "eurosat", "--methods", "clap",
                            "--set", "constraint=l1", "--output", tmp_path / "bad")
     assert code == 2 and "constraint = 'l1'" in err and "Traceback" not in err
+
+
+def test_release_precision_starts_from_the_fp16_base(tiny_backbone):
+    # variant release_precision: the prototypes start at the fp16 text model's base (the release's
+    # PREC fp16), so an epoch at lr 0 scores with exactly that base; TF32 is off on a CPU
+    task = clap_task(tiny_backbone, 3, {"epochs": 1, "warmup_epochs": 1, "warmup_lr": 0.0,
+                                        "text_base_precision": "fp16", "tf32": True})
+    fitted = METHODS.get("clap")(task)
+    assert (fitted.info["text_base_precision"], fitted.info["tf32"]) == ("fp16", False)
+    base16 = base_text_features(task, task.templates, "fp16")
+    x = blobs(4, 5, task.train.features.shape[1], seed=3).features
+    torch.testing.assert_close(fitted.logits(x), clap_logits(x, base16, tiny_backbone.logit_scale),
+                               rtol=0, atol=0)
+    default = METHODS.get("clap")(clap_task(tiny_backbone, 3, {"epochs": 1, "warmup_epochs": 1,
+                                                              "warmup_lr": 0.0}))
+    assert not torch.equal(fitted.logits(x), default.logits(x))

@@ -51,8 +51,9 @@ def _without_demo_overrides(data: dict) -> dict:
 
 
 def _everything(name):
-    """The loaded file and every resolved (variant, dataset, shots) config of a method."""
-    data = load_method_file(name)
+    """The loaded file and every resolved (variant, dataset, shots) config of a method. The
+    ``protocols`` blocks came later (issue 27) and never change a few-shot config."""
+    data = {k: v for k, v in load_method_file(name).items() if k != "protocols"}
     resolved = {(variant, ds, shots): resolve_method_config(MethodSpec(name, variant), ds, shots)
                 for variant in [None, *sorted(data.get("variants") or {})]
                 for ds in DATASETS for shots in (1, 2, 4, 8, 16)}

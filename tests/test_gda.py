@@ -65,3 +65,30 @@ def test_alpha_is_chosen_on_val_only(tiny_backbone):
                                         val=FeatureSplit(task.val.features, perm)))
     assert other.info["alpha_search"] != fitted.info["alpha_search"]
     assert other.info["alpha"] != fitted.info["alpha"]
+
+
+def test_fp32_variant_solves_in_float32_as_released(tiny_backbone):
+    """The release (main_few_shots.py) computes the means, the scatter and the pseudo-inverse in
+    float32; bench's default in float64. Both are the numpy formula, up to their rounding."""
+    from bench.config import MethodSpec, resolve_method_config
+
+    rng = np.random.default_rng(1)
+    C, d = 4, 16
+    y = np.repeat(np.arange(C), 6)
+    x = rng.normal(size=(len(y), d)) + 2 * np.eye(C, d)[y]
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    Wn, bn = numpy_gda(x, y, C)
+    xt = torch.tensor(x, dtype=torch.float32)
+    W64, b64 = gda_classifier(xt, torch.tensor(y), C)
+    W32, b32 = gda_classifier(xt, torch.tensor(y), C, torch.float32)
+    err64, err32 = np.abs(W64.numpy() - Wn).max(), np.abs(W32.numpy() - Wn).max()
+    assert err64 < 1e-5 and err64 < err32 < 1e-2  # float32 rounding shows, and stays small
+    np.testing.assert_allclose(b32.numpy(), bn, rtol=1e-3, atol=1e-3)
+    # the variant, through the method
+    assert resolve_method_config(MethodSpec("gda", "fp32"), "dtd", 4)[1]["solve_dtype"] == "float32"
+    fp32 = METHODS.get("gda")(tip_task("gda", tiny_backbone, overrides={"solve_dtype": "float32"}))
+    default = METHODS.get("gda")(tip_task("gda", tiny_backbone))
+    assert (fp32.info["solve_dtype"], default.info["solve_dtype"]) == ("float32", "float64")
+    t = blobs(4, 5, tiny_backbone.model.text_projection.shape[1], seed=3).features
+    if fp32.info["alpha"] == default.info["alpha"]:
+        torch.testing.assert_close(fp32.logits(t), default.logits(t), rtol=1e-3, atol=1e-2)

@@ -161,3 +161,80 @@ def test_fewshot_on_an_evaluation_only_dataset_is_a_usage_error(miniroot, capsys
     assert "ImageNet-A has no train images to sample: it is an evaluation-only dataset " \
            "(train on imagenet" in err
     assert "Traceback" not in err
+
+
+# -- ImageNet-A/-R scored over their 200 classes (bench/evaluate.py, source_subset_model) --------
+SUBSET_METHODS = ["zero_shot", "coop", "kgcoop", "prograd", "cocoop", "clip_adapter_visual",
+                  "clip_adapter_text", "clip_adapter_both"]
+
+
+def _imagenet_fit(method: str, backbone):
+    """``method`` fitted briefly on 1000 ImageNet names (16 train images, the tiny model)."""
+    import torch
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+    from bench.config import MethodSpec, resolve_method_config
+    from bench.views import CachedViews
+    from methods import METHODS
+    from methods.base import FeatureSplit, Task
+
+    names = list(IMAGENET_CLASSNAMES)
+    _, cfg = resolve_method_config(MethodSpec(method), "imagenet", 16)
+    cfg = {**cfg, **{k: v for k, v in {"epochs": 1, "batch_size": 8}.items() if k in cfg}}
+    dim = backbone.model.text_projection.shape[1]
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(0, 1000, 63)  # 16 classes seen in training
+    x = torch.randn(len(y), dim, generator=g)
+    views = x[None] + 0.1 * torch.randn(2, *x.shape, generator=g)
+    task = Task(dataset="imagenet", classnames=names, templates=["a photo of a {}."], shots=1,
+                seed=1, config=cfg, device=torch.device("cpu"), train=FeatureSplit(x, y),
+                val=FeatureSplit(x[:4], y[:4]), train_views=CachedViews(views, 1),
+                backbone=backbone)
+    return METHODS.get(method)(task), names
+
+
+@pytest.mark.parametrize("method", SUBSET_METHODS)
+def test_a_and_r_score_their_200_classes_like_the_1000_way_columns(tiny_backbone, method):
+    """Through Fitted.on_classes with the 200 names, each method computes only those classes;
+    a class's logit does not depend on the other classes for any of them, so the logits equal
+    the 1000-way classifier's columns up to float rounding (batches of another size)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from bench.evaluate import source_subset_model
+
+    fitted, names = _imagenet_fit(method, tiny_backbone)
+    ctx = SimpleNamespace(splits=SimpleNamespace(classnames=names, prompt_classnames=names),
+                          dataset=SimpleNamespace(templates=["a photo of a {}."]))
+    x = torch.randn(40, tiny_backbone.model.text_projection.shape[1],
+                    generator=torch.Generator().manual_seed(1))
+    real = fitted.for_classes
+    # 200 source classes in label order, as A/R map them: spread over the 1000 (their longest
+    # prompt is the 1000's, 12 tokens), and the first 200 (longest 8: a shorter text sequence)
+    for columns in (list(range(3, 1000, 5)), list(range(200))):
+        seen = []
+        fitted.for_classes = lambda n, t, d: seen.append((len(n), d)) or real(n, t, d)
+        model, cols = source_subset_model(fitted, columns, ctx, {"dataset": "imagenet"})
+        assert cols is None and seen == [(200, "imagenet")]  # only the 200 classes computed
+        sub, full = model.logits(x), fitted.logits(x)[:, columns]
+        assert sub.shape == (40, 200)
+        torch.testing.assert_close(sub, full, rtol=1e-5, atol=2e-4)
+        assert torch.equal(sub.argmax(1), full.argmax(1))
+
+
+def test_per_class_methods_and_complete_targets_keep_the_columns(tiny_backbone):
+    from types import SimpleNamespace
+
+    from bench.evaluate import source_subset_model
+    from methods.base import Fitted
+
+    names = [f"c{i}" for i in range(10)]
+    ctx = SimpleNamespace(splits=SimpleNamespace(classnames=names, prompt_classnames=names),
+                          dataset=SimpleNamespace(templates=["{}"]))
+    per_class = Fitted(lambda f: f)  # no for_classes (Tip-Adapter, linear probe, ...)
+    assert source_subset_model(per_class, [1, 4], ctx, {"dataset": "d"}) == (per_class, [1, 4])
+    fitted, _ = _imagenet_fit("zero_shot", tiny_backbone)
+    every = list(range(10))  # a target with all the source's classes (V2, a complete Sketch)
+    assert source_subset_model(fitted, every, ctx, {"dataset": "d"}) == (fitted, every)
+    assert source_subset_model(fitted, None, ctx, {"dataset": "d"}) == (fitted, None)

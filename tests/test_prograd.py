@@ -10,9 +10,11 @@ import torch
 import torch.nn.functional as F
 
 import methods.prograd as prograd
+import bench.config as config
 from bench.config import MethodSpec, resolve_method_config
 from bench.errors import UsageError
 from bench.views import CachedViews
+from datasets_registry import DATASETS
 from methods import METHODS
 from methods.base import FeatureSplit
 from methods.coop import PromptEncoder, _token_rows, build_layout, text_tower
@@ -160,6 +162,103 @@ def test_lambda_zero_with_coop_init_is_coop(tiny_backbone):
     assert pg.info["train_loss_last_epoch"] == pytest.approx(coop.info["train_loss_last_epoch"], rel=1e-5)
 
 
+# -- the initial prompt against the release's construction -------------------------------------
+# ProGrad's own CUSTOM_TEMPLATES for the four comma templates (BeierZhu/Prompt-align @ 1b76203,
+# ProGrad.public/trainers/prograd.py), with class names of each dataset.
+COMMA_TEMPLATES = {
+    "oxford_pets": ("a type of pet, a photo of a {}.", ["abyssinian", "american bulldog", "yorkshire terrier"]),
+    "oxford_flowers": ("a type of flower, a photo of a {}.", ["pink primrose", "hard-leaved pocket orchid", "bishop of llandaff"]),
+    "fgvc_aircraft": ("a type of aircraft, a photo of a {}.", ["707-320", "A340-500", "Cessna 172"]),
+    "food101": ("a type of food, a photo of {}.", ["apple pie", "baby back ribs", "crème brûlée"]),
+}
+
+
+def release_prompts(template: str, names: list[str], n_ctx: int = 16) -> list[list]:
+    """ProGrad's PromptLearner with CTX_INIT True, written from the release and run with
+    open_clip's tokenizer: per class, the token ids up to EOT of the prompt it encodes, with each
+    context slot given as the id whose embedding starts it (None: a zero vector)."""
+    import open_clip
+
+    ctx_init = template.replace(" {}.", "").replace("_", " ")
+    prompt_n_ctx = len(ctx_init.split(" "))
+    phrase = open_clip.tokenize([ctx_init])[0].tolist()
+    init = [None] * (n_ctx - prompt_n_ctx) + phrase[1:1 + prompt_n_ctx]  # embedding[0, 1:1+M]
+    prefix = " ".join(["X"] * (n_ctx - prompt_n_ctx)) + " " + ctx_init
+    rows = []
+    for name in names:
+        ids = open_clip.tokenize([prefix + " " + name + "."])[0].tolist()
+        eot = ids.index(max(ids))
+        rows.append([ids[0]] + init + ids[1 + n_ctx:eot + 1])  # SOS, ctx, token_suffix
+    return rows
+
+
+def bench_prompts(backbone, core, encoder=None) -> list[list]:
+    """The same view of ProGrad's PromptCore before training: layout ids, context slots replaced
+    by the token id whose embedding each initial context vector equals (None: zeros)."""
+    table = text_tower(backbone.model).token_embedding.weight.detach()
+    layout = (encoder or core.encoder).layout
+    ctx = core.ctx.detach().float()
+    slot_ids = []
+    for v in ctx:
+        hits = (table == v).all(dim=1).nonzero().flatten().tolist()
+        assert len(hits) <= 1 and (hits or not v.any()), "a context vector that is no token"
+        slot_ids.append(hits[0] if hits else None)
+    rows = []
+    for ids, cols, eot in zip(layout.ids.tolist(), layout.ctx_cols.tolist(), layout.eot.tolist()):
+        row = list(ids[:eot + 1])
+        for j, col in enumerate(cols):
+            row[col] = slot_ids[j]
+        rows.append(row)
+    return rows
+
+
+def prograd_core(backbone, dataset: str, names: list[str], variant=None):
+    task = make_task("prograd", backbone, dataset=dataset, variant=variant, n_classes=len(names),
+                     overrides={"epochs": 1})
+    task.classnames = list(names)
+    task.templates = DATASETS.get(dataset).templates  # CoOp's template (prograd_templates: dataset)
+    templates = prograd.resolve_templates(task.config["prograd_templates"], task.templates, dataset)
+    return prograd.prompt_core(task, templates)
+
+
+@pytest.mark.parametrize("dataset", sorted(COMMA_TEMPLATES))
+def test_initial_prompt_is_the_releases_on_the_comma_templates(tiny_backbone, dataset):
+    template, names = COMMA_TEMPLATES[dataset]
+    core = prograd_core(tiny_backbone, dataset, names)
+    assert bench_prompts(tiny_backbone, core) == release_prompts(template, names)
+    assert core.fixed and len(core.fixed) == 1  # 8 words / 9 tokens (food: 7 / 8): one token fixed
+    # unseen class names (base-to-novel, for_classes) keep the same fixed token
+    other = ["sphynx", "sunflower"]
+    assert bench_prompts(tiny_backbone, core, core.encoder_for(other)) == release_prompts(template, other)
+
+
+def test_all_tokens_variant_puts_the_whole_phrase_in_the_context(tiny_backbone):
+    template, names = COMMA_TEMPLATES["oxford_pets"]
+    core = prograd_core(tiny_backbone, "oxford_pets", names, variant="all_tokens")
+    assert core.fixed == []
+    rows = bench_prompts(tiny_backbone, core)
+    phrase = _token_rows(tiny_backbone.tokenizer, ["a type of pet, a photo of a"])[0]
+    assert len(phrase) == 9 and rows[0][1:17] == [None] * 7 + phrase
+    assert rows != release_prompts(template, names)
+
+
+@pytest.mark.parametrize("dataset,template", [
+    ("caltech101", "a photo of a {}."), ("eurosat", "a centered satellite photo of {}."),
+    ("ucf101", "a photo of a person doing {}."), ("dtd", "a texture of {}.")])
+def test_templates_without_a_comma_are_the_same_in_both_forms(tiny_backbone, dataset, template):
+    names = ["apply eye makeup", "forest"]
+    words = prograd_core(tiny_backbone, dataset, names)
+    tokens = prograd_core(tiny_backbone, dataset, names, variant="all_tokens")
+    assert words.fixed == [] and bench_prompts(tiny_backbone, words) == release_prompts(template, names)
+    assert bench_prompts(tiny_backbone, tokens) == bench_prompts(tiny_backbone, words)
+
+
+def test_fixed_tokens_need_the_class_at_the_end(tiny_backbone):
+    with pytest.raises(UsageError, match="class_token_position end"):
+        METHODS.get("prograd")(make_task("prograd", tiny_backbone, dataset="oxford_pets",
+                                         overrides={"epochs": 1, "class_token_position": "middle"}))
+
+
 # -- config ------------------------------------------------------------------------------------
 def test_released_defaults_and_init_phrase():
     cfg = lambda ds, k, v=None: resolve_method_config(MethodSpec("prograd", v), ds, k)[1]
@@ -168,7 +267,7 @@ def test_released_defaults_and_init_phrase():
     assert [cfg("ucf101", k)["epochs"] for k in (1, 2, 4, 8, 16)] == [50, 100, 100, 200, 200]
     assert [cfg("dtd", k)["prograd_lambda"] for k in (4, 8, 16)] == [1.0, 0.8, 0.8]
     assert cfg("oxford_pets", 1)["prograd_templates"] == ["a type of pet, a photo of a {}."]
-    assert cfg("dtd", 4, "base2new")["epochs"] == 100
+    assert "base2new" not in config.variants_of("prograd")  # now --protocol base2novel's block
     assert prograd.init_phrase({"ctx_init": "template"}, ["a type of pet, a photo of a {}."]) == \
         "a type of pet, a photo of a"
     assert prograd.init_phrase({"ctx_init": None}, ["a {}."]) is None

@@ -122,6 +122,11 @@ def test_base2novel_end_to_end_report_hm(tmp_path, run_cli):
     assert code == 0, err
     recs = _records(out, "base2novel")
     assert len(recs) == 8
+    # each record says which settings its method got under the protocol, and from where
+    for r in recs:
+        info = r["protocol_config"]
+        assert info["protocol"] == "base2novel" and info["block"] and info["source"]
+        assert info["release_script"] is (r["method"] == "zero_shot")  # CLIP-Adapter: no script
     code, text, err = run_cli("report", out, "--protocol", "base2novel", "--format", "csv")
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(text)))

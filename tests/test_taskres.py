@@ -84,3 +84,74 @@ def test_adam_family_in_the_shared_loop(tiny_backbone):
     with pytest.raises(UsageError, match="no warm-up"):
         OptimConfig.from_config({**base, "optimizer": "adam", "schedule": "cosine_iter",
                                  "warmup_epochs": 1})
+
+
+# -- the release's precision (variant release_precision) ---------------------------------------
+def fp16_reference(backbone, prompts):
+    """OpenAI CLIP's fp16 text model, made from open_clip's own encode_text: its low-precision
+    conversion, embeddings and mask in fp16, layer norms computed in fp32 (as OpenAI's)."""
+    import copy
+
+    import open_clip.model as ocm
+    from open_clip.transformer import LayerNorm, LayerNormFp32
+
+    m = copy.deepcopy(backbone.model)
+    ocm.convert_weights_to_lp(m, torch.float16)
+    for mod in m.modules():
+        if type(mod) in (LayerNorm, torch.nn.LayerNorm):
+            mod.__class__ = LayerNormFp32
+    m.token_embedding.half()
+    m.positional_embedding.data = m.positional_embedding.data.half()
+    m.attn_mask = m.attn_mask.half()
+    with torch.no_grad():
+        out = m.encode_text(backbone.tokenizer(prompts))
+    assert out.dtype == torch.float16
+    return out.float()
+
+
+def test_fp16_base_is_the_fp16_text_model(tiny_backbone):
+    task = make_task("taskres", tiny_backbone)
+    template = ["a photo of a {}."]
+    fp16 = base_text_features(task, template, "fp16")
+    fp32 = base_text_features(task, template, "fp32")
+    ref = fp16_reference(tiny_backbone, [template[0].format(n) for n in task.classnames])
+    ulp = 2.0 ** (torch.floor(torch.log2(ref.abs().max())) - 10)  # fp16 spacing at the top
+    assert torch.equal(fp16.half().float(), fp16)  # fp16 values (one template: no averaging)
+    assert not torch.equal(fp32.half().float(), fp32)
+    assert float((fp16 - ref).abs().max()) <= 2 * ulp  # kernels of another shape: an ulp or so
+    assert 0 < float((fp16 - fp32).abs().max()) <= 4 * ulp
+    with pytest.raises(Exception, match="text_base_precision"):
+        base_text_features(task, template, "bf16")
+
+
+def test_release_precision_variant(tiny_backbone):
+    from bench.config import MethodSpec, resolve_method_config
+
+    for method in ("taskres", "clap"):
+        cfg = resolve_method_config(MethodSpec(method, "release_precision"), "dtd", 4)[1]
+        assert (cfg["text_base_precision"], cfg["tf32"]) == ("fp16", True)
+        assert "tf32" not in resolve_method_config(MethodSpec(method), "dtd", 4)[1]  # default unchanged
+    fitted = METHODS.get("taskres")(make_task("taskres", tiny_backbone, variant="release_precision",
+                                              overrides={**FAST, "epochs": 1}))
+    assert (fitted.info["text_base_precision"], fitted.info["tf32"]) == ("fp16", False)  # CPU: no TF32
+    default = METHODS.get("taskres")(make_task("taskres", tiny_backbone, overrides={**FAST, "epochs": 1}))
+    assert (default.info["text_base_precision"], default.info["tf32"]) == ("fp32", False)
+
+
+def test_tf32_scope_sets_and_restores_the_flags():
+    from methods.taskres import tf32
+
+    flags = lambda: (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    before = flags()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with tf32(True, torch.device("cuda")):
+            assert flags() == (True, True)
+        assert flags() == (False, before[1])
+        with tf32(True, torch.device("cpu")), tf32(False, torch.device("cuda")):
+            assert flags() == (False, before[1])
+        with pytest.raises(RuntimeError), tf32(True, torch.device("cuda")):
+            raise RuntimeError("a failing fit")
+        assert flags() == (False, before[1])
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before

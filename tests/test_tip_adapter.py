@@ -67,6 +67,51 @@ def test_search_takes_the_first_best_in_beta_then_alpha_order():
     assert (beta, alpha, correct) == (1.0, 1.5, 1)
 
 
+def release_search_hp(features, labels, clip_logits, keys, values, betas, alphas):
+    """Tip-Adapter's utils.py search_hp (gaopengcuhk/Tip-Adapter@d0e2d6f), written out: the
+    best starts at (0, 0) with accuracy 0 and moves only on a strictly better accuracy."""
+    best_acc, best_beta, best_alpha = 0, 0, 0
+    for beta in betas:
+        for alpha in alphas:
+            cache = torch.exp(-(beta - beta * (features @ keys.T))) @ values
+            acc = float(((clip_logits + cache * alpha).argmax(1) == labels).float().mean())
+            if acc > best_acc:
+                best_acc, best_beta, best_alpha = acc, beta, alpha
+    return best_beta, best_alpha
+
+
+def test_no_pair_right_keeps_the_releases_start_and_zero_shot(tiny_backbone):
+    # one val image of class 1; zero-shot and the cache both vote class 0 at every (beta, alpha)
+    f, keys = torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0]])
+    values, clip, y = torch.tensor([[1.0, 0.0]]), torch.tensor([[5.0, 0.0]]), torch.tensor([1])
+    grid = ([1.0, 2.0], [0.5, 1.5])
+    assert release_search_hp(f, y, clip, keys, values, *grid) == (0, 0)
+    assert search_alpha_beta(f, y, clip, keys, values, *grid) == (0.0, 0.0, 0)
+    assert search_alpha_beta(f, y, clip, keys, values, *grid, start=None) == (1.0, 0.5, 0)
+    # where some pair is right, the start changes nothing (the earlier test's case)
+    f2, v2, c2 = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 0.0]])
+    for start in ((0.0, 0.0), None):
+        got = search_alpha_beta(f2, y, c2, keys, v2, [1.0, 2.0], [0.5, 1.5, 3.0], start=start)
+        assert got[:2] == release_search_hp(f2, y, c2, keys, v2, [1.0, 2.0], [0.5, 1.5, 3.0])
+    # through the method: every val label contradicts every pair -> alpha 0 = zero-shot logits
+    for method in ("tip_adapter", "tip_adapter_f"):
+        task = tip_task(method, tiny_backbone, overrides=FAST_F if method == "tip_adapter_f" else None,
+                        n_views=13)
+        task.val = FeatureSplit(task.val.features, torch.full_like(task.val.labels, -1))
+        fitted = METHODS.get(method)(task)
+        assert (fitted.info["alpha"], fitted.info["beta"]) == (0.0, 0.0)
+        sel = fitted.info["val_selection"]
+        assert sel["chosen"] is None and sel["start"] == (0.0, 0.0) and sel["correct"] == 0
+        zs = METHODS.get("zero_shot")(make_task("zero_shot", tiny_backbone))
+        x = blobs(4, 3, 64, seed=5).features
+        torch.testing.assert_close(fitted.logits(x), zs.logits(x) * 100 / tiny_backbone.logit_scale,
+                                   rtol=1e-5, atol=1e-4)
+    grid_start = tip_task("tip_adapter", tiny_backbone, overrides={"search_start": None})
+    grid_start.val = FeatureSplit(grid_start.val.features, torch.full_like(grid_start.val.labels, -1))
+    fitted = METHODS.get("tip_adapter")(grid_start)
+    assert (fitted.info["alpha"], fitted.info["beta"]) == (pytest.approx(0.1), pytest.approx(0.1))
+
+
 def test_tip_adapter_keys_are_normalized_view_means(tiny_backbone):
     task = tip_task("tip_adapter", tiny_backbone, overrides={"search": False})
     fitted = METHODS.get("tip_adapter")(task)

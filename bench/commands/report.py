@@ -87,16 +87,17 @@ def _registry_labels():
 
 
 def _default_config():
-    """``(method, variant, dataset, shots) -> the config bench would run today`` (None for a
-    method without a config file): a row's label names the values that differ from it."""
+    """``(method, variant, dataset, shots, protocol) -> the config bench would run today`` (None
+    for a method without a config file): a row's label names the values that differ from it."""
     from bench.config import MethodSpec, method_file, resolve_method_config
 
     cache: dict = {}
 
-    def resolve(method, variant, dataset, shots):
-        key = (method, variant, dataset, shots)
+    def resolve(method, variant, dataset, shots, protocol="fewshot"):
+        key = (method, variant, dataset, shots, protocol)
         if key not in cache:
-            cache[key] = (resolve_method_config(MethodSpec(method, variant), dataset, shots)[1]
+            cache[key] = (resolve_method_config(MethodSpec(method, variant), dataset, shots,
+                                                protocol=protocol)[1]
                           if method_file(method).is_file() else None)
         return cache[key]
 
