@@ -31,11 +31,14 @@ MAIN_JOB = "zero_shot,linear_probe,coop,clip_adapter_*"
 
 
 def hashes(output: Path) -> dict[str, str]:
-    """cell id -> logits_sha256 of every ok record under ``output``."""
-    from results.store import ResultStore, cell_id
+    """record file (relative to results/) -> logits_sha256 of every ok record under ``output``.
+    Keyed by the file, not by the cell id: the id holds the checkpoint's full path, so two
+    folders made with the demo model in two places (BENCH_DEMO_DIR) would share no id."""
+    from results.store import ResultStore
 
-    return {cell_id(r): r["logits_sha256"] for r in ResultStore(output).iter_records()
-            if r.get("status") == "ok"}
+    store = ResultStore(output)
+    return {str(Path(r["_path"]).relative_to(store.results_dir)): r["logits_sha256"]
+            for r in store.iter_records() if r.get("status") == "ok"}
 
 
 def compare(a: Path, b: Path) -> dict:
