@@ -63,7 +63,21 @@ _CPU_ENV = {
 _MANAGED = sorted({k for env in _CPU_ENV.values() for k in env})
 # cuBLAS's deterministic workspace (read when its first handle is made: harmless on a CPU).
 _CUBLAS = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
-_applied: dict = {}  # the variables bench itself set, and to what: told apart from the user's
+# The variables bench itself set, and to what: told apart from the user's. A child process
+# inherits them with MARK, which lists them, so that it can undo them too (a `bench run
+# --determinism off` started by a bench process, or a benchmark's runs, really runs without).
+MARK = "BENCH_DETERMINISM_SET"
+_applied: dict = {}
+
+
+def _inherited() -> dict:
+    """What a bench parent set (``MARK``) and the environment still holds as it was set."""
+    pairs = (item.partition("=") for item in os.environ.get(MARK, "").split(";") if item)
+    return {k: v for k, _, v in pairs if k in _MANAGED + list(_CUBLAS) and os.environ.get(k) == v}
+
+
+_applied.update(_inherited())
+_replaced: dict = {}  # the user's values that a policy replaced in this process
 
 
 def check_policy(value: str, where: str = "--determinism") -> str:
@@ -116,14 +130,22 @@ def apply(policy: str | None = None) -> str:
     torch computes anything: a library that has already started keeps its paths (:func:`check`)."""
     policy = effective(check_policy(policy) if policy else requested())
     os.environ[ENV] = policy
-    for key in _MANAGED:  # undo what bench set for another policy; the user's own stay
+    for key in _MANAGED + list(_CUBLAS):  # undo what bench set for another policy
         if key in _applied and os.environ.get(key) == _applied[key]:
             del os.environ[key]
             del _applied[key]
+            if key in _replaced:  # the user's own value, back
+                os.environ[key] = _replaced.pop(key)
     for key, value in {**_CPU_ENV[policy], **(_CUBLAS if policy != "off" else {})}.items():
         if os.environ.get(key) != value:
+            if key in os.environ:
+                _replaced[key] = os.environ[key]
             os.environ[key] = value
             _applied[key] = value
+    if _applied:
+        os.environ[MARK] = ";".join(f"{k}={v}" for k, v in sorted(_applied.items()))
+    else:
+        os.environ.pop(MARK, None)
     return policy
 
 

@@ -25,7 +25,7 @@ portable_only = pytest.mark.skipif(not determinism.portable_available(),
 def _python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """``code`` in a fresh interpreter (its libraries start under ``env``)."""
     full = {k: v for k, v in os.environ.items() if k not in determinism._MANAGED
-            and k != determinism.ENV}
+            and k not in (determinism.ENV, determinism.MARK)}
     full.update({"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **(env or {})})
     return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True,
                           text=True, timeout=600)
@@ -74,10 +74,30 @@ def test_apply_switches_policies_and_keeps_the_users_own_settings(monkeypatch):
             determinism.apply("portable")
             assert os.environ["MKL_CBWR"] == "AVX2,STRICT"
             assert os.environ["OPENBLAS_CORETYPE"] == "Haswell"
-            determinism.apply("off")  # bench's value undone; the user's was replaced, so gone
+            determinism.apply("off")  # bench's values undone, the user's own back
             assert "MKL_CBWR" not in os.environ
+            assert os.environ["OPENBLAS_CORETYPE"] == "SkylakeX"
     finally:
         determinism.apply(saved[determinism.ENV] or determinism.DEFAULT)
+
+
+@portable_only
+def test_a_child_of_a_bench_process_can_turn_the_policy_off_and_keeps_the_users_own():
+    """A bench process's children inherit its settings; one asked for ``off`` (a `bench run
+    --determinism off` launched by a benchmark or a job) undoes bench's, not the user's."""
+    parent = {k: v for k, v in os.environ.items()}  # this process imported bench: portable
+    assert parent["MKL_CBWR"] == "AVX2,STRICT" and "MKL_CBWR=AVX2,STRICT" in parent[determinism.MARK]
+    code = ("import os, json, bench\nfrom bench import determinism\n"
+            "determinism.apply('off')\n"
+            "print(json.dumps({k: os.environ.get(k) for k in determinism._MANAGED}))\n")
+    for user in ({}, {"OPENBLAS_CORETYPE": "SkylakeX"}):  # the user's own, set after bench's:
+        # the child's import puts portable's Haswell in its place, and off brings it back
+        env = {**parent, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **user}
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        left = {k: v for k, v in json.loads(run.stdout).items() if v is not None}
+        assert left == user, left
 
 
 @portable_only
