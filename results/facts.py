@@ -41,12 +41,12 @@ UNKNOWN = "unknown"
 DEFAULTS = {"selection": "last", "label_set_dependent": False, "extra_data": []}
 
 
-def _search_selection(config: dict) -> str:
-    """``val`` when the config asks for a search on val (a value set to ``search``, or
-    ``search: true``), else ``last``."""
+def _search_selection(config: dict) -> dict:
+    """Selection ``val`` when the config asks for a search on val (a value set to ``search``,
+    or ``search: true``), else ``last``."""
     if config.get("search") is True or any(v == "search" for v in config.values()):
-        return "val"
-    return "last"
+        return {"selection": "val"}
+    return {"selection": "last"}
 
 
 # What the built-in methods do (docs/methods.md), for records that carry no facts.

@@ -257,8 +257,9 @@ def wilcoxon(a, b=None, *, unit: str = "datasets", alpha: float = 0.05) -> Compa
     w_plus = float(ranks[nz > 0].sum())
     w_minus = float(ranks.sum() - w_plus)
     smallest = 2.0 / 2 ** n
-    note = (f"{d.size} {unit}: the smallest possible p is {smallest:.3g}, the test cannot "
-            f"reach {alpha}" if smallest > alpha else "")
+    counted = f"{d.size} {unit}" if n == d.size else f"{n} nonzero differences of {d.size} {unit}"
+    note = (f"{counted}: the smallest possible p is {smallest:.3g}, the test cannot reach {alpha}"
+            if smallest > alpha else "")
     if n <= EXACT_WILCOXON_MAX:
         ranks2 = np.rint(2 * ranks).astype(int)  # mean ranks are multiples of 1/2
         counts = _signed_rank_counts(ranks2)
