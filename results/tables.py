@@ -221,7 +221,7 @@ _LATEX_ESCAPES = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "–": "--", "—": "---", "±": r"$\pm$", "−": "$-$", "Δ": r"$\Delta$", "×": r"$\times$",
-    "<": r"\textless{}", ">": r"\textgreater{}",
+    "<": r"\textless{}", ">": r"\textgreater{}", "†": r"$^{\dagger}$", "α": r"$\alpha$",
 }
 
 
