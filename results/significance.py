@@ -123,7 +123,8 @@ class Rows:
                 raise PredictionsError(
                     f"{record['method']} on {record['dataset']} ({record['shots']} shots, seed "
                     f"{record['seed']}) has no per-image predictions: image-level tests need "
-                    f"them (use --test seeds, or rerun with a bench that writes them)")
+                    f"them (use --test seeds; a record written before bench stored predictions "
+                    f"gets them when its cell is computed again: run into a new --output)")
             preds = read_predictions(path, block)
             name = next(iter(preds))  # few-shot: the one evaluation, the test set
             self._correct[path] = (preds[name].correct,
