@@ -242,3 +242,29 @@ def test_export_round_trip_merge_and_compare(sweep, tmp_path, run_cli):
         read_export(bad)
     code, _, err = run_cli("compare", bad, *argv)
     assert code == 2 and "version" in err
+
+
+# ----------------------------------------------------------------------------- protocol facts
+def _declare_test_selection(out: Path, method: str) -> None:
+    for f in (out / "results").rglob(f"*/{method}/*/*.json"):
+        rec = json.loads(f.read_text())
+        rec["facts"] = {"selection": "test"}  # not part of the identity: the record stays sound
+        f.write_text(json.dumps(rec))
+
+
+def test_rows_with_other_facts_are_not_ranked_or_compared(sweep, tmp_path, run_cli):
+    out = _copy(sweep, tmp_path)
+    _declare_test_selection(out, "linear_probe")
+    code, _, err = run_cli("compare", out, "--methods", "linear_probe,zero_shot")
+    assert code == 2 and "linear_probe selects on the test set" in err
+    assert "--allow-incomparable" in err
+    code, text, err = run_cli("compare", out, "--methods", "linear_probe,zero_shot",
+                              "--allow-incomparable")
+    assert code == 0 and "compared although not comparable" in text
+    code, text, err = run_cli("report", out, "--layout", "main", "--significance",
+                              "--color", "never")
+    assert code == 0, err
+    lp = next(line for line in text.splitlines() if line.startswith("Linear probe"))
+    zs = next(line for line in text.splitlines() if line.startswith("Zero-shot CLIP"))
+    assert "†" not in zs  # the best (linear probe) selected on test: nothing tested against it
+    assert "selected on test" in text and "*" in lp
