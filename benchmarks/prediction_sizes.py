@@ -63,12 +63,32 @@ def human(n: float) -> str:
         n /= 1000
 
 
+def measure_output(output: Path) -> int:
+    """Count and size of the real predictions files under ``output``, per dataset."""
+    per: dict[str, list[int]] = {}
+    for f in sorted((output / "results").rglob("*.pred.npz")):
+        per.setdefault(f.relative_to(output / "results").parts[1], []).append(f.stat().st_size)
+    if not per:
+        print(f"no predictions files under {output}/results", file=sys.stderr)
+        return 2
+    for ds, sizes in per.items():
+        print(f"{ds}: {len(sizes)} files, {human(sum(sizes))} in all, {human(sum(sizes) / len(sizes))}"
+              f" each on average ({human(min(sizes))}-{human(max(sizes))})")
+    total = [x for v in per.values() for x in v]
+    print(f"all: {len(total)} files, {human(sum(total))}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--no-demo", action="store_true", help="skip the demo suite")
     ap.add_argument("--methods", type=int, default=15, help="methods in the projected grid")
     ap.add_argument("--cells", type=int, default=15, help="shots x seeds per method and dataset")
+    ap.add_argument("--output", type=Path, default=None,
+                    help="measure the predictions files under this `bench run` output instead")
     args = ap.parse_args()
+    if args.output is not None:
+        return measure_output(args.output)
 
     rows = {}
     suites = {"grid": [(d.name, d.test, d.classes) for d in GRID]}
