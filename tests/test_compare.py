@@ -268,3 +268,15 @@ def test_rows_with_other_facts_are_not_ranked_or_compared(sweep, tmp_path, run_c
     zs = next(line for line in text.splitlines() if line.startswith("Zero-shot CLIP"))
     assert "†" not in zs  # the best (linear probe) selected on test: nothing tested against it
     assert "selected on test" in text and "*" in lp
+
+
+def test_python_api_compare_is_the_command_frame(sweep, run_cli):
+    import bench
+
+    frame = bench.compare(sweep, "linear_probe", "clip_adapter_visual", shots=[1])
+    code, out, _ = run_cli("compare", sweep, "--methods", "linear_probe,clip_adapter_visual",
+                           "--shots", "1", "--format", "csv")
+    assert code == 0 and len(frame) == len(_csv(out)) == 3
+    assert frame["p"].tolist() == pytest.approx(_csv(out)["p"].tolist(), rel=1e-5)
+    with pytest.raises(ValueError, match="no results of 'coop'"):
+        bench.compare(sweep, "coop", "zero_shot")
