@@ -280,3 +280,18 @@ def test_python_api_compare_is_the_command_frame(sweep, run_cli):
     assert frame["p"].tolist() == pytest.approx(_csv(out)["p"].tolist(), rel=1e-5)
     with pytest.raises(ValueError, match="no results of 'coop'"):
         bench.compare(sweep, "coop", "zero_shot")
+
+
+def test_base2novel_cell_stores_both_evaluations(miniroot, tmp_path, run_cli):
+    out = tmp_path / "b2n"
+    code, _, err = run_cli("run", "--backbone", TINY, "--pretrained", "none", "--quiet",
+                           "--data-root", miniroot, "--datasets", "dtd", "--methods",
+                           "zero_shot,clip_adapter_visual", "--protocol", "base2novel",
+                           "--shots", "1", "--seeds", "1", "--output", out)
+    assert code == 0, err
+    records = ResultStore(out).load_all()
+    assert len(records) == 2
+    for rec in records:
+        preds = P.read_predictions(rec["_path"], rec["predictions"])
+        assert list(preds) == ["base", "novel"]
+        assert P.check_record(rec, preds) == []
