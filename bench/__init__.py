@@ -1,7 +1,8 @@
 """bench: a few-shot adaptation benchmark for CLIP models (CoOp protocol).
 
 ``bench.run(...)`` runs a sweep and returns a pandas DataFrame; ``bench.load(output)`` reads an
-output folder into the same frame (bench/api.py). Both are imported on first use, so that
+output folder into the same frame; ``bench.compare(output, a, b)`` is `bench compare` as a frame
+(bench/api.py). All are imported on first use, so that
 ``import bench`` (and the command line) stays free of pandas and torch.
 
 Importing bench sets the reproducibility policy (bench/determinism.py; ``BENCH_DETERMINISM``,
@@ -14,11 +15,11 @@ from bench import determinism as _determinism
 _determinism.apply_at_import()
 
 __version__ = "0.1.0"
-__all__ = ["run", "load", "__version__"]
+__all__ = ["run", "load", "compare", "__version__"]
 
 
 def __getattr__(name):
-    if name in ("run", "load"):
+    if name in ("run", "load", "compare"):
         from bench import api
 
         return getattr(api, name)

@@ -160,3 +160,34 @@ def load(output, methods=None, datasets=None, shots=None, backbone=None, *, incl
     frame = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values={
         c: [""] for c in ("mean", "std")})
     return frame.reindex(columns=CSV_COLUMNS)
+
+
+def compare(output, a: str, b: str | None = None, *, against=None, test: str = "seeds",
+            across: str = "wilcoxon", datasets=None, shots=None, backbone=None,
+            alpha: float = 0.05, resamples: int = 10_000, allow_incomparable: bool = False):
+    """`bench compare` as a frame: row ``a`` vs row ``b`` of ``output`` (an output folder or a
+    `bench export` file), or ``b`` (default ``a``) of ``against``; one row per (backbone,
+    dataset or ``average``, shots) with diff, ci_low/ci_high, p, p_holm, significant, p_across,
+    ... (``results.significance.COLUMNS``; docs/statistics.md). Errors raise ValueError (or
+    ``bench.errors.UsageError``) with the command's one-line message."""
+    import tempfile
+
+    from bench.commands.compare import _records
+    from bench.commands.report import _default_config
+    from results import significance
+
+    def listed(value):
+        if value is None or isinstance(value, str):
+            return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+        return list(value)
+
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
+        records_a = _records(Path(output), tmp)
+        records_b = None if against is None else _records(Path(against), tmp)
+        table = significance.compare(
+            records_a, a, b if b is not None else a, records_b=records_b, test=test,
+            across=across, datasets=listed(datasets),
+            shots=None if shots is None else [int(k) for k in listed(shots)],
+            backbones=listed(backbone), alpha=alpha, resamples=resamples,
+            default_config=_default_config(), allow_incomparable=allow_incomparable)
+    return table.frame

@@ -79,13 +79,14 @@ class Target:
         return getattr(self.splits, "source_classes", None)
 
 
-def evaluate_cell(cell, ctx, fitted, test_feats, test_labels, device):
+def evaluate_cell(cell, ctx, fitted, test_feats, test_labels, device, keep=None):
     """Every evaluation of the cell's protocol: ({name: metrics}, the primary name, a sha256 of
     all test logits in order). Few-shot: the test set. Base-to-novel: ``base`` (base test images
     over the base classes) and ``novel`` (novel test images over the novel classes, through
     ``Fitted.for_classes``). Domain / cross-dataset: the source's test set, then each target
     (``ctx.target(name)``); a domain target with some of the source's classes (ImageNet-A/-R:
-    200 of 1000) is scored over those classes only (:func:`source_subset_model`)."""
+    200 of 1000) is scored over those classes only (:func:`source_subset_model`). ``keep``, a
+    dict, receives ``{name: (logits, labels)}`` as scored (the per-image predictions file)."""
     protocol = protocol_of(cell)
     digest = hashlib.sha256()
     out: dict[str, dict] = {}
@@ -96,6 +97,8 @@ def evaluate_cell(cell, ctx, fitted, test_feats, test_labels, device):
         if columns is not None:
             logits = logits[:, columns]
         out[name] = evaluate(logits, labels)
+        if keep is not None:
+            keep[name] = (logits, labels)
         digest.update(logits.numpy().tobytes())
 
     if protocol == "base2novel":

@@ -632,9 +632,10 @@ def _finish_cell(cell, record: dict, ctx: _Context, task: Task, fitted, fit_s: f
         record["timings"]["encode_s"] = round(encode_s, 4)
     threads = fit_threads(ctx.job.options, task.device)
     t = time.perf_counter()
+    kept: dict = {}  # per-image predictions, written beside the record (results/predictions.py)
     with torch_threads(threads):
         evaluations, primary, digest = evaluate_cell(cell, ctx, fitted, test_feats,
-                                                     test_labels, task.device)
+                                                     test_labels, task.device, keep=kept)
     record["timings"]["eval_s"] = round(time.perf_counter() - t, 4)
     if threads:
         record["timings"]["fit_threads"] = threads
@@ -647,6 +648,7 @@ def _finish_cell(cell, record: dict, ctx: _Context, task: Task, fitted, fit_s: f
     record["features"] = ctx.features.describe()
     record["views"] = task.train_views.describe()
     record["status"] = "ok"
+    record["_predictions"] = kept  # not a record field: ResultStore.write stores it as a file
     problem = record_problem(record)  # what `bench report` would refuse is not written as ok
     if problem is not None:
         raise InvalidResult(f"the result is not a sound record: {problem}")
@@ -655,8 +657,9 @@ def _finish_cell(cell, record: dict, ctx: _Context, task: Task, fitted, fit_s: f
 def _write_record(store: ResultStore, cell, record: dict) -> None:
     """Write a cell's record; one that cannot be written as JSON (a value of a plugin's) fails
     its cell instead of stopping the run."""
+    predictions = record.pop("_predictions", None)
     try:
-        store.write(record)
+        store.write(record, predictions=predictions)
     except (TypeError, ValueError) as exc:
         if record.get("status") != "ok":
             raise
@@ -666,7 +669,8 @@ def _write_record(store: ResultStore, cell, record: dict) -> None:
 
 # What only a result has: a failed record keeps none of it (the failure may have come after the
 # evaluation, from what was to be recorded).
-RESULT_FIELDS = ("metrics", "evaluations", "logits_sha256", "selected", "features", "views")
+RESULT_FIELDS = ("metrics", "evaluations", "logits_sha256", "selected", "features", "views",
+                 "_predictions")
 
 
 def _cell_failed(cell, record: dict, exc: Exception) -> None:

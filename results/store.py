@@ -4,6 +4,7 @@ Layout under the output folder::
 
     results/<backbone>__<weights>/<dataset>/<method>/<variant or "default">/
         k<shots>-s<seed>-<config hash>.json          (done)
+        k<shots>-s<seed>-<config hash>.pred.npz      (its per-image predictions, beside it)
         k<shots>-s<seed>-<config hash>.failed.json   (failed; retried by the next run)
     superseded/<UTC time>/<the same relative path>   (records replaced by a run with other inputs)
     splits/<dataset>/shot_<K>-seed_<S>.json          (the exact few-shot subset, portable)
@@ -19,7 +20,9 @@ A record (``schema`` 1) holds::
     planner gives them), status ("ok" | "failed"), metrics {top1, mean_per_class, n_test}
     (percent), selected {...} (what the method chose on val: C, alpha, ...), fewshot {path,
     n_train, n_val, short_classes}, timings {...} (seconds), versions {...}, host, created (ISO
-    time), error {type, message, traceback} (failed cells only)
+    time), error {type, message, traceback} (failed cells only), predictions {file, sha256,
+    ...} (the per-image predictions file, :mod:`results.predictions`; absent in records written
+    before bench stored them, which still report)
 
 ``cell_id`` hashes the cell's identity: the keys of :data:`CELL_KEYS` and ``inputs`` when present.
 A cell is done when its file holds a sound record (:mod:`results.validate`) with status ok and the
@@ -40,6 +43,7 @@ from pathlib import Path
 from typing import Iterator
 
 from results.atomic import atomic_write_json
+from results.predictions import DEFAULT_LOGITS, predictions_path, write_predictions
 from results.validate import record_problem, warn_damaged
 
 SCHEMA = 1
@@ -109,6 +113,7 @@ class ResultStore:
         self.superseded_dir = self.output / SUPERSEDED
         self.damaged: dict[str, str] = {}  # path -> why, for the records read so far
         self._stamp: str | None = None
+        self.predictions_logits = DEFAULT_LOGITS  # what a predictions file keeps of the logits
 
     # ------------------------------------------------------------------ paths
     def _name(self, cell: dict) -> str:
@@ -199,11 +204,13 @@ class ResultStore:
         return sorted(p for p in self.superseded_dir.rglob("*.json") if not p.name.startswith("."))
 
     # ------------------------------------------------------------------ writing
-    def write(self, record: dict) -> Path:
+    def write(self, record: dict, predictions=None) -> Path:
         """Write a record atomically. A success removes an earlier failure of the same cell.
         Any other record in the cell's place (other inputs, damaged, or the older layout's copy)
-        is moved to superseded/ first; a sound done record of the same cell stays when a
-        failure is written."""
+        is moved to superseded/ first (with its predictions file); a sound done record of the
+        same cell stays when a failure is written. ``predictions`` (``{evaluation: (logits,
+        labels)}``) of a success are written first, beside it (results/predictions.py), and the
+        record's ``predictions`` block names that file and its hash."""
         record = {k: v for k, v in record.items() if not k.startswith("_")}
         record = {**record, "schema": SCHEMA, "cell_id": cell_id(record)}
         ok = record.get("status") == "ok"
@@ -219,6 +226,9 @@ class ResultStore:
         if legacy_failed != self.failed_path_for(record):
             legacy_failed.unlink(missing_ok=True)
         if ok:
+            if predictions:
+                record["predictions"] = write_predictions(predictions_path(new), predictions,
+                                                          logits=self.predictions_logits)
             atomic_write_json(new, record)
             self.failed_path_for(record).unlink(missing_ok=True)
             return new
@@ -237,4 +247,6 @@ class ResultStore:
             n += 1
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, dest)
+        if predictions_path(path).is_file():  # its predictions go with it (same relative name)
+            os.replace(predictions_path(path), predictions_path(dest))
         return dest

@@ -42,6 +42,10 @@ class Cell:
     n_required: int = 1
     best: bool = False
     plain: bool = False  # the number only (a value computed from means, e.g. base-to-novel HM)
+    # Set by results/significance.py: a mark after the number (a dagger for a significant
+    # difference) and an interval shown instead of the ± std part.
+    mark: str = ""
+    ci: tuple | None = None
 
     @property
     def missing(self) -> bool:
@@ -65,6 +69,11 @@ class Table:
     rows: list[str]
     cells: list[list[Cell]]
     notes: list[str] = field(default_factory=list)
+    # What the rows and columns are (set by build_tables; results/significance.py reads them):
+    # the backbone label, row keys (method rows) and column keys (shot counts or dataset keys).
+    backbone: str = ""
+    row_keys: list = field(default_factory=list)
+    col_keys: list = field(default_factory=list)
 
     def mark_best(self) -> None:
         for j in range(len(self.columns)):
@@ -98,7 +107,8 @@ def build_tables(summary: Summary, labels: Labels, *, per_shot: bool = True) -> 
             columns=[str(k) for k in summary.shots],
             rows=[labels.method_name(m) for m in methods],
             cells=[[Cell.from_row(summary.cell(bb, AVERAGE, m, k)) for k in summary.shots]
-                   for m in methods], notes=list(notes))
+                   for m in methods], notes=list(notes),
+            backbone=bb, row_keys=list(methods), col_keys=list(summary.shots))
         tables.append(main)
         if not per_shot:
             continue
@@ -110,7 +120,7 @@ def build_tables(summary: Summary, labels: Labels, *, per_shot: bool = True) -> 
                 corner="Method", columns=[labels.dataset_name(d) for d in cols],
                 rows=[labels.method_name(m) for m in methods],
                 cells=[[Cell.from_row(summary.cell(bb, d, m, k)) for d in cols] for m in methods],
-                notes=list(notes))
+                notes=list(notes), backbone=bb, row_keys=list(methods), col_keys=list(cols))
             tables.append(t)
     for t in tables:
         t.mark_best()
@@ -155,13 +165,16 @@ def cell_text(c: Cell, *, counts: bool = True) -> str:
             return f"{MISSING} (0/{c.n_failed})"
         return MISSING
     text = f"{c.mean:.2f}"
+    mark = f" {c.mark}" if c.mark else ""
     if c.plain:
-        return text
-    if c.n > 1 and not math.isnan(c.std):
+        return text + mark
+    if c.ci is not None:
+        text += f" [{c.ci[0]:.2f}, {c.ci[1]:.2f}]"
+    elif c.n > 1 and not math.isnan(c.std):
         text += f" ± {c.std:.2f}"
     if counts:
         text += f" {_counts(c)}"
-    return text
+    return text + mark
 
 
 # ----------------------------------------------------------------------------- text formats
@@ -208,12 +221,15 @@ _LATEX_ESCAPES = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "–": "--", "—": "---", "±": r"$\pm$", "−": "$-$", "Δ": r"$\Delta$", "×": r"$\times$",
-    "<": r"\textless{}", ">": r"\textgreater{}",
+    "<": r"\textless{}", ">": r"\textgreater{}", "†": r"$^{\dagger}$", "α": r"$\alpha$",
 }
 
 
 def latex_escape(text: str) -> str:
     return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+_LATEX_MARKS = {"†": r"\dagger", "‡": r"\ddagger"}
 
 
 def latex_cell(c: Cell) -> str:
@@ -223,9 +239,12 @@ def latex_cell(c: Cell) -> str:
         return "--"
     mean = f"{c.mean:.2f}"
     mean = rf"\textbf{{{mean}}}" if c.best else mean
+    mean += rf"$^{{{_LATEX_MARKS.get(c.mark, latex_escape(c.mark))}}}$" if c.mark else ""
     if c.plain:
         return mean
     std = rf"\,{{\scriptsize$\pm${c.std:.2f}}}" if c.n > 1 and not math.isnan(c.std) else ""
+    if c.ci is not None:
+        std = rf"\,{{\scriptsize[{c.ci[0]:.2f}, {c.ci[1]:.2f}]}}"
     total = c.n + c.n_failed
     count = f"{c.n}/{total}" if c.n_failed else f"{c.n}"
     return rf"{mean}{std}\,{{\tiny({count})}}"

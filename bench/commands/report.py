@@ -223,6 +223,14 @@ def register(subparsers) -> None:
                         "and HM per dataset), domain or crossdataset (source and targets); "
                         "default: fewshot, or the one protocol OUTPUT holds when it holds no "
                         "few-shot results")
+    p.add_argument("--significance", nargs="?", const="seeds", default=None,
+                   choices=["seeds", "bootstrap", "mcnemar"], metavar="TEST",
+                   help="dagger cells significantly below their column's best (Holm over the "
+                        "table): seeds (paired t, the default TEST), bootstrap or mcnemar "
+                        "(per-image predictions); docs/statistics.md")
+    p.add_argument("--ci", nargs="?", const="seeds", default=None, choices=["seeds", "bootstrap"],
+                   metavar="KIND", help="95%% intervals instead of ± std: seeds (t over seeds, "
+                                        "the default KIND) or bootstrap (test images and seeds)")
     p.set_defaults(func=run)
 
 
@@ -249,10 +257,12 @@ def run(args) -> int:
     protocol = getattr(args, "protocol", None) or found_protocol(args.output)
     if protocol != "fewshot":
         return _run_protocol(args, protocol)
-    summary, labels, coop = load_summary(args)
+    records = read_records(args)
+    summary, labels, coop = load_summary(args, records)
     tables = build_tables(summary, labels, per_shot=args.layout != "main")
     if args.layout == "per-shot":
         tables = [t for t in tables if t.group != "Shots"]
+    _significance(args, tables, records, summary)
     comparison = published_comparison(summary, labels, coop) if args.compare else None
 
     if args.fmt == "csv":
@@ -273,6 +283,23 @@ def run(args) -> int:
             text += "\n" + render_comparison(comparison[0], labels, args.fmt, comparison[1])
     _write(text, args.out)
     return 0
+
+
+def _significance(args, tables, records, summary) -> None:
+    """``--significance`` marks and ``--ci`` intervals (results/significance.py), in place."""
+    if not (getattr(args, "significance", None) or getattr(args, "ci", None)):
+        return
+    from results import significance
+
+    try:
+        if args.ci:
+            significance.add_intervals(tables, records, summary, kind=args.ci,
+                                       default_config=_default_config())
+        if args.significance:
+            significance.mark_tables(tables, records, summary, test=args.significance,
+                                     default_config=_default_config())
+    except ValueError as exc:  # no predictions stored, a damaged file, unpaired test images
+        raise UsageError(str(exc)) from None
 
 
 def protocol_tables(args, protocol: str) -> tuple[list, str]:

@@ -1,0 +1,30 @@
+"""Protocol facts of records (results/facts.py) and the ranking rule."""
+
+from results.facts import facts_of, facts_tag, incomparable
+
+
+def test_builtin_facts_follow_the_config():
+    fixed = facts_of({"method": "clip_adapter_visual", "config": {"ratio": 0.2}})
+    searched = facts_of({"method": "clip_adapter_visual", "config": {"ratio": "search"}})
+    assert fixed["selection"] == "last" and searched["selection"] == "val"
+    assert facts_of({"method": "zero_shot", "config": {}})["selection"] == "none"
+    assert facts_of({"method": "coop", "config": {}}) == {
+        "selection": "last", "label_set_dependent": False, "extra_data": []}
+
+
+def test_undeclared_plugin_is_unknown_and_never_ranked():
+    plugin = facts_of({"method": "my_method", "config": {}})
+    coop = facts_of({"method": "coop", "config": {}})
+    assert facts_tag(plugin) == "facts undeclared"
+    assert incomparable(plugin, coop)
+
+
+def test_declared_facts_decide_rankability():
+    coop = facts_of({"method": "coop", "config": {}})
+    on_test = facts_of({"method": "x", "facts": {"selection": "test"}})
+    llm = facts_of({"method": "y", "facts": {"extra_data": ["llm_text"]}})
+    val = facts_of({"method": "z", "facts": {"selection": "val"}})
+    assert incomparable(coop, on_test, names=("coop", "x")) == ["x selects on the test set"]
+    assert "extra data" in incomparable(coop, llm)[0]
+    assert incomparable(coop, val) == []
+    assert incomparable(coop, val, strict=True)
