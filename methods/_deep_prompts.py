@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from bench.schema import ConfigError
 from methods._clip_hooks import TowerHooks, encode_text_embeddings
-from methods._encoder_training import Numerics, batch_plan, step
+from methods._encoder_training import Numerics, batch_plan, scorer, step
 from methods._training import OptimConfig, lr_at, seeded_generator
 from methods.coop import _token_rows, build_layout
 
@@ -89,10 +89,10 @@ def dassl_config(cfg: dict) -> OptimConfig:
 
 
 def dassl_train(task, params: list[nn.Parameter], loss_of: Callable, numerics: Numerics,
-                on_epoch_end: Callable[[int], None] | None = None,
-                after_backward: Callable[[int], Callable | None] | None = None) -> list[float]:
+                on_epoch_end: Callable[[int], None] | None = None) -> list[float]:
     """Train ``params`` with Dassl's optimizer and schedule for ``epochs``; ``loss_of(epoch,
-    rows)`` gives a batch's loss; ``on_epoch_end(e)`` after every epoch (PromptSRC's GPA).
+    rows)`` gives a batch's loss and what to run after its backward pass (the chunked text
+    pass, or None); ``on_epoch_end(e)`` after every epoch (PromptSRC's GPA).
     Returns the mean loss of every epoch."""
     opt = dassl_config(task.config)
     optimizer = torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum,
@@ -120,3 +120,12 @@ def dassl_train(task, params: list[nn.Parameter], loss_of: Callable, numerics: N
     if on_epoch_end:
         on_epoch_end(current)
     return history
+
+
+def prompted_scorer(task: EncoderTask, prompts, numerics: Numerics, classnames: list[str]):
+    """The logits function of trained deep prompts (PromptSRC, MaPLe) over ``classnames``."""
+    prompt_text = prompts.prompts_for(task, classnames)
+    with torch.no_grad(), numerics.autocast():
+        txt = prompt_text.features(torch.arange(len(prompt_text), device=task.device),
+                                   prompts.ctx, prompts.text_hooks())
+    return scorer(prompts.image_features, txt, float(task.backbone.logit_scale), numerics)

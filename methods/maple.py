@@ -25,8 +25,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from methods._clip_hooks import TowerHooks, check_vit, encode_image, text_tower
-from methods._deep_prompts import PromptText, context_init, dassl_train, deep_layers
-from methods._encoder_training import ChunkedText, Numerics, normalize, scorer
+from methods._deep_prompts import (PromptText, context_init, dassl_train, deep_layers,
+                                   prompted_scorer)
+from methods._encoder_training import ChunkedText, Numerics, normalize
 from methods._training import seeded_rng
 from methods.tuning import EncoderFitted, EncoderTask, register
 
@@ -82,15 +83,16 @@ def train_epochs(config: dict, n_train: int, shots: int) -> int:
     return int(config["epochs"])
 
 
-@register("maple", kind="encoder", needs_vit=True, epochs=train_epochs, new_classes=True,
-          display_name="MaPLe", order=91, family="encoder tuning",
-          description="multi-modal prompts, vision coupled from text (Khattak et al. 2023)")
-def fit(task: EncoderTask) -> EncoderFitted:
+def train(task: EncoderTask, prompts: MaPLeModel | None = None
+          ) -> tuple[MaPLeModel, Numerics, list[float]]:
+    """MaPLe's training (``forward_backward`` over Dassl's loop): the trained prompts, the
+    numerics, the mean loss of every epoch. ``prompts``: start from these (by default drawn
+    from the seeded RNG)."""
     cfg = task.config
     numerics = Numerics(str(cfg["precision"]), task.device, "maple")
     scale = float(task.backbone.logit_scale)
     with seeded_rng(task.seed, task.device):
-        prompts = MaPLeModel(task)
+        prompts = prompts if prompts is not None else MaPLeModel(task)
         text_in = prompts.prompts_for(task, task.classnames)
         text = ChunkedText(lambda rows: text_in.features(rows, prompts.ctx, prompts.text_hooks()),
                            task.num_classes, cfg.get("class_chunk") or None, task.device)
@@ -104,20 +106,20 @@ def fit(task: EncoderTask) -> EncoderFitted:
             logits = scale * img_n @ text_n.t()
             return F.cross_entropy(logits, labels[rows.to(labels.device)]), text.backward
 
-        params = list(prompts.parameters())
-        history = dassl_train(task, params, loss_of, numerics)
+        history = dassl_train(task, list(prompts.parameters()), loss_of, numerics)
+    return prompts, numerics, history
 
-    def logits_for(classnames):
-        prompt_text = prompts.prompts_for(task, classnames)
-        with torch.no_grad(), numerics.autocast():
-            txt = prompt_text.features(torch.arange(len(prompt_text), device=task.device),
-                                       prompts.ctx, prompts.text_hooks())
-        return scorer(prompts.image_features, txt, scale, numerics)
 
+@register("maple", kind="encoder", needs_vit=True, epochs=train_epochs, new_classes=True,
+          display_name="MaPLe", order=91, family="encoder tuning",
+          description="multi-modal prompts, vision coupled from text (Khattak et al. 2023)")
+def fit(task: EncoderTask) -> EncoderFitted:
+    prompts, numerics, history = train(task)
     info = {"precision": numerics.precision, "epochs": len(history),
             "text_prompt_layers": [0, *prompts.text_layers],
             "vision_prompt_layers": [0, *prompts.vision_layers],
-            "trainable_params": sum(p.numel() for p in params),
+            "trainable_params": sum(p.numel() for p in prompts.parameters()),
             "train_loss_first_epoch": history[0], "train_loss_last_epoch": history[-1]}
-    return EncoderFitted(logits_for(task.classnames), info,
-                         lambda names, templates, dataset: logits_for(list(names)))
+    return EncoderFitted(prompted_scorer(task, prompts, numerics, task.classnames), info,
+                         lambda names, templates, dataset:
+                         prompted_scorer(task, prompts, numerics, list(names)))

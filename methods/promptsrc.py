@@ -25,8 +25,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from methods._clip_hooks import TowerHooks, check_vit, encode_image, text_tower
-from methods._deep_prompts import PromptText, context_init, dassl_train, deep_layers
-from methods._encoder_training import ChunkedText, Numerics, normalize, scorer
+from methods._deep_prompts import (PromptText, context_init, dassl_train, deep_layers,
+                                   prompted_scorer)
+from methods._encoder_training import ChunkedText, Numerics, normalize
 from methods._training import seeded_rng
 from methods.tuning import EncoderFitted, EncoderTask, register
 
@@ -125,17 +126,20 @@ def srd_loss(logits, text_n, fixed_n, img_n, zs_img_n, zs_logits, labels, cfg) -
     return ce + (l_kl + l_text + l_img)
 
 
-@register("promptsrc", kind="encoder", needs_vit=True, epochs=train_epochs, new_classes=True,
-          display_name="PromptSRC", order=92, family="encoder tuning",
-          description="self-regulated deep vision-language prompts (Khattak et al. 2023)")
-def fit(task: EncoderTask) -> EncoderFitted:
+def train(task: EncoderTask, prompts: PromptSRCModel | None = None
+          ) -> tuple[PromptSRCModel, Numerics, list[float], list[float]]:
+    """PromptSRC's training (``forward_backward`` over Dassl's loop, then GPA): the trained
+    prompts (GPA applied), the numerics, the mean loss of every epoch, the GPA weights.
+    ``prompts``: start from these (benchmarks/equivalence.py copies them into the release);
+    by default they are drawn from the seeded RNG."""
     cfg = task.config
     numerics = Numerics(str(cfg["precision"]), task.device, "promptsrc")
     scale = float(task.backbone.logit_scale)
     with seeded_rng(task.seed, task.device):
-        prompts = PromptSRCModel(task)
+        prompts = prompts if prompts is not None else PromptSRCModel(task)
         text_in = prompts.prompts_for(task, task.classnames)
-        fixed_n = normalize(frozen_text(task, task.classnames, teacher_templates(cfg["teacher_templates"])))
+        fixed_n = normalize(frozen_text(task, task.classnames,
+                                        teacher_templates(cfg["teacher_templates"])))
         text = ChunkedText(lambda rows: text_in.features(rows, prompts.ctx, prompts.text_hooks()),
                            task.num_classes, cfg.get("class_chunk") or None, task.device)
         labels = task.train.labels
@@ -167,18 +171,19 @@ def fit(task: EncoderTask) -> EncoderFitted:
         with torch.no_grad():
             for acc, p in zip(gpa, params):
                 p.copy_(acc)
+    return prompts, numerics, history, weights
 
-    def logits_for(classnames):
-        prompt_text = prompts.prompts_for(task, classnames)
-        with torch.no_grad(), numerics.autocast():
-            txt = prompt_text.features(torch.arange(len(prompt_text), device=task.device),
-                                       prompts.ctx, prompts.text_hooks())
-        return scorer(prompts.image_features, txt, scale, numerics)
 
+@register("promptsrc", kind="encoder", needs_vit=True, epochs=train_epochs, new_classes=True,
+          display_name="PromptSRC", order=92, family="encoder tuning",
+          description="self-regulated deep vision-language prompts (Khattak et al. 2023)")
+def fit(task: EncoderTask) -> EncoderFitted:
+    prompts, numerics, history, weights = train(task)
     info = {"precision": numerics.precision, "epochs": len(history),
             "text_prompt_layers": [0, *prompts.text_layers],
             "vision_prompt_layers": prompts.vision_layers, "gpa_weights": weights,
-            "trainable_params": sum(p.numel() for p in params),
+            "trainable_params": sum(p.numel() for p in prompts.parameters()),
             "train_loss_first_epoch": history[0], "train_loss_last_epoch": history[-1]}
-    return EncoderFitted(logits_for(task.classnames), info,
-                         lambda names, templates, dataset: logits_for(list(names)))
+    return EncoderFitted(prompted_scorer(task, prompts, numerics, task.classnames), info,
+                         lambda names, templates, dataset:
+                         prompted_scorer(task, prompts, numerics, list(names)))

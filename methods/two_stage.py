@@ -123,10 +123,17 @@ def _adamw(params, cfg):
                              eps=float(cfg["eps"]), weight_decay=float(cfg["weight_decay"]))
 
 
-@register("two_stage", kind="encoder", needs_vit=True, epochs=train_epochs, new_classes=True,
-          display_name="2SFS", order=93, family="encoder tuning",
-          description="LayerNorm tuning, then a linear head (Farina et al. 2025)")
-def fit(task: EncoderTask) -> EncoderFitted:
+class TwoStageRun:
+    """A trained 2SFS model: the tuned towers, the head, the losses of both stages."""
+
+    def __init__(self, tuned: TwoStageModel, head: torch.Tensor, numerics: Numerics,
+                 stage1: list[float], stage2: list[float]):
+        self.tuned, self.head, self.numerics = tuned, head, numerics
+        self.stage1, self.stage2 = stage1, stage2
+
+
+def train(task: EncoderTask) -> TwoStageRun:
+    """2SFS's two stages (``run_twostage``)."""
     cfg = task.config
     numerics = Numerics(str(cfg["precision"]), task.device, "two_stage")
     scale = float(task.backbone.logit_scale)
@@ -141,8 +148,7 @@ def fit(task: EncoderTask) -> EncoderFitted:
                            cfg.get("class_chunk") or None, task.device)
         gen = seeded_generator(task.seed)
         # stage 1: the encoders' LayerNorms (or LoRA)
-        params = list(tuned.modules.parameters())
-        optimizer, scaler = _adamw(params, cfg), numerics.scaler()
+        optimizer, scaler = _adamw(list(tuned.modules.parameters()), cfg), numerics.scaler()
         stage1, last_epoch = [], -1
         tuned.modules.train(True)
         for epoch, it, rows in batch_plan(n, bs, gen, iterations=first, drop_last="never"):
@@ -171,26 +177,37 @@ def fit(task: EncoderTask) -> EncoderFitted:
             loss = cross_entropy(scale * img @ normalize(head).t(), labels[rows.to(labels.device)])
             step(optimizer, loss, scaler)
             stage2.append(float(loss.detach()))
+    return TwoStageRun(tuned, head.detach(), numerics, stage1, stage2)
 
+
+def run_scorer(task: EncoderTask, run: TwoStageRun, classnames: list[str], templates: list[str]):
+    """Logits over ``classnames``: the head's row for a trained class, the adapted text
+    encoder's embedding for any other (the release's selective inference)."""
     trained = {c: i for i, c in enumerate(task.classnames)}
+    missing = [c for c in classnames if c not in trained]
+    new_rows = {}
+    if missing:
+        with torch.no_grad(), run.numerics.autocast():
+            new = run.tuned.text_features(task.backbone.tokenizer(
+                run.tuned.prompts(missing, templates)).to(task.device)).float()
+        new_rows = dict(zip(missing, new))
+    rows = [run.head[trained[c]] if c in trained else new_rows[c] for c in classnames]
+    return scorer(run.tuned.image_features, torch.stack(rows),
+                  float(task.backbone.logit_scale), run.numerics)
 
-    def logits_for(classnames, templates):
-        rows = []
-        missing = [c for c in classnames if c not in trained]
-        if missing:
-            with torch.no_grad(), numerics.autocast():
-                new = tuned.text_features(task.backbone.tokenizer(
-                    tuned.prompts(missing, templates)).to(task.device)).float()
-            new_rows = dict(zip(missing, new))
-        for c in classnames:
-            rows.append(head.detach()[trained[c]] if c in trained else new_rows[c])
-        return scorer(tuned.image_features, torch.stack(rows), scale, numerics)
 
-    info = {"precision": numerics.precision, "peft": cfg["peft"],
-            "iterations": [len(stage1), len(stage2)], "label_set_dependent": True,
-            "trainable_params": sum(p.numel() for p in params) + head.numel(),
-            "train_loss_first": stage1[0] if stage1 else None,
-            "stage1_loss_last": stage1[-1] if stage1 else None,
-            "stage2_loss_last": stage2[-1] if stage2 else None}
-    return EncoderFitted(logits_for(task.classnames, task.templates), info,
-                         lambda names, templates, dataset: logits_for(list(names), list(templates)))
+@register("two_stage", kind="encoder", needs_vit=True, epochs=train_epochs, new_classes=True,
+          display_name="2SFS", order=93, family="encoder tuning",
+          description="LayerNorm tuning, then a linear head (Farina et al. 2025)")
+def fit(task: EncoderTask) -> EncoderFitted:
+    run = train(task)
+    info = {"precision": run.numerics.precision, "peft": task.config["peft"],
+            "iterations": [len(run.stage1), len(run.stage2)], "label_set_dependent": True,
+            "trainable_params": sum(p.numel() for p in run.tuned.modules.parameters())
+            + run.head.numel(),
+            "train_loss_first": run.stage1[0] if run.stage1 else None,
+            "stage1_loss_last": run.stage1[-1] if run.stage1 else None,
+            "stage2_loss_last": run.stage2[-1] if run.stage2 else None}
+    return EncoderFitted(run_scorer(task, run, task.classnames, task.templates), info,
+                         lambda names, templates, dataset:
+                         run_scorer(task, run, list(names), list(templates)))

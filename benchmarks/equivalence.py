@@ -1,0 +1,381 @@
+"""Equivalence of bench's encoder-tuning methods with their releases' own code.
+
+    python benchmarks/equivalence.py --method clip_lora --release /tmp/CLIP-LoRA
+    python benchmarks/equivalence.py --method promptsrc --release /tmp/PromptSRC
+    python benchmarks/equivalence.py --method maple --release /tmp/multimodal-prompt-learning
+    python benchmarks/equivalence.py --method two_stage --release /tmp/rethinking_fewshot_vlms
+
+``--release`` is a checkout of the release at the commit below (``git --git-dir=REPO.git
+--work-tree=/tmp/X checkout COMMIT -- .``); it is imported, never copied into this repository.
+One method per process (every release has its own top-level ``clip`` package).
+
+A tiny ViT CLIP (OpenAI's layout: QuickGELU, 77-token context, text width 512, vision width
+768 as MaPLe's code hard-codes, 4 layers each, 32 px images in 16 px patches; biases and
+LayerNorm parameters perturbed so that none is trivially 0 or 1) is created in open_clip; its
+state dict is saved and loaded by the release's own ``clip`` package (``clip.load`` or its
+trainers' ``load_clip_to_cpu``, i.e. the release's ``build_model``). Both sides then get
+identical tensors: the same random images, the same class names, the release's train loader
+replaced by the batches in the order bench's batch plan draws them, bench's initial trainable
+tensors copied into the release's modules (or equal by construction). Compared: the logits
+and loss of every training step, the trained parameters after the steps, and the test logits
+of the trained model (and over unseen classes where the method scores them).
+
+What is stubbed, and why (the releases need a GPU, OpenAI's weights and Dassl.pytorch):
+
+* ``dassl`` (not installable from PyPI): ``TRAINER_REGISTRY.register`` (a no-op decorator),
+  ``TrainerX`` (``register_model`` stores the model, optimizer and scheduler; ``update_lr``
+  steps the scheduler), ``build_optimizer`` = Dassl's SGD (``torch.optim.SGD(model.parameters(),
+  lr, momentum 0.9, weight_decay 5e-4, dampening 0, nesterov False)``, Dassl's defaults),
+  ``build_lr_scheduler`` = ``CosineAnnealingLR(T_max=MAX_EPOCH)`` (Dassl's "cosine" with no
+  warm-up; the comparison runs without warm-up on both sides);
+* ``clip._download`` returns the tiny model's state-dict file (no download);
+* ``.cuda()`` of tensors and modules is the identity (CPU run); 2SFS's ``tokenize_texts``
+  device argument is the CPU; autocast and GradScaler of CUDA disable themselves on a CPU;
+* ``.half()`` of tensors and modules is the identity: an fp32 comparison (the releases cast
+  CLIP to fp16 at load and their prompts to fp16 in every block);
+* dropout of the LoRA branch is 0 on both sides (its masks come from different RNG streams);
+* observation only: ``F.cross_entropy`` and ``cls_acc`` in the releases' modules (and the loss
+  functions on bench's side) are wrapped to record their inputs.
+
+Writes ``benchmarks/results/equivalence_<method>.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import io
+import json
+import math
+import sys
+import tempfile
+import types
+from pathlib import Path
+from types import SimpleNamespace as NS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_info, machine_md, table, write_results  # noqa: E402
+
+import torch  # noqa: E402
+
+RELEASES = {
+    "clip_lora": ("MaxZanella/CLIP-LoRA", "358f0d7361f59e66c0b2d0b672a3dafb143a759b"),
+    "promptsrc": ("muzairkhattak/PromptSRC", "bb95c77b634d63488f2cad81ff4a72d53bdd06d5"),
+    "maple": ("muzairkhattak/multimodal-prompt-learning", "69bce21ae8eda80ad6187534b2dce09cf6c59e17"),
+    "two_stage": ("FarinaMatteo/rethinking_fewshot_vlms", "64ac143c7d22803bfeeaadfe42f570220ab29b06"),
+}
+MODEL = "bench-equivalence-vit"
+MODEL_CFG = {"embed_dim": 256, "quick_gelu": True,
+             "vision_cfg": {"image_size": 32, "layers": 4, "width": 768, "patch_size": 16,
+                            "head_width": 64},
+             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8,
+                          "layers": 4}}
+CLASSES = ["cat", "golden retriever", "sea lion", "airplane", "red panda"]
+NOVEL = ["tabby cat", "fire truck", "cat", "sunflower"]  # "cat" is a trained class (2SFS)
+SEED = 1
+
+
+# -- both sides' inputs -------------------------------------------------------------------------
+
+def tiny_backbone():
+    """The tiny open_clip model (frozen, fp32), a backbone as methods get it, and its state
+    dict file for the release."""
+    from bench.backbone import _open_clip
+
+    oc = _open_clip()
+    folder = Path(tempfile.mkdtemp(prefix="bench-equivalence-"))
+    (folder / f"{MODEL}.json").write_text(json.dumps(MODEL_CFG))
+    oc.add_model_config(str(folder / f"{MODEL}.json"))
+    torch.manual_seed(0)
+    model = oc.create_model(MODEL).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(100.0))
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.add_(0.02 * torch.randn(p.shape, generator=g))
+            elif ".ln" in f".{name}" or "ln_" in name:
+                p.mul_(1 + 0.1 * torch.randn(p.shape, generator=g))
+    model.requires_grad_(False)
+    path = folder / "state_dict.pt"
+    torch.save({k: v.clone() for k, v in model.state_dict().items()}, path)
+    backbone = NS(model=model, tokenizer=oc.get_tokenizer(MODEL), logit_scale=100.0,
+                  context_length=77, name=MODEL)
+    return backbone, path
+
+
+def images(n: int, seed: int) -> torch.Tensor:
+    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def epoch_orders(n: int, batch_size: int, epochs: int, drop_last: str, seed: int = SEED):
+    """The rows of every batch bench's batch plan draws, epoch by epoch (the same generator
+    calls as methods/_encoder_training.batch_plan)."""
+    from methods._training import batches, seeded_generator
+
+    gen = seeded_generator(seed)
+    return [batches(n, batch_size, gen, drop_last) for _ in range(epochs)]
+
+
+class EpochLoader:
+    """A release's train loader: pass e yields epoch e's batches in bench's order."""
+
+    def __init__(self, x, y, orders):
+        self.x, self.y, self.orders, self.epoch = x, y, orders, 0
+
+    def __iter__(self):
+        batches = self.orders[self.epoch]
+        self.epoch += 1
+        return iter([(self.x[r], self.y[r]) for r in batches])
+
+    def __len__(self):
+        return len(self.orders[0])
+
+
+def task_for(method: str, backbone, x, y, shots: int, **overrides):
+    from bench.config import MethodSpec, resolve_method_config
+    from methods.tuning import EncoderTask, ImageSplit, TensorTrainImages
+
+    _, cfg = resolve_method_config(MethodSpec(method, None), "caltech101", shots,
+                                   overrides=overrides)
+    return EncoderTask("caltech101", list(CLASSES), ["a photo of a {}."], shots, SEED, cfg,
+                       torch.device("cpu"), TensorTrainImages(x, y), ImageSplit(x[:0], y[:0]),
+                       backbone)
+
+
+# -- the release's environment ------------------------------------------------------------------
+
+def _identity(self, *args, **kwargs):
+    return self
+
+
+def _dassl_stubs():
+    """Just what the releases' trainers import from Dassl.pytorch (see the module doc)."""
+
+    class Registry:
+        def register(self, *args, **kwargs):
+            return (lambda obj: obj) if not args or not callable(args[0]) else args[0]
+
+    class TrainerX:
+        def register_model(self, name, model, optim=None, sched=None):
+            self.__dict__.setdefault("_models", {})[name] = model
+            self.__dict__.setdefault("_optims", {})[name] = optim
+            self.__dict__.setdefault("_scheds", {})[name] = sched
+
+        def get_model_names(self, names=None):
+            return list(self._models)
+
+        def update_lr(self, names=None):
+            for sched in self._scheds.values():
+                if sched is not None:
+                    sched.step()
+
+    def build_optimizer(model, optim_cfg):
+        return torch.optim.SGD(model.parameters(), lr=optim_cfg.LR, momentum=0.9,
+                               weight_decay=5e-4, dampening=0, nesterov=False)
+
+    def build_lr_scheduler(optimizer, optim_cfg):
+        assert optim_cfg.WARMUP_EPOCH == 0
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, float(optim_cfg.MAX_EPOCH))
+
+    def unavailable(*args, **kwargs):
+        raise NotImplementedError("not stubbed")
+
+    mods = {name: types.ModuleType(name) for name in
+            ("dassl", "dassl.engine", "dassl.utils", "dassl.optim", "dassl.metrics")}
+    mods["dassl.engine"].TRAINER_REGISTRY = Registry()
+    mods["dassl.engine"].TrainerX = TrainerX
+    mods["dassl.utils"].load_pretrained_weights = unavailable
+    mods["dassl.utils"].load_checkpoint = unavailable
+    mods["dassl.optim"].build_optimizer = build_optimizer
+    mods["dassl.optim"].build_lr_scheduler = build_lr_scheduler
+    mods["dassl.metrics"].compute_accuracy = unavailable
+    sys.modules.update(mods)
+
+
+def release_environment(root: Path, weights: Path) -> None:
+    sys.path.insert(0, str(root))
+    _dassl_stubs()
+    torch.Tensor.cuda = _identity
+    torch.nn.Module.cuda = _identity
+    torch.Tensor.half = _identity
+    torch.nn.Module.half = _identity
+    import clip.clip as release_clip
+
+    release_clip._download = lambda url, root=None: str(weights)
+
+
+class Recorder:
+    """Records the inputs of a function it stands in for (observation only)."""
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, []
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append([a.detach().clone() if torch.is_tensor(a) else a for a in args])
+        return self.fn(*args, **kwargs)
+
+
+def functional_proxy(record: dict):
+    """``torch.nn.functional`` with ``cross_entropy`` (and the functions in ``record``)
+    recorded, for a release module's ``F``."""
+    import torch.nn.functional as F
+
+    proxy = types.SimpleNamespace(**{k: getattr(F, k) for k in dir(F) if not k.startswith("__")})
+    for name in record:
+        record[name] = Recorder(getattr(F, name))
+        setattr(proxy, name, record[name])
+    return proxy
+
+
+@contextlib.contextmanager
+def quiet():
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def diff(a, b) -> float:
+    return float((torch.as_tensor(a).double() - torch.as_tensor(b).double()).abs().max())
+
+
+def row(what: str, ours, theirs, steps="-") -> list:
+    return [what, diff(ours, theirs), float(torch.as_tensor(theirs).double().abs().max()), steps]
+
+
+def load_release_clip(weights: Path):
+    import clip
+
+    with quiet():
+        model, _ = clip.load(str(weights), device="cpu")
+    ours = torch.load(weights)
+    problems = model.load_state_dict(ours, strict=False)
+    assert not problems.unexpected_keys and not problems.missing_keys, problems
+    return model
+
+
+# -- CLIP-LoRA ----------------------------------------------------------------------------------
+
+def compare_clip_lora(root: Path, backbone, weights: Path) -> tuple[list, dict]:
+    import methods.clip_lora as ours_mod
+    from methods._encoder_training import Numerics
+    from methods._training import seeded_rng
+
+    n, steps = 8, 2
+    x, y = images(n, 10), torch.tensor([0, 1, 2, 3, 4, 0, 1, 2])
+    xt, yt = images(6, 11), torch.tensor([0, 1, 2, 3, 4, 0])
+    task = task_for("clip_lora", backbone, x, y, shots=1, dropout=0.0, iters_per_shot=steps,
+                    batch_size=n)
+    numerics = Numerics("fp32", task.device, "clip_lora")
+    with seeded_rng(SEED, task.device):
+        lora = ours_mod.LoRAModel(task)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():  # B = 0 would make the first forward the frozen one: use random B
+        for p in lora.parameters():
+            if p.shape[1] == int(task.config["r"]):
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+
+    import lora as release  # the release's lora.py
+    release_model = load_release_clip(weights)
+    orig_apply = release.apply_lora
+
+    def pairs(model):
+        """(bench's branch, the release's LinearLoRA) of every LoRA'd projection."""
+        out = []
+        for tower, branches in ((model.visual.transformer, lora.vision_lora),
+                                (model.transformer, lora.text_lora)):
+            for i, block in enumerate(tower.resblocks):
+                for t in ("q", "k", "v"):
+                    out.append((branches[str(i)][t], getattr(block.attn, f"{t}_proj")))
+        return out
+
+    def apply_and_copy(args, clip_model):
+        layers = orig_apply(args, clip_model)
+        with torch.no_grad():
+            for mine, theirs in pairs(clip_model):
+                theirs.w_lora_A.copy_(mine.A)
+                theirs.w_lora_B.copy_(mine.B)
+        return layers
+
+    def flat(tensors):
+        return torch.cat([t.detach().flatten() for t in tensors])
+
+    release.apply_lora = apply_and_copy
+    record = {"cross_entropy": None}
+    release.F = functional_proxy(record)
+    accs = Recorder(release.cls_acc)
+    release.cls_acc = accs
+    args = NS(encoder="both", position="all", backbone="ViT-B/16", params=["q", "k", "v"], r=2,
+              alpha=1, dropout_rate=0.0, n_iters=steps, shots=1, lr=2e-4, eval_only=False,
+              save_path=None, batch_size=n)
+    dataset = NS(classnames=list(CLASSES), template=["a photo of a {}."])
+    orders = epoch_orders(n, n, steps, "never")
+    with quiet():
+        release.run_lora(args, release_model, 100, dataset, EpochLoader(x, y, orders),
+                         [(xt, yt)], [(xt, yt)])
+    ce = record["cross_entropy"]
+    theirs_logits = torch.stack([c[0] for c in ce.calls])
+    theirs_loss = [float(ce.fn(c[0], c[1])) for c in ce.calls]
+    theirs_test = accs.calls[-1][0]  # evaluate_lora's cosine (merged weights, no scale)
+
+    before = None
+    ours_ce = Recorder(ours_mod.cross_entropy)
+    ours_mod.cross_entropy = ours_ce
+    mine_pairs = pairs(release_model)
+    before = flat([t for m, _ in mine_pairs for t in (m.A, m.B)])
+    losses = ours_mod.fit_lora(task, lora, numerics)
+    fitted = ours_mod.lora_fitted(task, lora, numerics, losses)
+    mine_after = flat([t for m, _ in mine_pairs for t in (m.A, m.B)])
+    theirs_after = flat([t for _, r in mine_pairs for t in (r.w_lora_A, r.w_lora_B)])
+    rows = [row("train logits (scale 100), every step", torch.stack([c[0] for c in ours_ce.calls]),
+                theirs_logits, steps),
+            row("train loss, every step", losses, theirs_loss, steps),
+            row(f"LoRA A and B after {steps} AdamW steps", mine_after, theirs_after, steps),
+            ["(size of the release's update: max abs of after - before)", float("nan"),
+             diff(theirs_after, before), steps],
+            row("test logits / 100 of the trained model (release: merged weights)",
+                fitted.logits(xt) / 100.0, theirs_test)]
+    notes = {"text": "bench runs the text tower up to the longest EOT (cut_sequence); the release "
+                     "all 77 positions", "lora_dropout": 0.0,
+             "lora_B_init": "random N(0, 0.1^2) on both sides (the methods start at B = 0)",
+             "iterations": steps, "batch": n, "classes": len(CLASSES)}
+    return rows, notes
+
+
+COMPARE = {"clip_lora": compare_clip_lora}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--method", required=True, choices=sorted(RELEASES))
+    p.add_argument("--release", required=True, type=Path,
+                   help="a checkout of the release at the commit in RELEASES")
+    p.add_argument("--out", default=None, help="also copy the result files here")
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    if not (a.release / "clip" / "model.py").is_file():
+        print(f"equivalence: {a.release} is not a checkout of {RELEASES[a.method][0]} "
+              f"(no clip/model.py)", file=sys.stderr)
+        return 2
+    backbone, weights = tiny_backbone()
+    release_environment(a.release.resolve(), weights)
+    rows, notes = COMPARE[a.method](a.release, backbone, weights)
+    repo, commit = RELEASES[a.method]
+    data = {"method": a.method, "release": f"{repo}@{commit}", "model": MODEL_CFG,
+            "rows": [dict(zip(("quantity", "max_abs_diff", "max_abs_release", "steps"), r))
+                     for r in rows], "notes": notes, "machine": machine_info()}
+    md = (f"# Equivalence of bench's `{a.method}` with {repo}@{commit[:7]}\n\n"
+          f"`python benchmarks/equivalence.py --method {a.method} --release CHECKOUT`: a tiny ViT "
+          f"CLIP (text width 512, vision width 768, 4 layers each, 32 px images) loaded by the "
+          f"release's own code, identical tensors on both sides, CPU, fp32 (see the script's "
+          f"docstring for what is stubbed).\n\n"
+          + table(["quantity", "max abs difference", "max abs (release)", "steps"], rows)
+          + "\n\n" + "\n".join(f"- {k}: {v}" for k, v in notes.items())
+          + "\n\n" + machine_md(data["machine"]))
+    write_results(f"equivalence_{a.method}", data, md, a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
