@@ -22,7 +22,8 @@ from methods._clip_hooks import LayerLoRA, TowerHooks, check_vit, encode_image, 
 from methods._encoder_training import (ChunkedText, Numerics, batch_plan, cosine_lr,
                                        cross_entropy, epochs_for, normalize, scorer, set_lr, step)
 from methods._training import seeded_generator, seeded_rng
-from methods.tuning import EncoderFitted, EncoderTask, register
+from methods import METHODS
+from methods.tuning import EncoderFitted, EncoderTask
 
 ENCODERS = ("both", "vision", "text")
 
@@ -162,9 +163,9 @@ def lora_fitted(task: EncoderTask, lora: LoRAModel, numerics: Numerics, losses: 
     return EncoderFitted(logits_for(task.classnames, task.templates), record, for_classes)
 
 
-@register("clip_lora", kind="encoder", needs_vit=True, epochs=train_epochs, new_classes=True,
-          display_name="CLIP-LoRA", order=90, family="encoder tuning",
-          description="LoRA on q, k, v of both encoders (Zanella & Ben Ayed 2024)")
+@METHODS.register("clip_lora", kind="encoder", needs_vit=True, epochs=train_epochs,
+                  new_classes=True, display_name="CLIP-LoRA", order=90, family="encoder tuning",
+                  description="LoRA on q, k, v of both encoders (Zanella & Ben Ayed 2024)")
 def fit(task: EncoderTask) -> EncoderFitted:
     numerics = Numerics(str(task.config["precision"]), task.device, "clip_lora")
     with seeded_rng(task.seed, task.device):

@@ -29,7 +29,8 @@ from methods._deep_prompts import (PromptText, context_init, dassl_train, deep_l
                                    prompted_scorer)
 from methods._encoder_training import ChunkedText, Numerics, normalize
 from methods._training import seeded_rng
-from methods.tuning import EncoderFitted, EncoderTask, register
+from methods import METHODS
+from methods.tuning import EncoderFitted, EncoderTask
 
 
 class MaPLeModel(nn.Module):
@@ -110,9 +111,9 @@ def train(task: EncoderTask, prompts: MaPLeModel | None = None
     return prompts, numerics, history
 
 
-@register("maple", kind="encoder", needs_vit=True, epochs=train_epochs, new_classes=True,
-          display_name="MaPLe", order=91, family="encoder tuning",
-          description="multi-modal prompts, vision coupled from text (Khattak et al. 2023)")
+@METHODS.register("maple", kind="encoder", needs_vit=True, epochs=train_epochs,
+                  new_classes=True, display_name="MaPLe", order=91, family="encoder tuning",
+                  description="multi-modal prompts, vision coupled from text (Khattak et al. 2023)")
 def fit(task: EncoderTask) -> EncoderFitted:
     prompts, numerics, history = train(task)
     info = {"precision": numerics.precision, "epochs": len(history),

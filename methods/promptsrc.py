@@ -29,7 +29,8 @@ from methods._deep_prompts import (PromptText, context_init, dassl_train, deep_l
                                    prompted_scorer)
 from methods._encoder_training import ChunkedText, Numerics, normalize
 from methods._training import seeded_rng
-from methods.tuning import EncoderFitted, EncoderTask, register
+from methods import METHODS
+from methods.tuning import EncoderFitted, EncoderTask
 
 
 def teacher_templates(choice) -> list[str]:
@@ -174,9 +175,9 @@ def train(task: EncoderTask, prompts: PromptSRCModel | None = None
     return prompts, numerics, history, weights
 
 
-@register("promptsrc", kind="encoder", needs_vit=True, epochs=train_epochs, new_classes=True,
-          display_name="PromptSRC", order=92, family="encoder tuning",
-          description="self-regulated deep vision-language prompts (Khattak et al. 2023)")
+@METHODS.register("promptsrc", kind="encoder", needs_vit=True, epochs=train_epochs,
+                  new_classes=True, display_name="PromptSRC", order=92, family="encoder tuning",
+                  description="self-regulated deep vision-language prompts (Khattak et al. 2023)")
 def fit(task: EncoderTask) -> EncoderFitted:
     prompts, numerics, history, weights = train(task)
     info = {"precision": numerics.precision, "epochs": len(history),

@@ -35,21 +35,20 @@ The core encodes the test set through it per cell, in batches (``eval_batch_size
 
 Registration, in the method's module (what the core reads from the entry's extras):
 
-    @register("clip_lora", kind="encoder", needs_vit=True, epochs=train_epochs,
-              new_classes=True, display_name=..., family=..., order=..., description=...)
+    @METHODS.register("clip_lora", kind="encoder", needs_vit=True, epochs=train_epochs,
+                      new_classes=True, display_name=..., family=..., order=..., description=...)
     def fit(task: EncoderTask) -> EncoderFitted: ...
 
-* ``kind="encoder"`` (frozen-feature methods have no ``kind``, i.e. ``"feature"``);
+* ``kind="encoder"`` (frozen-feature methods have no ``kind``, i.e. ``"feature"``); a plugin
+  registers the same way (bench/plugins.py);
 * ``needs_vit=True``: the method tunes a ViT image tower; other backbones are refused with one
-  line (:func:`check_backbone`);
-* ``epochs(config, n_train) -> int``: how many epochs of crops a cell trains on (for the core's
-  planning and the record; ``crops`` must serve epochs 0 .. epochs-1);
+  line before anything runs (:func:`backbone_problem`);
+* ``epochs(config, n_train, shots) -> int``: how many epochs of crops a cell trains on (for the
+  record; ``crops`` serves any epoch);
 * ``new_classes`` and ``stochastic`` as for frozen-feature methods.
 
-Until the core runs this kind, :func:`register` keeps the methods in :data:`PENDING` instead of
-the method registry, so `bench ls`, `bench run` and the conformance suite do not list methods
-they cannot run; at integration each ``@register(`` becomes ``@METHODS.register(`` with the
-same arguments (docs/extending.md, "Methods that tune inside the encoders").
+The core (bench/encoder_cells.py) builds the :class:`EncoderTask` of a cell and scores the test
+images through the returned model.
 """
 
 from __future__ import annotations
@@ -60,43 +59,51 @@ from typing import Any, Callable, Protocol, Sequence
 import torch
 
 from bench.errors import UsageError
-from bench.registry import Entry, unknown_name_message
+from bench.registry import Entry
 from methods.base import Fitted, TextBackbone
 
 KIND = "encoder"
-
-PENDING: dict[str, Entry] = {}
-
-
-def register(name: str, *, display_name: str | None = None, description: str = "",
-             order: float = 1000.0, tags=(), **extra) -> Callable:
-    """``METHODS.register`` for encoder-tuning methods while the core cannot run them: the
-    entry is kept in :data:`PENDING` (same fields as the registry's)."""
-    extra.setdefault("kind", KIND)
-    if extra["kind"] != KIND:
-        raise ValueError(f"methods.tuning.register is for kind={KIND!r} methods")
-
-    def wrap(fit):
-        PENDING[name] = Entry(name, display_name or name, description, fit, order, tuple(tags),
-                              dict(extra), f"module {getattr(fit, '__module__', '?')}")
-        return fit
-
-    return wrap
+KINDS = ("feature", KIND)
 
 
-def entry(name: str) -> Entry:
-    """The pending entry of an encoder-tuning method (its modules imported first)."""
-    import importlib
-    import pkgutil
+def kind_of(entry: Entry) -> str:
+    """``feature`` (the default) or ``encoder``; a registration naming another kind is refused
+    with one line."""
+    kind = entry.extra.get("kind", "feature")
+    if kind not in KINDS:
+        raise UsageError(f"method {entry.name} ({entry.source}) is registered with kind="
+                         f"{kind!r}; choose one of {', '.join(KINDS)}")
+    return kind
 
-    import methods
 
-    for info in pkgutil.iter_modules(methods.__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"methods.{info.name}")
-    if name not in PENDING:
-        raise UsageError(unknown_name_message("encoder-tuning method", name, PENDING))
-    return PENDING[name]
+def is_encoder(entry: Entry) -> bool:
+    return kind_of(entry) == KIND
+
+
+def vit_config_problem(backbone: str) -> str | None:
+    """Why open_clip model ``backbone`` has no ViT image tower (read from its config, nothing
+    built), or None when it has one."""
+    from bench.backbone import _open_clip
+
+    cfg = _open_clip().get_model_config(backbone) or {}
+    vision = cfg.get("vision_cfg") or {}
+    if vision.get("timm_model_name"):
+        return f"its image tower is the timm model {vision['timm_model_name']}"
+    if isinstance(vision.get("layers"), (list, tuple)):
+        return "its image tower is a ResNet"
+    return None
+
+
+def backbone_problem(entry: Entry, backbone: str) -> str | None:
+    """One line why method ``entry`` cannot run on ``backbone``, or None."""
+    if not entry.extra.get("needs_vit"):
+        return None
+    problem = vit_config_problem(backbone)
+    if problem is None:
+        return None
+    return (f"{entry.name} tunes inside a ViT image tower; {backbone} cannot be used: {problem} "
+            f"(use a ViT backbone, e.g. --backbone ViT-B-16, or --backbone bench-demo-vit on "
+            f"the demo)")
 
 
 def check_backbone(method: str, extra: dict, model, backbone_name: str = "this backbone") -> None:

@@ -33,7 +33,8 @@ from methods._encoder_training import (ChunkedText, Numerics, batch_plan, cosine
                                        cross_entropy, epochs_for, normalize, scorer, set_lr, step)
 from methods._training import seeded_generator, seeded_rng
 from methods.clip_lora import layer_indices
-from methods.tuning import EncoderFitted, EncoderTask, register
+from methods import METHODS
+from methods.tuning import EncoderFitted, EncoderTask
 
 PEFTS = ("ln", "lora")
 NORMS = ("blocks", "all")
@@ -196,9 +197,9 @@ def run_scorer(task: EncoderTask, run: TwoStageRun, classnames: list[str], templ
                   float(task.backbone.logit_scale), run.numerics)
 
 
-@register("two_stage", kind="encoder", needs_vit=True, epochs=train_epochs, new_classes=True,
-          display_name="2SFS", order=93, family="encoder tuning",
-          description="LayerNorm tuning, then a linear head (Farina et al. 2025)")
+@METHODS.register("two_stage", kind="encoder", needs_vit=True, epochs=train_epochs,
+                  new_classes=True, display_name="2SFS", order=93, family="encoder tuning",
+                  description="LayerNorm tuning, then a linear head (Farina et al. 2025)")
 def fit(task: EncoderTask) -> EncoderFitted:
     run = train(task)
     info = {"precision": run.numerics.precision, "peft": task.config["peft"],
