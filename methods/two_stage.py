@@ -197,7 +197,14 @@ def run_scorer(task: EncoderTask, run: TwoStageRun, classnames: list[str], templ
                   float(task.backbone.logit_scale), run.numerics)
 
 
+def _stochastic(config: dict):
+    """LayerNorm tuning starts from the model's own values and the head from the text
+    embeddings: the seed acts only through the batch order; LoRA's matrices are drawn too."""
+    return "batch_order" if config["peft"] == "ln" else True
+
+
 @METHODS.register("two_stage", kind="encoder", needs_vit=True, epochs=train_epochs,
+                  stochastic=_stochastic,
                   new_classes=True, display_name="2SFS", order=93, family="encoder tuning",
                   description="LayerNorm tuning, then a linear head (Farina et al. 2025)")
 def fit(task: EncoderTask) -> EncoderFitted:
