@@ -166,12 +166,16 @@ class ImageTargets:
 
 def check_frozen(backbone) -> None:
     """The shared model after a fit: still in eval mode with no parameter requiring a gradient
-    (a cheap check of every cell; tests/test_encoder_methods.py compares every tensor)."""
+    (a cheap check of every cell; tests/test_conformance.py compares every tensor). A method
+    that changed either fails its cell, and the model is put back for the cells after it."""
     model = backbone.model
-    if any(m.training for m in model.modules()):
+    training = any(m.training for m in model.modules())
+    grads = any(p.requires_grad for p in model.parameters())
+    model.eval().requires_grad_(False)  # the next cells get the model as it must be
+    if training:
         raise InvalidResult("the method left the shared frozen model in training mode; an "
                             "encoder-tuning method must tune its own copies (methods/tuning.py)")
-    if any(p.requires_grad for p in model.parameters()):
+    if grads:
         raise InvalidResult("the method made parameters of the shared frozen model trainable; "
                             "an encoder-tuning method must tune its own copies "
                             "(methods/tuning.py)")

@@ -398,7 +398,10 @@ def _vit_methods(value, specs: list, backbones: list, demo_note: str | None, reg
     other backbone without a ViT tower, a method named explicitly is refused with one line; one
     selected by ``all`` or a pattern is left out, with a note."""
     from bench.backbone import resolve_pretrained
-    from methods.tuning import backbone_problem
+    from methods.tuning import backbone_problem, kind_of
+
+    for spec in specs:
+        kind_of(registry.entry(spec.name))  # a registration's unknown kind: one line
 
     parts = value if isinstance(value, list) else str(value).split(",")
     explicit = {p.strip().partition(":")[0] for p in parts
