@@ -197,3 +197,16 @@ def test_unknown_kind_is_one_line(run_cli, miniroot, tmp_path, plugin_state):
     assert "registered with kind='weird'; choose one of feature, encoder" in err
     assert len(err.strip().splitlines()) == 1
 
+
+
+def test_published_few_shot_numbers_of_the_encoder_methods():
+    """The 11-dataset ViT-B/16 means issue 29 cites, shipped with their sources."""
+    from results.published import load_published
+
+    rows = [r for r in load_published() if r.method in ("clip_lora", "promptsrc", "maple")]
+    assert all(r.source and r.backbone == "ViT-B-16" and r.pretrained == "openai" for r in rows)
+    by = {(r.method, r.shots): r.top1 for r in rows if r.dataset == "average"}
+    shots = (1, 2, 4, 8, 16)
+    assert [by[("clip_lora", k)] for k in shots] == [72.20, 75.41, 77.32, 80.10, 82.89]
+    assert [by[("promptsrc", k)] for k in shots] == [72.32, 75.29, 78.35, 80.69, 82.87]
+    assert [by[("maple", k)] for k in shots] == [69.27, 72.58, 75.37, 78.89, 81.79]
