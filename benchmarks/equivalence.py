@@ -33,9 +33,14 @@ What is stubbed, and why (the releases need a GPU, OpenAI's weights and Dassl.py
   device argument is the CPU; autocast and GradScaler of CUDA disable themselves on a CPU;
 * ``.half()`` of tensors and modules is the identity: an fp32 comparison (the releases cast
   CLIP to fp16 at load and their prompts to fp16 in every block);
-* dropout of the LoRA branch is 0 on both sides (its masks come from different RNG streams);
+* dropout of the LoRA branch is 0 on both sides (its masks come from different RNG streams),
+  through the release's dropout code path (``nn.Dropout(0.0)`` on its layers: with
+  ``dropout_rate=0`` the release takes another path whose gradient is wrong, see
+  ``compare_clip_lora``);
 * observation only: ``F.cross_entropy`` and ``cls_acc`` in the releases' modules (and the loss
-  functions on bench's side) are wrapped to record their inputs.
+  functions on bench's side) are wrapped to record their inputs; ``cls_acc`` (printing only) is
+  replaced by the same top-1 without its ``float()`` of a one-element array, which numpy 2
+  refuses.
 
 Writes ``benchmarks/results/equivalence_<method>.{json,md}``.
 """
@@ -217,6 +222,12 @@ class Recorder:
         return self.fn(*args, **kwargs)
 
 
+def top1_percent(output, target, topk=1):
+    """What the releases' ``cls_acc`` returns (top-1 %), without its numpy-1-only ``float()``
+    of a one-element array (numpy 2 refuses it)."""
+    return 100.0 * float((output.argmax(dim=1) == target).float().mean())
+
+
 def functional_proxy(record: dict):
     """``torch.nn.functional`` with ``cross_entropy`` (and the functions in ``record``)
     recorded, for a release module's ``F``."""
@@ -295,15 +306,36 @@ def compare_clip_lora(root: Path, backbone, weights: Path) -> tuple[list, dict]:
             for mine, theirs in pairs(clip_model):
                 theirs.w_lora_A.copy_(mine.A)
                 theirs.w_lora_B.copy_(mine.B)
+                # the release's own path at its default dropout (0.25), with p = 0: with
+                # dropout_rate 0 it builds no Dropout and takes merge_lora_param/sub_lora_data
+                # instead, whose in-place .data subtraction after the forward leaves the
+                # unmerged weight in the tensor saved for the backward (the input gradient of
+                # every LoRA'd projection then misses its update; the release never runs it)
+                theirs.dropout = torch.nn.Dropout(0.0)
         return layers
 
     def flat(tensors):
         return torch.cat([t.detach().flatten() for t in tensors])
 
-    release.apply_lora = apply_and_copy
+    first_grads: dict[str, dict[int, torch.Tensor]] = {"ours": {}, "theirs": {}}
+
+    def grab(side: str, key: int, tensor: torch.Tensor) -> None:
+        """Keep ``tensor``'s gradient of the first backward pass."""
+        def hook(grad):
+            first_grads[side].setdefault(key, grad.detach().clone())
+        tensor.register_hook(hook)
+
+    def apply_copy_and_watch(args, clip_model):
+        layers = apply_and_copy(args, clip_model)
+        for i, (_, theirs) in enumerate(pairs(clip_model)):
+            grab("theirs", 2 * i, theirs.w_lora_A)
+            grab("theirs", 2 * i + 1, theirs.w_lora_B)
+        return layers
+
+    release.apply_lora = apply_copy_and_watch
     record = {"cross_entropy": None}
     release.F = functional_proxy(record)
-    accs = Recorder(release.cls_acc)
+    accs = Recorder(top1_percent)  # the release's cls_acc fails on numpy 2 (float of a 1-array)
     release.cls_acc = accs
     args = NS(encoder="both", position="all", backbone="ViT-B/16", params=["q", "k", "v"], r=2,
               alpha=1, dropout_rate=0.0, n_iters=steps, shots=1, lr=2e-4, eval_only=False,
@@ -323,16 +355,35 @@ def compare_clip_lora(root: Path, backbone, weights: Path) -> tuple[list, dict]:
     ours_mod.cross_entropy = ours_ce
     mine_pairs = pairs(release_model)
     before = flat([t for m, _ in mine_pairs for t in (m.A, m.B)])
+    for i, (mine, _) in enumerate(mine_pairs):
+        grab("ours", 2 * i, mine.A)
+        grab("ours", 2 * i + 1, mine.B)
     losses = ours_mod.fit_lora(task, lora, numerics)
     fitted = ours_mod.lora_fitted(task, lora, numerics, losses)
     mine_after = flat([t for m, _ in mine_pairs for t in (m.A, m.B)])
     theirs_after = flat([t for _, r in mine_pairs for t in (r.w_lora_A, r.w_lora_B)])
-    rows = [row("train logits (scale 100), every step", torch.stack([c[0] for c in ours_ce.calls]),
-                theirs_logits, steps),
+    ours_logits = torch.stack([c[0] for c in ours_ce.calls])
+    rows = [row("train logits (scale 100), first step (same parameters)", ours_logits[0],
+                theirs_logits[0], 1),
+            row("train logits (scale 100), every step", ours_logits, theirs_logits, steps),
             row("train loss, every step", losses, theirs_loss, steps),
+            row("gradients of LoRA A and B, first step: image tower",
+                flat([first_grads["ours"][k] for k in range(2 * 3 * len(backbone.model.visual.transformer.resblocks))]),
+                flat([first_grads["theirs"][k] for k in range(2 * 3 * len(backbone.model.visual.transformer.resblocks))]), 1),
+            row("gradients of LoRA A and B, first step: text tower",
+                flat([first_grads["ours"][k] for k in sorted(first_grads["ours"])
+                      if k >= 2 * 3 * len(backbone.model.visual.transformer.resblocks)]),
+                flat([first_grads["theirs"][k] for k in sorted(first_grads["theirs"])
+                      if k >= 2 * 3 * len(backbone.model.visual.transformer.resblocks)]), 1),
             row(f"LoRA A and B after {steps} AdamW steps", mine_after, theirs_after, steps),
             ["(size of the release's update: max abs of after - before)", float("nan"),
              diff(theirs_after, before), steps],
+            ["(elements whose update differs by over 10% of lr; of all)",
+             int(((mine_after - theirs_after).abs() > 0.1 * 2e-4).sum()), int(mine_after.numel()),
+             steps],
+            row("the same for the elements whose release update is over 50% of lr",
+                mine_after[(theirs_after - before).abs() > 1e-4],
+                theirs_after[(theirs_after - before).abs() > 1e-4], steps),
             row("test logits / 100 of the trained model (release: merged weights)",
                 fitted.logits(xt) / 100.0, theirs_test)]
     notes = {"text": "bench runs the text tower up to the longest EOT (cut_sequence); the release "
