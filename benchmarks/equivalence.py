@@ -393,7 +393,82 @@ def compare_clip_lora(root: Path, backbone, weights: Path) -> tuple[list, dict]:
     return rows, notes
 
 
-COMPARE = {"clip_lora": compare_clip_lora}
+# -- 2SFS ---------------------------------------------------------------------------------------
+
+def compare_two_stage(root: Path, backbone, weights: Path) -> tuple[list, dict]:
+    import methods.two_stage as ours_mod
+
+    n, bs, per_shot = 8, 4, 5  # 5 iterations: stage 1 int(0.6 * 5) = 3 (1.5 epochs), stage 2 2
+    x, y = images(n, 10), torch.tensor([0, 1, 2, 3, 4, 0, 1, 2])
+    xt, yt = images(6, 11), torch.tensor([0, 1, 2, 3, 4, 0])
+    task = task_for("two_stage", backbone, x, y, shots=1, iters_per_shot=per_shot, batch_size=bs)
+    first, total = ours_mod.budget(task.config, 1)
+
+    import fs.twostage as release
+    from fs.utils import eval_utils
+
+    release.tokenize_texts = functools.partial(eval_utils.tokenize_texts, device="cpu")
+    record = {"cross_entropy": None}
+    release.F = functional_proxy(record)
+    accs = Recorder(top1_percent)
+    release.cls_acc = accs
+    release_model = load_release_clip(weights)
+    args = NS(peft="ln", ln_modality="both", ln_vision_start=0, ln_text_start=0,
+              lr=float(task.config["lr"]), wd=float(task.config["weight_decay"]),
+              n_iters=per_shot, shots=1, n_iters_frac=float(task.config["stage1_fraction"]),
+              debug=False, setting="base2new")
+    dataset = NS(classnames=list(CLASSES), template=["a photo of a {}."],
+                 test_classnames=list(CLASSES), test_new_classnames=list(NOVEL))
+    orders = epoch_orders(n, bs, 3, "never")  # epochs 0, 1 (stage 1), 2 (stage 2's fresh pass)
+    with quiet():
+        release.run_twostage(args, release_model, 100, dataset, EpochLoader(x, y, orders), None,
+                             ([(xt, yt)], [(xt, yt)]))
+    ce = record["cross_entropy"]
+    theirs_logits = [c[0] for c in ce.calls]
+    theirs_loss = [float(ce.fn(c[0], c[1])) for c in ce.calls]
+    theirs_base, theirs_novel = accs.calls[-2][0], accs.calls[-1][0]
+
+    ours_ce = Recorder(ours_mod.cross_entropy)
+    ours_mod.cross_entropy = ours_ce
+    run = ours_mod.train(task)
+    fitted = ours_mod.EncoderFitted(ours_mod.run_scorer(task, run, task.classnames, task.templates))
+    novel = ours_mod.run_scorer(task, run, list(NOVEL), task.templates)
+    ours_logits = [c[0] for c in ours_ce.calls]
+
+    def norms(tower, side):
+        mine = run.tuned.modules[side]
+        return (torch.cat([p.detach().flatten() for p in mine.values()]),
+                torch.cat([tower.get_parameter(k.replace("/", ".")).detach().flatten()
+                           for k in mine.keys()]))
+
+    vis_ours, vis_theirs = norms(release_model.visual, "vision")
+    txt_ours, txt_theirs = norms(release_model, "text")
+    start = torch.cat([p.detach().flatten() for p in
+                       ours_mod.TwoStageModel(task).modules.parameters()])
+    rows = [row("stage 1 train logits, first step (same parameters)", ours_logits[0],
+                theirs_logits[0], 1),
+            row("stage 1 train logits, every step", torch.cat(ours_logits[:first]),
+                torch.cat(theirs_logits[:first]), first),
+            row("train loss, every step of both stages", torch.tensor(run.stage1 + run.stage2),
+                theirs_loss, total),
+            row("LayerNorm weights and biases after stage 1", torch.cat([vis_ours, txt_ours]),
+                torch.cat([vis_theirs, txt_theirs]), first),
+            ["(size of the release's stage-1 update: max abs of after - before)", float("nan"),
+             diff(torch.cat([vis_theirs, txt_theirs]), start), first],
+            row("stage 2 logits, every step", torch.cat(ours_logits[first:]),
+                torch.cat(theirs_logits[first:]), total - first),
+            row("test logits, trained classes (head rows)", fitted.logits(xt), theirs_base),
+            row("test logits, classes with 'cat' trained and 3 new (selective inference)",
+                novel(xt), theirs_novel)]
+    notes = {"iterations": [first, total - first], "batch": bs, "train images": n,
+             "classes": len(CLASSES), "novel classes": NOVEL,
+             "which LayerNorms": "the blocks' ln_1 / ln_2 on both sides (the release's walk "
+                                 "freezes ln_pre, ln_post, ln_final again)",
+             "tokenize_texts": "the release's, on the CPU (its default device is cuda)"}
+    return rows, notes
+
+
+COMPARE = {"clip_lora": compare_clip_lora, "two_stage": compare_two_stage}
 
 
 def main(argv=None) -> int:
