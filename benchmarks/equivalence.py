@@ -468,7 +468,100 @@ def compare_two_stage(root: Path, backbone, weights: Path) -> tuple[list, dict]:
     return rows, notes
 
 
-COMPARE = {"clip_lora": compare_clip_lora, "two_stage": compare_two_stage}
+# -- MaPLe --------------------------------------------------------------------------------------
+
+def compare_maple(root: Path, backbone, weights: Path) -> tuple[list, dict]:
+    import methods.maple as ours_mod
+    from methods._deep_prompts import prompted_scorer
+    from methods._training import seeded_rng
+
+    n, bs, epochs, depth = 8, 4, 2, 3
+    x, y = images(n, 10), torch.tensor([0, 1, 2, 3, 4, 0, 1, 2])
+    xt = images(6, 11)
+    task = task_for("maple", backbone, x, y, shots=1, epochs=epochs, batch_size=bs,
+                    warmup_epochs=0, prompt_depth=depth, precision="fp32")
+    with seeded_rng(SEED, task.device):
+        prompts = ours_mod.MaPLeModel(task)
+
+    import trainers.maple as release
+
+    record = {"cross_entropy": None}
+    release.F = functional_proxy(record)
+    cfg = NS(MODEL=NS(BACKBONE=NS(NAME="ViT-B/16"), INIT_WEIGHTS=""), INPUT=NS(SIZE=(32, 32)),
+             TRAINER=NS(MAPLE=NS(N_CTX=int(task.config["n_ctx"]),
+                                 CTX_INIT=task.config["ctx_init"], PREC="fp32",
+                                 PROMPT_DEPTH=depth)),
+             OPTIM=NS(LR=float(task.config["lr"]), MAX_EPOCH=epochs, WARMUP_EPOCH=0))
+    trainer = release.MaPLe.__new__(release.MaPLe)
+    trainer.cfg, trainer.device = cfg, torch.device("cpu")
+    trainer.dm = NS(dataset=NS(classnames=list(CLASSES)))
+    with quiet():
+        trainer.build_model()
+    learner = trainer.model.prompt_learner
+
+    def pairs(learner):
+        """(bench's tensor, the release's) of every trainable prompt tensor."""
+        out = [(prompts.ctx, learner.ctx), (prompts.proj.weight, learner.proj.weight),
+               (prompts.proj.bias, learner.proj.bias)]
+        for i in range(depth - 1):
+            out.append((prompts.text_deep[i], learner.compound_prompts_text[i]))
+            out.append((prompts.couplings[i].weight, learner.compound_prompt_projections[i].weight))
+            out.append((prompts.couplings[i].bias, learner.compound_prompt_projections[i].bias))
+        return out
+
+    with torch.no_grad():
+        init_ctx_diff = diff(prompts.ctx, learner.ctx)  # both from "a photo of a"'s embeddings
+        for mine, theirs in pairs(learner):
+            theirs.copy_(mine)
+    before = torch.cat([m.detach().flatten() for m, _ in pairs(learner)])
+    orders = epoch_orders(n, bs, epochs, "dassl")
+    trainer.model.train()
+    for epoch in range(epochs):
+        trainer.num_batches = len(orders[epoch])
+        for i, rows in enumerate(orders[epoch]):
+            trainer.batch_idx = i
+            trainer.forward_backward({"img": x[rows], "label": y[rows]})
+    ce = record["cross_entropy"]
+    theirs_logits = torch.stack([c[0] for c in ce.calls])
+    theirs_loss = [float(ce.fn(c[0], c[1])) for c in ce.calls]
+
+    ours_ce = Recorder(ours_mod.F.cross_entropy)
+    ours_mod.F = NS(cross_entropy=ours_ce)
+    prompts, numerics, _ = ours_mod.train(task, prompts)
+    ours_logits = torch.stack([c[0] for c in ours_ce.calls])
+    ours_loss = [float(ours_ce.fn(c[0], c[1])) for c in ours_ce.calls]
+    mine_after = torch.cat([m.detach().flatten() for m, _ in pairs(learner)])
+    theirs_after = torch.cat([t.detach().flatten() for _, t in pairs(learner)])
+
+    trainer.model.eval()
+    with torch.no_grad():
+        theirs_test = trainer.model(xt)
+        with quiet():  # the release's base2new_test: a model over the new names, prompts loaded
+            novel_model = release.CustomCLIP(cfg, list(NOVEL), release.load_clip_to_cpu(cfg))
+        state = {k: v for k, v in learner.state_dict().items() if "token_" not in k}
+        novel_model.prompt_learner.load_state_dict(state, strict=False)
+        novel_model.eval()
+        theirs_novel = novel_model(xt)
+    ours_test = prompted_scorer(task, prompts, numerics, task.classnames)(xt)
+    ours_novel = prompted_scorer(task, prompts, numerics, list(NOVEL))(xt)
+    steps = epochs * len(orders[0])
+    rows = [row("train logits, first step (same prompts)", ours_logits[0], theirs_logits[0], 1),
+            row("train logits, every step", ours_logits, theirs_logits, steps),
+            row("train loss, every step", ours_loss, theirs_loss, steps),
+            row(f"prompts, projections after {steps} SGD steps", mine_after, theirs_after, steps),
+            ["(size of the release's update: max abs of after - before)", float("nan"),
+             diff(theirs_after, before), steps],
+            row("test logits, trained classes", ours_test, theirs_test),
+            row("test logits, new class names (prompts reused)", ours_novel, theirs_novel)]
+    notes = {"initial context from 'a photo of a' (max abs difference before copying)":
+             init_ctx_diff, "epochs": epochs, "batch": bs, "prompt_depth": depth,
+             "warm-up": "none on both sides (the stubbed Dassl scheduler has none)",
+             "precision": "fp32 on both sides (the release casts CLIP to fp16)"}
+    return rows, notes
+
+
+COMPARE = {"clip_lora": compare_clip_lora, "two_stage": compare_two_stage,
+           "maple": compare_maple}
 
 
 def main(argv=None) -> int:
