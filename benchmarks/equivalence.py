@@ -560,8 +560,113 @@ def compare_maple(root: Path, backbone, weights: Path) -> tuple[list, dict]:
     return rows, notes
 
 
+# -- PromptSRC ----------------------------------------------------------------------------------
+
+def compare_promptsrc(root: Path, backbone, weights: Path) -> tuple[list, dict]:
+    import methods.promptsrc as ours_mod
+    from methods._deep_prompts import prompted_scorer
+    from methods._training import seeded_rng
+
+    n, bs, epochs, depth = 8, 4, 3, 3
+    x, y = images(n, 10), torch.tensor([0, 1, 2, 3, 4, 0, 1, 2])
+    xt = images(6, 11)
+    task = task_for("promptsrc", backbone, x, y, shots=1, epochs=epochs, batch_size=bs,
+                    warmup_epochs=0, prompt_depth_text=depth, prompt_depth_vision=depth,
+                    gpa_mean=2, gpa_std=1, precision="fp32")
+    c = task.config
+    with seeded_rng(SEED, task.device):
+        prompts = ours_mod.PromptSRCModel(task)
+
+    import trainers.promptsrc as release
+
+    record = {"cross_entropy": None, "l1_loss": None}
+    release.F = functional_proxy(record)
+    cfg = NS(MODEL=NS(BACKBONE=NS(NAME="ViT-B/16"), INIT_WEIGHTS=""), INPUT=NS(SIZE=(32, 32)),
+             TRAINER=NS(PROMPTSRC=NS(
+                 N_CTX_TEXT=int(c["n_ctx_text"]), N_CTX_VISION=int(c["n_ctx_vision"]),
+                 CTX_INIT=c["ctx_init"], PREC="fp32", PROMPT_DEPTH_TEXT=depth,
+                 PROMPT_DEPTH_VISION=depth, TEXT_LOSS_WEIGHT=float(c["text_loss_weight"]),
+                 IMAGE_LOSS_WEIGHT=float(c["image_loss_weight"]), GPA_MEAN=c["gpa_mean"],
+                 GPA_STD=c["gpa_std"])),
+             OPTIM=NS(LR=float(c["lr"]), MAX_EPOCH=epochs, WARMUP_EPOCH=0))
+    trainer = release.PromptSRC.__new__(release.PromptSRC)
+    trainer.cfg, trainer.device = cfg, torch.device("cpu")
+    trainer.dm = NS(dataset=NS(classnames=list(CLASSES)))
+    with quiet():
+        trainer.build_model()
+    model = trainer.model
+
+    def pairs(model):
+        """(bench's tensor, the release's) of every learned prompt."""
+        out = [(prompts.ctx, model.prompt_learner.ctx)]
+        out += [(p, model.text_encoder.transformer.resblocks[layer].VPT_shallow)
+                for layer, p in zip(prompts.text_layers, prompts.text_deep)]
+        for layer, p in zip(prompts.vision_layers, prompts.vision):
+            out.append((p, model.image_encoder.VPT if layer == 0
+                        else model.image_encoder.transformer.resblocks[layer].VPT_shallow))
+        return out
+
+    with torch.no_grad():
+        init_ctx_diff = diff(prompts.ctx, model.prompt_learner.ctx)
+        for mine, theirs in pairs(model):
+            theirs.copy_(mine)
+    before = torch.cat([m.detach().flatten() for m, _ in pairs(model)])
+    orders = epoch_orders(n, bs, epochs, "dassl")
+    model.train()
+    theirs_loss = []
+    for epoch in range(epochs):
+        trainer.num_batches = len(orders[epoch])
+        for i, rows in enumerate(orders[epoch]):
+            trainer.batch_idx = i
+            theirs_loss.append(trainer.forward_backward({"img": x[rows], "label": y[rows]})["loss"])
+    theirs_logits = torch.stack([c[0] for c in record["cross_entropy"].calls])
+    theirs_fixed = record["l1_loss"].calls[0][1]  # the frozen teacher text features, normalized
+
+    ours_loss_fn = Recorder(ours_mod.srd_loss)
+    ours_mod.srd_loss = ours_loss_fn
+    prompts, numerics, _, weights = ours_mod.train(task, prompts)
+    ours_logits = torch.stack([c[0] for c in ours_loss_fn.calls])
+    ours_loss = [float(ours_loss_fn.fn(*c)) for c in ours_loss_fn.calls]
+    mine_after = torch.cat([m.detach().flatten() for m, _ in pairs(model)])
+    theirs_after = torch.cat([t.detach().flatten() for _, t in pairs(model)])
+
+    model.eval()
+    with torch.no_grad():
+        theirs_test = model(xt)
+        with quiet():
+            novel_model = release.CustomCLIP(cfg, list(NOVEL), release.load_clip_to_cpu(cfg))
+        state = {k: v for k, v in model.state_dict().items()
+                 if "token_" not in k and "fixed_embeddings" not in k}
+        novel_model.load_state_dict(state, strict=False)
+        novel_model.eval()
+        theirs_novel = novel_model(xt)
+    ours_test = prompted_scorer(task, prompts, numerics, task.classnames)(xt)
+    ours_novel = prompted_scorer(task, prompts, numerics, list(NOVEL))(xt)
+    steps = epochs * len(orders[0])
+    rows = [row("frozen teacher text features (60 templates), normalized",
+                ours_loss_fn.calls[0][2], theirs_fixed),
+            row("train logits, first step (same prompts)", ours_logits[0], theirs_logits[0], 1),
+            row("train logits, every step", ours_logits, theirs_logits, steps),
+            row("train loss (CE + text L1 + image L1 + KL), every step", ours_loss, theirs_loss,
+                steps),
+            row(f"prompts after {steps} SGD steps and GPA", mine_after, theirs_after, steps),
+            ["(size of the release's change: max abs of after - before)", float("nan"),
+             diff(theirs_after, before), steps],
+            row("test logits, trained classes", ours_test, theirs_test),
+            row("test logits, new class names (prompts reused)", ours_novel, theirs_novel)]
+    notes = {"initial context from 'a photo of a' (max abs difference before copying)":
+             init_ctx_diff, "epochs": epochs, "batch": bs, "prompt depths": [depth, depth],
+             "gpa": {"mean": 2, "std": 1, "weights": weights},
+             "warm-up": "none on both sides (the stubbed Dassl scheduler has none)",
+             "gpa scope": "bench averages the prompts; the release averages its whole state "
+                          "dict, the frozen CLIP weights too (sum of weights x the same tensor: "
+                          "the frozen weights up to rounding)",
+             "precision": "fp32 on both sides (the release casts CLIP and its prompts to fp16)"}
+    return rows, notes
+
+
 COMPARE = {"clip_lora": compare_clip_lora, "two_stage": compare_two_stage,
-           "maple": compare_maple}
+           "maple": compare_maple, "promptsrc": compare_promptsrc}
 
 
 def main(argv=None) -> int:
