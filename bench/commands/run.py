@@ -426,10 +426,10 @@ def _vit_methods(value, specs: list, backbones: list, demo_note: str | None, reg
             left_out.append(spec)
             break
     if left_out:
-        names = ", ".join(dict.fromkeys(s.name for s in left_out))
-        print(f"bench: {names} left out: they tune inside a ViT image tower and "
+        names = list(dict.fromkeys(s.name for s in left_out))
+        print(f"bench: {', '.join(names)} left out: they tune inside a ViT image tower and "
               f"{', '.join(b for b, _ in backbones)} has none (run them with a ViT backbone; on "
-              f"the demo: --methods {names})", file=sys.stderr)
+              f"the demo: --methods {','.join(names)})", file=sys.stderr)
         specs = [s for s in specs if s not in left_out]
         if not specs:
             raise UsageError("--methods selects no method that can run on this backbone "
