@@ -19,7 +19,8 @@ from pathlib import Path
 _FIELDS = ("display_name", "order", "description", "family")
 # The method families, in the order tables group them (registrations say ``family=...``;
 # a method without one, a plugin say, is listed after them).
-FAMILIES = ("zero-shot", "linear probe", "adapter", "cache model", "prompt learning")
+FAMILIES = ("zero-shot", "linear probe", "adapter", "cache model", "prompt learning",
+            "encoder tuning")
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,10 @@ def source_subset_model(fitted, source_classes, ctx, cell):
 def chunked_logits(fitted, feats: torch.Tensor, device, chunk: int = 8192) -> torch.Tensor:
     """``fitted``'s logits of ``feats`` (float32, on the CPU), computed ``chunk`` rows at a time
     on ``device``; :class:`InvalidResult` when the method returns no tensor."""
+    if getattr(fitted, "inputs", "features") == "images":  # an encoder-tuning method's model
+        from bench.encoder_cells import image_logits
+
+        return image_logits(fitted, feats, device)
     out = []
     for i in range(0, len(feats), chunk):
         logits = fitted.logits(feats[i:i + chunk].to(device))

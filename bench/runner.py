@@ -49,6 +49,8 @@ from datasets_registry.fewshot import FewShotSubset, seed_everything
 from methods import METHODS
 from methods._training import OptimConfig, total_steps
 from methods.base import FeatureSplit, Task
+from methods.tuning import EncoderTask, is_encoder
+from bench.encoder_cells import ImageTargets, check_frozen, encoder_task, test_inputs
 from bench.locks import CellLocks
 from results.atomic import DiskFull, NotWritable, atomic_write_json, clean_temp_files
 from results.store import ResultStore, cell_id
@@ -538,6 +540,8 @@ def _run_cell(cell, ctx: _Context, backbone, test_feats, test_labels,
         task = _prepare_cell(cell, record, ctx, backbone, store)
         fit = METHODS.get(cell["method"])
         fitted, fit_s = _timed_fit(ctx, backbone, cell["seed"], lambda: fit(task))
+        if isinstance(task, EncoderTask):
+            check_frozen(backbone)
         _finish_cell(cell, record, ctx, task, fitted, fit_s,
                      ctx.features.encode_seconds - enc0, test_feats, test_labels)
     except (DiskFull, NotWritable, DatasetDataError):
@@ -633,8 +637,11 @@ def _finish_cell(cell, record: dict, ctx: _Context, task: Task, fitted, fit_s: f
     threads = fit_threads(ctx.job.options, task.device)
     t = time.perf_counter()
     kept: dict = {}  # per-image predictions, written beside the record (results/predictions.py)
+    scored = ctx
+    if isinstance(task, EncoderTask):  # the test images, through the cell's own model
+        scored, test_feats = ImageTargets(ctx), test_inputs(ctx)
     with torch_threads(threads):
-        evaluations, primary, digest = evaluate_cell(cell, ctx, fitted, test_feats,
+        evaluations, primary, digest = evaluate_cell(cell, scored, fitted, test_feats,
                                                      test_labels, task.device, keep=kept)
     record["timings"]["eval_s"] = round(time.perf_counter() - t, 4)
     if threads:
@@ -646,7 +653,8 @@ def _finish_cell(cell, record: dict, ctx: _Context, task: Task, fitted, fit_s: f
     record["logits_sha256"] = digest
     record["selected"] = info
     record["features"] = ctx.features.describe()
-    record["views"] = task.train_views.describe()
+    views = task.train if isinstance(task, EncoderTask) else task.train_views
+    record["views"] = views.describe()
     record["status"] = "ok"
     record["_predictions"] = kept  # not a record field: ResultStore.write stores it as a file
     problem = record_problem(record)  # what `bench report` would refuse is not written as ok
@@ -694,6 +702,8 @@ def _write_subset(path: Path, subset: dict) -> None:
 
 
 def _build_task(cell, ctx: _Context, backbone, classnames, subset: FewShotSubset) -> Task:
+    if is_encoder(METHODS.entry(cell["method"])):  # images, not features (methods/tuning.py)
+        return encoder_task(cell, ctx, backbone, classnames, subset)
     cfg = cell["config"]
     train_pos = ctx.positions("train", subset.train)
     val_pos = ctx.positions("val", subset.val)

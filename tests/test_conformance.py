@@ -6,6 +6,10 @@ Methods run through the real runner (planner + ``run_job``) on a conformance dat
 layout with unique noise images, and a test split of noise images with random labels, so that
 test data a method could reach shows: by value in the Task, and by an accuracy far above chance.
 Epoch counts are cut to 2 through the config (``--set`` path) to keep it fast.
+
+Both kinds of method (methods/tuning.py): a frozen-feature method is probed with random
+features, an encoder-tuning one (``kind="encoder"``) with random images; for the latter the
+shared frozen model is also checked unchanged, bitwise, after its fit.
 """
 
 from __future__ import annotations
@@ -43,6 +47,15 @@ def _method_cases() -> list[tuple[str, str | None]]:
 METHOD_CASES = _method_cases()
 
 
+def _encoder_methods() -> set[str]:
+    from methods import METHODS
+
+    return {n for n in METHODS.names() if METHODS.entry(n).extra.get("kind") == "encoder"}
+
+
+ENCODER_METHODS = _encoder_methods()
+
+
 def _case_id(case) -> str:
     return f"{case[0]}:{case[1]}" if case[1] else case[0]
 
@@ -53,7 +66,8 @@ def _fast_overrides(name: str, variant: str | None) -> dict:
     from methods import METHODS
 
     spec = METHODS.entry(name).extra.get("views")
-    keys = {"epochs", getattr(spec, "epochs_key", "epochs")}
+    keys = {"epochs", getattr(spec, "epochs_key", "epochs"),
+            "iters_per_shot"}  # encoder-tuning methods' iteration budgets (CLIP-LoRA, 2SFS)
     _, cfg = resolve_method_config(MethodSpec(name, variant), CONFORMANCE_DATASET, SHOTS)
     return {k: FAST_EPOCHS for k in keys if isinstance(cfg.get(k), int)
             and not isinstance(cfg.get(k), bool) and cfg[k] > FAST_EPOCHS}
@@ -152,18 +166,33 @@ def _case(conformance, case):
     return record, task, fitted
 
 
+def _is_encoder(task) -> bool:
+    from methods.tuning import EncoderTask
+
+    return isinstance(task, EncoderTask)
+
+
 def _probe(task, n: int = 7) -> torch.Tensor:
+    """Random inputs of what the fitted model scores: features, or images for an
+    encoder-tuning method."""
     gen = torch.Generator().manual_seed(123)
+    if _is_encoder(task):
+        size = task.backbone.image_size
+        return torch.randn(n, 3, size, size, generator=gen).to(task.device)
     dim = task.train.features.shape[1]
     return torch.randn(n, dim, generator=gen).to(task.device)
 
 
 def _refit(conformance, case, task, seed: int):
-    """Fit again on the same Task with ``seed``, seeded as the runner seeds a cell."""
+    """Fit again on the same Task with ``seed``, seeded as the runner seeds a cell, on as
+    many CPU threads as the runner fitted it (a reduction's rounding may depend on them)."""
+    from bench.sweep import DEFAULT_FIT_THREADS
+    from bench.threads import torch_threads
     from datasets_registry.fewshot import seed_everything
 
     seed_everything(seed)
-    return conformance["originals"][case[0]](dataclasses.replace(task, seed=seed))
+    with torch_threads(DEFAULT_FIT_THREADS):
+        return conformance["originals"][case[0]](dataclasses.replace(task, seed=seed))
 
 
 # --- every method x variant -----------------------------------------------------------------
@@ -199,6 +228,8 @@ def _stochastic(name: str, config: dict):
         declared = entry.extra["stochastic"]
         declared = declared(config) if callable(declared) else declared
         return declared if declared == "batch_order" else bool(declared)
+    if entry.extra.get("kind") == "encoder":  # it trains for the epochs it declares
+        return entry.extra["epochs"](config, SHOTS * 47, SHOTS) > 0
     spec = entry.extra.get("views")
     key = getattr(spec, "epochs_key", "epochs")
     trains = any(isinstance(config.get(k), int) and not isinstance(config.get(k), bool)
@@ -301,6 +332,11 @@ def _test_features(conformance, backbone) -> torch.Tensor:
 @pytest.mark.parametrize("case", METHOD_CASES, ids=_case_id)
 def test_no_test_data_reachable_from_the_task(conformance, case, tiny_backbone):
     record, task, _ = _case(conformance, case)
+    if _is_encoder(task):
+        _no_test_images_reachable(conformance, task, tiny_backbone)
+        assert record["metrics"]["top1"] < 80.0, (
+            f"top-1 {record['metrics']['top1']:.1f}% on random test labels: test labels leak")
+        return
     test = _test_features(conformance, tiny_backbone).float()
     views = task.train_views
     if views.mode in ("online", "cached"):
@@ -314,6 +350,45 @@ def test_no_test_data_reachable_from_the_task(conformance, case, tiny_backbone):
     # behaviour: test labels are random noise labels; reading them gives far above chance
     assert record["metrics"]["top1"] < 80.0, (
         f"top-1 {record['metrics']['top1']:.1f}% on random test labels: test labels leak")
+
+
+def _no_test_images_reachable(conformance, task, backbone) -> None:
+    """An encoder-tuning method's Task: its val images and its train crops of an epoch hold
+    no test image (eval transform), and no more than the few-shot rows."""
+    from bench.encoder_cells import TestImages
+
+    test = torch.cat(list(TestImages(conformance["splits"], "test", range(N_TEST), backbone)
+                          .batches(64, "cpu"))).flatten(1)
+    assert torch.unique(test, dim=0).shape[0] == N_TEST
+    rows = torch.arange(len(task.train))
+    shown = [task.val.images, task.train.crops(0, rows)]
+    shown += [t for t in _reachable_tensors(task) if t.ndim == 4]
+    for images in shown:
+        flat = images.float().cpu().flatten(1)
+        hits = torch.cdist(flat, test).min(dim=1).values < 1e-3
+        assert not hits.any(), f"{int(hits.sum())} test image(s) reachable from the Task"
+    assert len(task.train) == len(task.train.labels) <= SHOTS * task.num_classes
+    assert len(task.val) <= min(SHOTS, 4) * task.num_classes
+
+
+@pytest.mark.parametrize("case", [c for c in METHOD_CASES if c[0] in ENCODER_METHODS],
+                         ids=_case_id)
+def test_encoder_method_leaves_the_shared_model_unchanged(conformance, case):
+    """Every parameter and buffer of the frozen model bitwise as before the fit, and its mode
+    and gradient flags (the conformance run fits on the runner's own Backbone; this refits on
+    the captured Task and compares)."""
+    _, task, _ = _case(conformance, case)
+    model = task.backbone.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [(m.training, [p.requires_grad for p in m.parameters(recurse=False)])
+             for m in model.modules()]
+    _refit(conformance, case, task, task.seed)
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert not changed, f"the fit changed the shared model's {changed[:3]}"
+    assert flags == [(m.training, [p.requires_grad for p in m.parameters(recurse=False)])
+                     for m in model.modules()]
 
 
 @pytest.mark.parametrize("case", METHOD_CASES, ids=_case_id)

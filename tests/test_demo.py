@@ -292,3 +292,38 @@ def test_demo_runs_on_the_cpu_unless_a_device_is_named(demo_dir, monkeypatch):
     cfg = resolve(parse(["run", "--methods", "zero_shot", "--backbone", "RN50",
                          "--pretrained", "none"]))
     assert cfg.device == "auto"
+
+
+# -- the demo's ViT (issue 29) ----------------------------------------------------------------------
+
+def test_pretrain_model_flag_builds_the_vit_and_refuses_others(tmp_path, run_cli):
+    from bench.backbone import Backbone
+    from bench.demo import VIT_MODEL_NAME
+    from bench.demo.pretrain import pretrain
+    from methods._clip_hooks import vit_problem
+
+    summary = pretrain(tmp_path / "v.pt", seed=0, steps=2, batch=8, warmup=1, evaluate=False,
+                       log=lambda m: None, model_name=VIT_MODEL_NAME)
+    assert summary["model"] == VIT_MODEL_NAME and np.isfinite(summary["final_loss"])
+    vit = Backbone(VIT_MODEL_NAME, str(tmp_path / "v.pt"))
+    assert vit_problem(vit.model) is None and vit.image_size == 32
+    code, _, err = run_cli("demo", "pretrain", "--model", "bench-demo-xl", "--steps", "1")
+    assert code == 2 and "bench-demo-xl" in err
+
+
+def test_committed_vit_checkpoint_loads_and_is_small():
+    from bench.demo import VIT_CHECKPOINT, VIT_MODEL_NAME
+
+    if not VIT_CHECKPOINT.is_file():
+        pytest.skip("configs/models/bench-demo-vit.pt not built")
+    import open_clip
+
+    from bench.backbone import _open_clip
+
+    assert VIT_CHECKPOINT.stat().st_size <= 25 * 1024 * 1024
+    _open_clip()
+    model, _, _ = open_clip.create_model_and_transforms(VIT_MODEL_NAME,
+                                                        pretrained=str(VIT_CHECKPOINT))
+    assert abs(model.logit_scale.exp().item() - 100.0) < 0.5
+    summary = json.loads(VIT_CHECKPOINT.with_suffix(".train.json").read_text())
+    assert summary["model"] == VIT_MODEL_NAME and summary["steps_run"] == summary["steps"]

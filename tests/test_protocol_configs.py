@@ -214,3 +214,62 @@ def test_a_malformed_protocol_block_is_refused(tmp_path, blocks, message):
     data = {"defaults": {"epochs": 1, "lr": 0.1}, "protocols": copy.deepcopy(blocks)}
     with pytest.raises(UsageError, match=message):
         config._check_protocols(tmp_path / "m.yaml", data)
+
+
+# -- the encoder-tuning methods (issue 29) ------------------------------------------------------
+def test_promptsrc_few_shot_and_base2novel_configs():
+    # muzairkhattak/PromptSRC@bb95c77 configs/trainers/PromptSRC/vit_b16_c2_ep50_batch4_4+4ctx_few_shot.yaml:
+    # MAX_EPOCH 50, LR 0.0025, batch 4, depth 9/9, loss weights 25/10, GPA 30/30 (45/5 for the five
+    # datasets its comment names); vit_b16_c2_ep20_batch4_4+4ctx.yaml (base2new_train.sh): 20 epochs, GPA 15/1
+    c = fewshot("promptsrc", "caltech101", 4)
+    assert (c["epochs"], c["lr"], c["batch_size"], c["gpa_mean"], c["gpa_std"]) == (50, 0.0025, 4, 30, 30)
+    assert (c["prompt_depth_text"], c["prompt_depth_vision"], c["text_loss_weight"],
+            c["image_loss_weight"]) == (9, 9, 25, 10)
+    assert (fewshot("promptsrc", "dtd")["gpa_mean"], fewshot("promptsrc", "dtd")["gpa_std"]) == (45, 5)
+    b = cfg("promptsrc", "base2novel", "dtd", 16)
+    assert (b["epochs"], b["gpa_mean"], b["gpa_std"], b["lr"]) == (20, 15, 1, 0.0025)
+    x = cfg("promptsrc", "crossdataset", "imagenet", 16)
+    assert (x["epochs"], x["prompt_depth_text"], x["gpa_mean"], x["gpa_std"]) == (20, 3, 6, 10)
+    assert protocol_config("promptsrc", "base2novel")["release_script"] is True
+
+
+def test_maple_configs():
+    # muzairkhattak/multimodal-prompt-learning@69bce21 configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml:
+    # N_CTX 2, depth 9, LR 0.0035, MAX_EPOCH 5, batch 4; _cross_datasets.yaml: LR 0.0026, 2 epochs, depth 3
+    for protocol in ("fewshot", "base2novel"):
+        c = fewshot("maple", "dtd", 16) if protocol == "fewshot" else cfg("maple", protocol)
+        assert (c["n_ctx"], c["prompt_depth"], c["lr"], c["epochs"], c["batch_size"]) == \
+            (2, 9, 0.0035, 5, 4)
+    x = cfg("maple", "crossdataset", "imagenet", 16)
+    assert (x["lr"], x["epochs"], x["prompt_depth"]) == (0.0026, 2, 3)
+
+
+def test_clip_lora_and_two_stage_use_one_config_everywhere():
+    # MaxZanella/CLIP-LoRA@358f0d7 run_utils.py / lora.py: r 2, alpha 1, dropout 0.25, lr 2e-4, 500 x shots,
+    # batch 32, wd 1e-2 (1e2 at the first release: the named variant); no base-to-novel script.
+    # FarinaMatteo/rethinking_fewshot_vlms@64ac143 main.py: M 300, fraction 0.6, both settings
+    c = fewshot("clip_lora", "dtd", 4)
+    assert (c["r"], c["alpha"], c["dropout"], c["lr"], c["iters_per_shot"], c["batch_size"],
+            c["weight_decay"]) == (2, 1, 0.25, 2e-4, 500, 32, 0.01)
+    assert fewshot("clip_lora", variant="release_wd_1e2")["weight_decay"] == 100.0
+    assert protocol_config("clip_lora", "base2novel")["release_script"] is False
+    t = fewshot("two_stage", "dtd", 4)
+    assert (t["iters_per_shot"], t["stage1_fraction"]) == (300, 0.6)
+    for method in ("clip_lora", "two_stage"):
+        for protocol in PROTOCOLS:
+            assert cfg(method, protocol, "dtd", 16) == fewshot(method, "dtd", 16), (method, protocol)
+    assert protocol_config("two_stage", "base2novel")["release_script"] is True
+
+
+def test_encoder_methods_demo_budget_only_on_the_demo_datasets():
+    """bench's demo budget (docs/methods.md): fewer iterations / epochs on the demo datasets,
+    under every protocol; nowhere else."""
+    for dataset in ("demo_digits", "demo_signs"):
+        assert fewshot("clip_lora", dataset)["iters_per_shot"] == 10
+        assert fewshot("two_stage", dataset)["iters_per_shot"] == 10
+        assert cfg("clip_lora", "base2novel", dataset)["iters_per_shot"] == 10
+        p = fewshot("promptsrc", dataset)
+        assert (p["epochs"], p["gpa_mean"], p["gpa_std"]) == (5, 3, 3)
+        b = cfg("promptsrc", "base2novel", dataset)
+        assert (b["epochs"], b["gpa_mean"], b["gpa_std"]) == (5, 4, 1)
+        assert fewshot("maple", dataset) == fewshot("maple", "caltech101")  # 5 epochs: as released

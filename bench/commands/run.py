@@ -144,6 +144,8 @@ def resolve(args) -> RunConfig:
     protocol, datasets, targets = _protocol_datasets(args, sweep, dataset_tag)
     method_specs = _method_specs(pick(args.methods, sweep, "methods", "all"), METHODS, protocol,
                                  named(args.methods, sweep, "methods", "--methods"))
+    backbones, method_specs, demo_note = _vit_methods(
+        pick(args.methods, sweep, "methods", "all"), method_specs, backbones, demo_note, METHODS)
     config_problems: list[str] = []  # reported with the bad values, by expand_cells
     overrides = parse_overrides(
         (overrides_list(sweep.get("set")) + (args.overrides or [])),
@@ -386,6 +388,53 @@ def _check_weights(backbones, launcher: str) -> None:
             continue
         if cached_weights(name, tag) is False:
             raise BenchError(unavailable_weights(name, tag))
+
+
+def _vit_methods(value, specs: list, backbones: list, demo_note: str | None, registry):
+    """(backbones, method specs, demo note) with the methods that need a ViT image tower
+    (methods/tuning.py ``needs_vit``) fitted to the backbones. On the demo's default model,
+    naming such a method runs the demo's ViT (bench-demo-vit) instead of its ResNet, with a
+    note; ``all`` and patterns keep the ResNet and leave those methods out, with a note. On any
+    other backbone without a ViT tower, a method named explicitly is refused with one line; one
+    selected by ``all`` or a pattern is left out, with a note."""
+    from bench.backbone import resolve_pretrained
+    from methods.tuning import backbone_problem, kind_of
+
+    for spec in specs:
+        kind_of(registry.entry(spec.name))  # a registration's unknown kind: one line
+
+    parts = value if isinstance(value, list) else str(value).split(",")
+    explicit = {p.strip().partition(":")[0] for p in parts
+                if p.strip() != "all" and not any(ch in p for ch in "*?[")}
+    vit = [s for s in specs if registry.entry(s.name).extra.get("needs_vit")]
+    if demo_note and any(s.name in explicit for s in vit):
+        from bench.demo import VIT_CHECKPOINT, VIT_MODEL_NAME
+
+        backbones = [(VIT_MODEL_NAME, str(VIT_CHECKPOINT.resolve()))]
+        resolve_pretrained(*backbones[0])
+        named_vit = ", ".join(s.name for s in vit if s.name in explicit)
+        demo_note += (f"; {named_vit} tune(s) inside a ViT image tower, so the demo's ViT "
+                      f"{VIT_MODEL_NAME} runs every method of this run")
+    left_out = []
+    for spec in vit:
+        for name, _ in backbones:
+            problem = backbone_problem(registry.entry(spec.name), name)
+            if problem is None:
+                continue
+            if spec.name in explicit:
+                raise UsageError(problem)
+            left_out.append(spec)
+            break
+    if left_out:
+        names = list(dict.fromkeys(s.name for s in left_out))
+        print(f"bench: {', '.join(names)} left out: they tune inside a ViT image tower and "
+              f"{', '.join(b for b, _ in backbones)} has none (run them with a ViT backbone; on "
+              f"the demo: --methods {','.join(names)})", file=sys.stderr)
+        specs = [s for s in specs if s not in left_out]
+        if not specs:
+            raise UsageError("--methods selects no method that can run on this backbone "
+                             "(see the note above)")
+    return backbones, specs, demo_note
 
 
 def _method_specs(value, registry, protocol: str = "fewshot", flag: str = "--methods") -> list:

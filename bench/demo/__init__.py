@@ -18,6 +18,10 @@ from configs import MODEL_DIR
 
 MODEL_NAME = "bench-demo-rn"
 CHECKPOINT = MODEL_DIR / f"{MODEL_NAME}.pt"
+# The demo's ViT (docs/demo.md), for the methods that tune inside a ViT image tower: `bench run`
+# on the demo uses it when such a method is named (`--methods all` keeps the ResNet one).
+VIT_MODEL_NAME = "bench-demo-vit"
+VIT_CHECKPOINT = MODEL_DIR / f"{VIT_MODEL_NAME}.pt"
 
 
 def demo_data_root() -> Path:

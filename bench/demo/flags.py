@@ -8,7 +8,9 @@ import argparse
 from pathlib import Path
 
 DEFAULTS = dict(seed=0, steps=3000, batch=128, lr=1e-3, warmup=150, weight_decay=0.1, threads=1,
-                final_logit_scale=100.0, logit_scale=100.0)
+                final_logit_scale=100.0, logit_scale=100.0, model="bench-demo-rn")
+# the demo architectures (configs/models/<name>.json); bench.demo.pretrain.MODELS, without torch
+MODELS = ("bench-demo-rn", "bench-demo-vit")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,6 +33,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default %(default)s)")
     p.add_argument("--eval-every", type=int, default=0,
                    help="log zero-shot on the demo suite every N steps (0: only at the end)")
+    p.add_argument("--model", choices=MODELS, default=DEFAULTS["model"],
+                   help="the demo architecture to pretrain (default %(default)s; bench-demo-vit: "
+                        "a ViT image tower, for the methods that tune inside the encoders)")
     p.add_argument("--out", type=Path, default=None,
-                   help="checkpoint to write (fp16 state_dict); the committed one is "
-                        "configs/models/bench-demo-rn.pt")
+                   help="checkpoint to write (fp16 state_dict); the committed ones are "
+                        "configs/models/<model>.pt")
+
+
+def pretrain_kwargs(args: argparse.Namespace) -> dict:
+    """The keyword arguments of ``bench.demo.pretrain.pretrain`` from parsed flags (every entry
+    point calls ``pretrain(args.out, **pretrain_kwargs(args))``)."""
+    return dict(seed=args.seed, steps=args.steps, batch=args.batch, lr=args.lr,
+                warmup=args.warmup, threads=args.threads, minutes=args.minutes,
+                eval_every=args.eval_every, final_logit_scale=args.final_logit_scale,
+                logit_scale=args.logit_scale, model_name=getattr(args, "model", DEFAULTS["model"]))

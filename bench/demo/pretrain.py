@@ -1,7 +1,12 @@
-"""Contrastive pretraining of the tiny demo CLIP on the generated world.
+"""Contrastive pretraining of the tiny demo CLIPs on the generated world.
 
     python -m bench.demo.pretrain --seed 0 --out configs/models/bench-demo-rn.pt
+    python -m bench.demo.pretrain --model bench-demo-vit --seed 0 --out configs/models/bench-demo-vit.pt
     bench demo pretrain --seed 0 --out ...
+
+``--model`` names the architecture (a config in ``configs/models/``): ``bench-demo-rn`` (the
+default, a ModifiedResNet image tower) or ``bench-demo-vit`` (a ViT, for the methods that tune
+inside the encoders). Both train the same way on the same world.
 
 Deterministic for a given seed, step count, batch size and thread count: the world's batch ``i``
 is a pure function of (seed, i), the model is initialized after ``torch.manual_seed(seed)``, and
@@ -28,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.demo import world
-from bench.demo.flags import DEFAULTS, add_arguments
+from bench.demo.flags import DEFAULTS, MODELS, add_arguments, pretrain_kwargs
 
 MODEL_NAME = "bench-demo-rn"
 
@@ -89,16 +94,17 @@ def zero_shot_suite(model, tokenizer, names: list[str] | None = None) -> dict[st
     return out
 
 
-def _seeded_model(seed: int, threads: int, logit_scale: float | None):
-    """(model, tokenizer): torch's threads and seeds set first, so the random init is a pure
-    function of ``seed``; a truthy ``logit_scale`` is fixed (no gradient) instead of learned."""
+def _seeded_model(seed: int, threads: int, logit_scale: float | None, name: str = MODEL_NAME):
+    """(model, tokenizer) of architecture ``name``: torch's threads and seeds set first, so the
+    random init is a pure function of ``seed``; a truthy ``logit_scale`` is fixed (no gradient)
+    instead of learned."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     np.random.seed(seed)
     oc = _open_clip()
-    model = oc.create_model(MODEL_NAME)  # random init after the seed
+    model = oc.create_model(name)  # random init after the seed
     model.train()
-    tokenizer = oc.get_tokenizer(MODEL_NAME)
+    tokenizer = oc.get_tokenizer(name)
     if logit_scale:
         with torch.no_grad():
             model.logit_scale.fill_(math.log(logit_scale))
@@ -176,10 +182,16 @@ def pretrain(out: Path | None, seed: int = 0, steps: int = DEFAULTS["steps"], ba
              minutes: float | None = None, eval_every: int = 0, evaluate: bool = True,
              final_logit_scale: float | None = 100.0,
              logit_scale: float | None = DEFAULTS["logit_scale"],
-             log=None) -> dict:
-    """Train the demo model; write an fp16 state_dict to ``out``; return a summary dict."""
+             log=None, model_name: str = MODEL_NAME) -> dict:
+    """Train the demo model ``model_name`` (one of :data:`MODELS`); write an fp16 state_dict to
+    ``out``; return a summary dict."""
+    if model_name not in MODELS:
+        from bench.errors import UsageError
+
+        raise UsageError(f"--model {model_name!r} is not a demo architecture; choose one of "
+                         f"{', '.join(MODELS)}")
     log = log or (lambda msg: print(msg, flush=True))
-    model, tokenizer = _seeded_model(seed, threads, logit_scale)
+    model, tokenizer = _seeded_model(seed, threads, logit_scale, model_name)
     mean, std = _image_stats(model)
     opts = _optimizers(model, lr, weight_decay)
     tokenize = _CachedTokenizer(tokenizer)
@@ -215,7 +227,7 @@ def pretrain(out: Path | None, seed: int = 0, steps: int = DEFAULTS["steps"], ba
     zs = zero_shot_suite(model, tokenizer) if evaluate else {}
     if zs:
         log("final zero-shot: " + _zero_shot_line(zs))
-    summary = {"model": MODEL_NAME, "seed": seed, "steps_run": done, "steps": steps,
+    summary = {"model": model_name, "seed": seed, "steps_run": done, "steps": steps,
                "batch": batch, "lr": lr, "warmup": warmup, "weight_decay": weight_decay,
                "threads": threads, "train_seconds": round(train_s, 1),
                "logit_scale": logit_scale or "learned",
@@ -248,9 +260,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.demo.pretrain", description=__doc__.split("\n")[0])
     add_arguments(p)
     a = p.parse_args(argv)
-    pretrain(a.out, seed=a.seed, steps=a.steps, batch=a.batch, lr=a.lr, warmup=a.warmup,
-             threads=a.threads, minutes=a.minutes, eval_every=a.eval_every,
-             final_logit_scale=a.final_logit_scale, logit_scale=a.logit_scale)
+    pretrain(a.out, **pretrain_kwargs(a))
     return 0
 
 
