@@ -9,7 +9,8 @@ Three facts, beside the config labels and approximations the tables show already
   dataset, bench does not).
 * ``label_set_dependent``: inference depends on which label set is evaluated beyond scoring its
   class names (MMRL and 2SFS use another branch for base than for novel classes in base-to-novel).
-  No built-in method does.
+  Among the built-in methods 2SFS does; it counts only under base-to-novel, the one protocol
+  that evaluates trained and new classes apart (:data:`MIXED_LABEL_SETS`).
 * ``extra_data``: data beyond the few-shot images and the backbone: any of ``llm_text``
   (LLM-written class descriptions), ``unlabeled_images``, ``teacher`` (another model distilled
   from). Empty for every built-in (ProGrad's and KgCoOp's zero-shot "teacher" is the frozen
@@ -62,7 +63,16 @@ BUILTIN: dict[str, Callable[[dict], dict] | dict] = {
     "tip_adapter_f": lambda c: {"selection": "val" if c.get("search", True) else "last"},
     "coop": {"selection": "last"}, "cocoop": {"selection": "last"},
     "kgcoop": {"selection": "last"}, "prograd": {"selection": "last"},
+    # encoder tuning (docs/methods.md): the last iteration; PromptSRC's Gaussian prompt
+    # aggregation weighs epochs by a fixed schedule, not by val. 2SFS scores trained classes
+    # with its head and others with the tuned text encoder (selective inference).
+    "clip_lora": {"selection": "last"}, "promptsrc": {"selection": "last"},
+    "maple": {"selection": "last"},
+    "two_stage": {"selection": "last", "label_set_dependent": True},
 }
+# Where every evaluated class is scored by the same branch, label-set-dependent inference
+# changes nothing: only base-to-novel evaluates trained and new classes separately.
+MIXED_LABEL_SETS = ("base2novel",)
 
 
 def facts_for(declared, config: dict | None) -> dict:
@@ -104,19 +114,21 @@ def _builtin(method: str):
 def facts_of(record: dict) -> dict:
     """The facts of a record: its own ``facts`` when it has them, else derived (module doc).
     ``selection`` is ``unknown`` for a method bench knows nothing about."""
+    unknown = {"selection": UNKNOWN, "label_set_dependent": UNKNOWN, "extra_data": UNKNOWN}
     if isinstance(record.get("facts"), dict):
         try:
-            return facts_for(record["facts"], None)
+            facts = facts_for(record["facts"], None)
         except ValueError:
-            pass  # garbage: treated as undeclared, never a crash of a report
-        return {"selection": UNKNOWN, "label_set_dependent": UNKNOWN, "extra_data": UNKNOWN}
-    declared = _builtin(str(record.get("method", "")))
-    if declared is None:
-        facts = {"selection": UNKNOWN, "label_set_dependent": UNKNOWN, "extra_data": UNKNOWN}
+            return unknown  # garbage: treated as undeclared, never a crash of a report
     else:
-        facts = facts_for(declared, record.get("config"))
-    if facts["selection"] in ("last", "none", UNKNOWN) and _has_val_selection(record.get("selected")):
-        facts["selection"] = "val"
+        declared = _builtin(str(record.get("method", "")))
+        facts = unknown if declared is None else facts_for(declared, record.get("config"))
+        if facts["selection"] in ("last", "none", UNKNOWN) and \
+                _has_val_selection(record.get("selected")):
+            facts["selection"] = "val"
+    if facts["label_set_dependent"] is True and (record.get("protocol") or "fewshot") \
+            not in MIXED_LABEL_SETS:
+        facts["label_set_dependent"] = False
     return facts
 
 

@@ -28,3 +28,21 @@ def test_declared_facts_decide_rankability():
     assert "extra data" in incomparable(coop, llm)[0]
     assert incomparable(coop, val) == []
     assert incomparable(coop, val, strict=True)
+
+
+def test_every_builtin_method_has_facts():
+    from methods import METHODS
+
+    builtin = [e.name for e in METHODS.entries() if not e.source.startswith("plugin ")]
+    assert {"coop", "clip_lora", "two_stage"} <= set(builtin)
+    for name in builtin:
+        assert facts_tag(facts_of({"method": name, "config": {}})) != "facts undeclared", name
+
+
+def test_label_set_dependence_counts_only_where_label_sets_are_evaluated_apart():
+    zero = {"method": "zero_shot", "config": {}}
+    two = {"method": "two_stage", "config": {}}
+    assert incomparable(facts_of(zero), facts_of(two)) == []  # few-shot: one branch for all
+    b2n = [facts_of({**r, "protocol": "base2novel"}) for r in (zero, two)]
+    assert incomparable(*b2n, names=("zero_shot", "2SFS")) == [
+        "2SFS's inference depends on the evaluated label set"]
