@@ -4,12 +4,12 @@
 output folder into the same frame (bench/api.py). Both are imported on first use, so that
 ``import bench`` (and the command line) stays free of pandas and torch.
 
-Importing bench sets the reproducibility policy (bench/determinism.py; ``BENCH_DETERMINISM``,
+Importing bench sets the reproducibility policy (bench/base/determinism.py; ``BENCH_DETERMINISM``,
 default ``portable``) in the environment, before torch computes anything, so that every process
 that computes (the CLI, a notebook, submitit's jobs, benchmark scripts) runs the same kernels.
 """
 
-from bench import determinism as _determinism
+from bench.base import determinism as _determinism
 
 _determinism.apply_at_import()
 

@@ -8,7 +8,7 @@
 Both go through the command line's own code: ``run`` parses its keywords with the `bench run`
 parser and calls the command (resolve, planner, runner, launchers: resumable, same records);
 ``load`` reads, selects and aggregates like `bench report` and returns the rows its CSV has.
-Errors a user can fix raise :class:`bench.errors.UsageError` (or another ``BenchError``) with
+Errors a user can fix raise :class:`bench.base.errors.UsageError` (or another ``BenchError``) with
 the same one-line message the command prints.
 """
 
@@ -98,7 +98,7 @@ def run(methods=None, datasets=None, shots=None, seeds=None, *, output="bench-re
     parser, run_parser = _run_parser()
     args = parser.parse_args(_argv({k: v for k, v in kwargs.items()}, run_parser))
     if args.include:
-        from bench.plugins import include as add_include
+        from bench.base.plugins import include as add_include
 
         add_include(args.include)
     with contextlib.redirect_stdout(io.StringIO()):  # the command's tables: the frame says it
@@ -139,7 +139,7 @@ def load(output, methods=None, datasets=None, shots=None, backbone=None, *, incl
     from results.tables import CSV_COLUMNS, render_csv
 
     if include:
-        from bench.plugins import include as add_include
+        from bench.base.plugins import include as add_include
 
         add_include(include)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torchvision import transforms as T
 
-from bench.errors import BenchError, UsageError, did_you_mean
+from bench.base.errors import BenchError, UsageError, did_you_mean
 from configs import MODEL_DIR
 
 log = logging.getLogger(__name__)

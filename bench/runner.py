@@ -32,16 +32,16 @@ from pathlib import Path
 
 import torch
 
-from bench import determinism
+from bench.base import determinism
 from bench.backbone import Backbone
-from bench.errors import BenchError
+from bench.base.errors import BenchError
 from bench.evaluate import InvalidResult, Target, check_info, evaluate_cell
 from bench.features import DatasetFeatures, FeatureCache
 from bench.identity import draw_subset, sampler_of
 from bench.joint import fit_units, joint_limit
 from bench.protocols import BaseNovel, base_subset, protocol_of
 from bench.sweep import DEFAULT_FIT_THREADS
-from bench.threads import torch_threads
+from bench.threads import encode_threads, torch_threads
 from bench.views import (CachedViews, EpochViewStore, FixedViews, NoViews, cached_salt,
                          epoch_salt, resolve_views)
 from datasets_registry import DATASETS
@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 #   feature_mode: online | cached   for methods whose ViewSpec is per_epoch (bench.views)
 #   n_views: int                    views per image in cached mode, or a fixed-views method's V
 #   fewshot_sampler: dassl | lpclip the few-shot sampler (datasets_registry.fewshot.SAMPLERS)
-# (checked at plan time with every method's schema: bench/schema.py)
+# (checked at plan time with every method's schema: bench/base/schema.py)
 
 
 def versions() -> dict:
@@ -167,7 +167,7 @@ def run_job(job, progress=None) -> dict:
 
 
 def _determinism(job, device: torch.device) -> str:
-    """Put the job's reproducibility policy in effect (bench.determinism) and check it is: the
+    """Put the job's reproducibility policy in effect (bench.base.determinism) and check it is: the
     CPU part was set when bench was imported, in this process or the one that launched it."""
     policy = determinism.apply(job.options.get("determinism"))
     determinism.check(policy)
@@ -524,7 +524,7 @@ def _fail_dataset(dataset, exc: BenchError, cells, backbone, store: ResultStore,
 def _base_record(cell, backbone) -> dict:
     policy = (cell.get("inputs") or {}).get("determinism") or determinism.requested()
     return {**cell, "weights": backbone.fingerprint, "versions": versions(),
-            "determinism": determinism.describe(policy, backbone.device),
+            "determinism": determinism.describe(policy, backbone.device, encode_threads()),
             "host": socket.gethostname(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "timings": {}}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 from datasets_registry import COOP_TAG, DATASETS
 from datasets_registry.split_file import SplitFileDataset
 

@@ -1,4 +1,4 @@
-"""The reproducibility policy (bench/determinism.py): in effect in every process, recorded in
+"""The reproducibility policy (bench/base/determinism.py): in effect in every process, recorded in
 every result, part of its identity; and what it is for: a cell's bits do not depend on the
 sweep around it, on the batch an input fell into, on the thread count, or on the CPU's widest
 instruction set."""
@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import determinism
+from bench.base import determinism
+from bench.threads import encode_threads
 from tests.conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ def _python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 @portable_only
 def test_importing_bench_puts_the_portable_policy_in_effect():
-    state = determinism.describe("portable", torch.device("cpu"))
+    state = determinism.describe("portable", torch.device("cpu"), encode_threads())
     assert state["mkl_cbwr"] in (None, "AVX2,STRICT")  # None: a torch without MKL
     assert state["aten_cpu_capability"] == "AVX2"
     assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
@@ -44,18 +45,18 @@ def test_importing_bench_puts_the_portable_policy_in_effect():
 def test_a_policy_set_after_torch_computed_is_refused_with_the_fix():
     late = _python("import torch\n"
                    "torch.softmax(torch.randn(64, 64) @ torch.randn(64, 64), -1)\n"
-                   "import bench\nfrom bench import determinism\n"
+                   "import bench\nfrom bench.base import determinism\n"
                    "determinism.check('portable')\n")
     assert late.returncode != 0
     assert "did not take effect" in late.stderr and "import bench before" in late.stderr
-    early = _python("import torch\nimport bench\nfrom bench import determinism\n"
+    early = _python("import torch\nimport bench\nfrom bench.base import determinism\n"
                     "torch.softmax(torch.randn(64, 64) @ torch.randn(64, 64), -1)\n"
                     "determinism.check('portable')\nprint('ok')\n")
     assert early.returncode == 0 and early.stdout.strip() == "ok", early.stderr
 
 
 def test_policy_values_are_checked():
-    from bench.errors import UsageError
+    from bench.base.errors import UsageError
 
     with pytest.raises(UsageError, match="choose one of portable, native, off"):
         determinism.check_policy("strict")

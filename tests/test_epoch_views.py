@@ -49,7 +49,7 @@ class PlainLoopViews:
         from torchvision import transforms as T
 
         from bench.augment import CropFlip
-        from bench.features import view_seed
+        from bench.augment import view_seed
         from bench.views import epoch_salt
 
         self.backbone, self.image_dir, self.relpaths = backbone, image_dir, relpaths

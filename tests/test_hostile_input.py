@@ -178,7 +178,7 @@ def test_split_path_leaving_the_dataset_fails_its_dataset_in_run(run_cli, data_r
 
 def test_label_out_of_range_counts_the_classes_of_the_file(tmp_path):
     """A 10-class file (labels 0..9) with one label damaged to 12: 10 classes, not 11."""
-    from bench.errors import BenchError
+    from bench.base.errors import BenchError
     from datasets_registry.split_file import read_split_file
 
     names = [f"class{i}" for i in range(10)]
@@ -283,7 +283,7 @@ def test_sigterm_stops_cleanly_releases_locks_and_exits_143(miniroot, tmp_path):
 
 
 def test_sigterm_handler_is_only_installed_where_nobody_owns_the_signal():
-    from bench.errors import Terminated, sigterm_as_interrupt
+    from bench.base.errors import Terminated, sigterm_as_interrupt
 
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     with sigterm_as_interrupt():

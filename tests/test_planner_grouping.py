@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from bench.config import MethodSpec
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 from bench.planner import GROUPINGS, Job, expand_cells, plan
 from results.store import ResultStore, cell_id
 

@@ -11,7 +11,7 @@ import pytest
 
 import bench.config as config
 from bench.config import MethodSpec, protocol_config, resolve_method_config
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 from datasets_registry import DATASETS
 from methods import METHODS
 

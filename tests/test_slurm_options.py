@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 from bench.slurm import (DEFAULT_TIME, SLURM_YAML_KEYS, _expand_slurm_ids, _make_executor,
                          add_slurm_arguments, parse_sbatch_args, parse_time_minutes,
                          slurm_options)

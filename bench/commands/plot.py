@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from bench.commands.report import add_selection_args, load_summary, published_comparison
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 
 FORMATS = ("png", "pdf", "svg")
 MIN_DPI, MAX_DPI = 10, 2400  # at 2400 dpi the default 4-panel-wide figure is 34,560 px wide

@@ -13,8 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from bench.errors import UsageError
-from bench.registry import unknown_name_message
+from bench.base.errors import UsageError
+from bench.base.registry import unknown_name_message
 
 FORMATS = ("terminal", "markdown", "latex", "csv")
 

@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.determinism import POLICIES
-from bench.errors import UsageError
+from bench.base.determinism import POLICIES
+from bench.base.errors import UsageError
 
 LAUNCHERS = ("inprocess", "local", "slurm")
 AUTOCAST = ("auto", "on", "off")
@@ -238,7 +238,7 @@ def _device(args, sweep, demo_note: str | None) -> tuple[str, str | None]:
 
 def _feature_options(args, sweep, device: str) -> dict:
     """Feature extraction and fitting options (RunConfig.options), validated."""
-    from bench.determinism import check_policy, requested
+    from bench.base.determinism import check_policy, requested
     from bench.joint import check_option
     from bench.sweep import DEFAULT_FIT_THREADS, named, pick
 
@@ -378,7 +378,7 @@ def _check_weights(backbones, launcher: str) -> None:
     if launcher == "slurm" or not os.environ.get("HF_HUB_OFFLINE"):
         return
     from bench.backbone import cached_weights, resolve_pretrained, unavailable_weights
-    from bench.errors import BenchError
+    from bench.base.errors import BenchError
 
     for name, pretrained in backbones:
         tag = resolve_pretrained(name, pretrained)
@@ -458,8 +458,8 @@ def main(args) -> int:
 
 def _apply_determinism(policy: str) -> str:
     """The run's policy in this process (before it computes) and in the jobs it launches; the
-    policy in effect (``portable`` needs an x86-64 CPU with AVX2: bench.determinism.effective)."""
-    from bench import determinism
+    policy in effect (``portable`` needs an x86-64 CPU with AVX2: bench.base.determinism.effective)."""
+    from bench.base import determinism
 
     policy = determinism.apply(policy)
     determinism.check(policy)
@@ -471,7 +471,7 @@ def _check_writable(output: Path, flag: str = "--output") -> None:
     import os
     import tempfile
 
-    from bench.errors import BenchError
+    from bench.base.errors import BenchError
     from results.atomic import DiskFull, is_disk_full
 
     for folder in (output, *output.parents):
@@ -512,7 +512,7 @@ def write_plan(output: Path, cells: list[dict]) -> None:
 
 def launch(jobs, cfg, args) -> int:
     if cfg.launcher == "inprocess":
-        from bench.errors import sigterm_as_interrupt
+        from bench.base.errors import sigterm_as_interrupt
         from bench.progress import log_progress
         from bench.runner import run_job
 
@@ -556,7 +556,7 @@ def _print_summary(cfg) -> None:
     from argparse import Namespace
 
     from bench.commands import report
-    from bench.errors import BenchError
+    from bench.base.errors import BenchError
 
     args = Namespace(output=cfg.output, methods=",".join(sorted({m.name for m in cfg.methods})),
                      datasets=",".join(cfg.datasets), shots=",".join(map(str, cfg.shots)),

@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 
 
 def register(sub) -> None:

@@ -46,7 +46,7 @@ import os
 import platform
 from functools import lru_cache
 
-from bench.errors import BenchError, UsageError
+from bench.base.errors import BenchError, UsageError
 
 ENV = "BENCH_DETERMINISM"
 DEFAULT = "portable"
@@ -211,12 +211,13 @@ def apply_torch(policy: str, device) -> None:
         torch.backends.cudnn.allow_tf32 = False
 
 
-def describe(policy: str, device) -> dict:
-    """The ``determinism`` block of a result: the policy, what is in effect, and the CPU (fit
-    threads are in the record's ``timings.fit_threads``)."""
+def describe(policy: str, device, encode_threads: int) -> dict:
+    """The ``determinism`` block of a result: the policy, what is in effect, the threads images
+    are encoded with (bench.threads.encode_threads) and the CPU (fit threads are in the record's
+    ``timings.fit_threads``)."""
     import torch
 
-    block = {"policy": policy, **_cpu_state(), "encode_threads": _encode_threads(),
+    block = {"policy": policy, **_cpu_state(), "encode_threads": encode_threads,
              "cpu": cpu_model()}
     if getattr(device, "type", str(device)) == "cuda":
         block["cuda"] = {
@@ -230,12 +231,6 @@ def describe(policy: str, device) -> dict:
             "gpu": torch.cuda.get_device_name(device), "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version()}
     return block
-
-
-def _encode_threads() -> int:
-    from bench.threads import encode_threads
-
-    return encode_threads()
 
 
 def cpu_model() -> str:
