@@ -51,7 +51,8 @@ from methods._training import OptimConfig, total_steps
 from methods.base import FeatureSplit, Task
 from bench.locks import CellLocks
 from results.atomic import DiskFull, NotWritable, atomic_write_json, clean_temp_files
-from results.store import ResultStore, cell_id
+from results.records import cell_id
+from results.store import ResultStore
 from results.validate import record_problem
 
 log = logging.getLogger(__name__)

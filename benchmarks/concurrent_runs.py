@@ -28,7 +28,7 @@ SPY = textwrap.dedent("""
     import os, sys
     from pathlib import Path
     import bench.runner as runner
-    from results.store import cell_id
+    from results.records import cell_id
     real = runner._run_cell
     def run_cell(cell, *a, **k):
         with open(os.environ["SPY_LOG"], "a") as fh:

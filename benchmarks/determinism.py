@@ -32,7 +32,8 @@ MAIN_JOB = "zero_shot,linear_probe,coop,clip_adapter_*"
 
 def hashes(output: Path) -> dict[str, str]:
     """cell id -> logits_sha256 of every ok record under ``output``."""
-    from results.store import ResultStore, cell_id
+    from results.records import cell_id
+    from results.store import ResultStore
 
     return {cell_id(r): r["logits_sha256"] for r in ResultStore(output).iter_records()
             if r.get("status") == "ok"}

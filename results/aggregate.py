@@ -44,7 +44,8 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from results.store import backbone_label, method_label
+from results.records import method_label
+from results.store import backbone_label
 
 AVERAGE = "__average__"  # the dataset key of the average over datasets
 DDOF = 0

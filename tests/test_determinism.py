@@ -207,7 +207,7 @@ def test_a_cell_gives_the_same_bits_alone_and_in_any_sweep(tmp_path):
 
 
 def test_the_policy_is_recorded_and_part_of_the_identity(run_cli, miniroot, tmp_path):
-    from results.store import cell_id
+    from results.records import cell_id
 
     out = tmp_path / "out"
     base = ["run", "--backbone", TINY, "--pretrained", "none", "--quiet", "--data-root",

@@ -10,7 +10,8 @@ import pytest
 from bench.config import MethodSpec
 from bench.base.errors import UsageError
 from bench.planner import GROUPINGS, Job, expand_cells, plan
-from results.store import ResultStore, cell_id
+from results.records import cell_id
+from results.store import ResultStore
 
 BACKBONES = [("bench-test-tiny", "none"), ("bench-test-tiny", "/w/other.pt")]
 DATASETS = ["eurosat", "dtd"]

@@ -11,7 +11,8 @@ import pytest
 
 from bench.cli import main
 from bench.config import MethodSpec, resolve_method_config
-from results.store import ResultStore, cell_id
+from results.records import cell_id
+from results.store import ResultStore
 from results.validate import record_problem
 
 SEEDS = (1, 2, 3)

@@ -349,7 +349,7 @@ _SPY = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
     import bench.runner as runner
-    from results.store import cell_id
+    from results.records import cell_id
 
     log, barrier, n = Path(os.environ["SPY_LOG"]), Path(os.environ["SPY_BARRIER"]), 2
     real_run_cell, real_run_job = runner._run_cell, runner.run_job

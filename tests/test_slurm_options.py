@@ -140,7 +140,7 @@ def test_status_of_a_recorded_submission(tmp_path, capsys):
     from bench.cli import main
     from results.atomic import atomic_write_json
 
-    from results.store import cell_id
+    from results.records import cell_id
 
     (tmp_path / "results").mkdir()
     done = {"backbone": "m", "pretrained": None, "dataset": "dtd", "method": "m",

@@ -1,5 +1,5 @@
 """The foundation: the only bench modules that ``methods``, ``datasets_registry`` and ``results``
-import, and that import nothing of the application (tests/test_layout.py checks it).
+import, and that import nothing of the application (tests/test_import_graph.py checks it).
 
 * ``errors``: the error types the CLI turns into one line (UsageError, BenchError, ...);
 * ``registry``: the name registries methods and datasets register into, and ``plugins``, how

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.demo import world
+from datasets_registry._demo import world
 from bench.demo.flags import DEFAULTS, add_arguments
 
 MODEL_NAME = "bench-demo-rn"
@@ -68,7 +68,7 @@ def _image_stats(model) -> tuple:
 @torch.no_grad()
 def zero_shot_suite(model, tokenizer, names: list[str] | None = None) -> dict[str, float]:
     """Zero-shot top-1 (%) of ``model`` on the demo suite's test splits, computed in memory."""
-    from bench.demo.suite import SUITE, in_memory_split
+    from datasets_registry._demo.suite import SUITE, in_memory_split
     from datasets_registry import DATASETS
 
     was_training = model.training
