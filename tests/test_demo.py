@@ -281,7 +281,7 @@ def test_demo_runs_on_the_cpu_unless_a_device_is_named(demo_dir, monkeypatch):
     """The tiny demo model is faster on the CPU than on a GPU (launch-bound): device 'auto'
     picks the CPU for the demo even where CUDA is present; a named device or real data is kept."""
     from bench.cli import build_parser
-    from bench.commands.run import resolve
+    from bench.resolve import resolve
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     parse = build_parser().parse_args

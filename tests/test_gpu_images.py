@@ -227,7 +227,7 @@ def test_report_tags_rows_by_decode_path():
 
 
 def test_decode_choices_agree():
-    from bench.commands import run
+    from bench import resolve as run
 
     assert run.DECODES == DECODES
 
@@ -250,7 +250,7 @@ def test_run_with_decode_gpu_records_it_end_to_end(run_cli, miniroot, tmp_path, 
     gpu in both their identity and their features description, and a rerun computes nothing."""
     import json
 
-    from bench.commands import run
+    from bench import resolve as run
 
     monkeypatch.setattr(run, "_cuda_expected", lambda device: True)
     out = tmp_path / "out"

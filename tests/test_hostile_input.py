@@ -236,7 +236,7 @@ def test_cuda_without_a_gpu_is_a_usage_error_before_any_work(run_cli, miniroot, 
 
 def test_cuda_is_not_checked_for_slurm_jobs(monkeypatch):
     """SLURM jobs run on GPU nodes: a login node without a GPU may submit --device cuda."""
-    from bench.commands.run import _check_device
+    from bench.execution import _check_device
 
     _check_device("cuda", "slurm")  # no error
     with pytest.raises(Exception, match="GPU index must be a number"):

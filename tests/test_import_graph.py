@@ -84,7 +84,6 @@ def test_the_foundation_imports_nothing_above_it():
     assert bad == []
 
 
-@pytest.mark.xfail(strict=True, reason="bench.api still wraps the commands (next step)")
 def test_the_core_api_imports_no_command_module():
     bad = [(a, b) for a, b in _edges("bench.api") if b.startswith("bench.commands")]
     assert bad == []
