@@ -179,7 +179,7 @@ def test_cache_dtype_choices_are_the_caches_dtypes():
 def test_autocast_auto_is_on_for_cuda_only():
     import torch
 
-    from bench.runner import _autocast
+    from bench.runner.context import _autocast
 
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert _autocast("auto", cuda) and not _autocast("auto", cpu)
