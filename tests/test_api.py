@@ -92,3 +92,19 @@ def test_no_module_of_bench_hides_an_api_name():
 
     folder = Path(bench.__file__).parent
     assert [n for n in bench.API if (folder / f"{n}.py").exists() or (folder / n).is_dir()] == []
+
+
+def test_the_notebook_example_runs_on_the_demo_and_resumes(tmp_path, monkeypatch, capsys):
+    """examples/notebook.py (README's walk-through) runs as written; a second run runs nothing."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "notebook.py"
+    monkeypatch.setattr(sys, "argv", [str(script), str(tmp_path / "nb")])
+    runpy.run_path(str(script), run_name="__main__")
+    first = capsys.readouterr().out
+    assert "8 cells, 0 done, 8 to run" in first and "ran 8 cells, 0 failed" in first
+    assert "| Zero-shot CLIP" in first and "linear probe's C per cell: [" in first
+    runpy.run_path(str(script), run_name="__main__")
+    assert "8 cells, 8 done, 0 to run" in capsys.readouterr().out
