@@ -1,115 +1,282 @@
-"""The Python API: run a sweep and read results as a pandas DataFrame, for notebooks and scripts.
+"""The Python API, the core that `bench run`, `bench report`, `bench plot` and the SLURM jobs
+call: build a sweep, plan it, execute it, read its results.
 
     import bench
-    df = bench.run(methods="zero_shot,linear_probe", datasets="dtd", shots=[1, 2], seeds=[1],
-                   data_root="~/data", output="runs/a")
-    df = bench.load("runs/a")          # the same tidy frame as `bench report --format csv`
+    sweep = bench.Sweep(methods="zero_shot,linear_probe", shots=[1, 2], seeds=[1],
+                        output="runs/a")          # the demo; data_root=... for real data
+    plan = sweep.plan()                          # cells, jobs, plan.n_done / plan.n_todo
+    bench.execute(plan)                          # resumable: done cells are skipped
+    cells = bench.cells("runs/a")                # one row per record (seed)
+    table = bench.summary("runs/a")              # mean/std per dataset, method, shots
+    print(bench.report("runs/a", format="markdown"))
 
-Both go through the command line's own code: ``run`` parses its keywords with the `bench run`
-parser and calls the command (resolve, planner, runner, launchers: resumable, same records);
-``load`` reads, selects and aggregates like `bench report` and returns the rows its CSV has.
-Errors a user can fix raise :class:`bench.errors.UsageError` (or another ``BenchError``) with
-the same one-line message the command prints.
+A :class:`Sweep` holds the explicit values (the `bench run` flags, as Python values); the sweep
+file (``config=``) and the defaults fill the rest, with the command line's rule and error
+messages (bench/resolve.py). Errors a user can fix raise :class:`bench.base.errors.UsageError`
+(or another ``BenchError``) with the one line the command prints. ``bench.run`` and
+``bench.load`` are the short forms: plan + execute + summary, and summary.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
 import warnings
-from argparse import Namespace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-
-def _flag_value(name: str, value) -> str:
-    if isinstance(value, (list, tuple)):
-        if not value:
-            raise ValueError(f"bench.run: {name} is empty")
-        return ",".join(str(v) for v in value)
-    return str(value)
+from bench.execution import Outcome, Plan
 
 
-def _run_parser():
-    from bench.cli import build_parser
+@dataclass
+class Sweep:
+    """A sweep's explicit values, named as `bench run`'s flags (``data_root`` for
+    ``--data-root``, ``overrides`` for ``--set``); None = not given (the sweep file's value,
+    else the default). Lists or comma strings for methods, datasets, shots, seeds."""
 
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")  # noqa: SLF001
-    return parser, sub.choices["run"]
+    methods: str | list | None = None
+    datasets: str | list | None = None
+    shots: str | int | list | None = None
+    seeds: str | int | list | None = None
+    protocol: str | None = None
+    source: str | None = None
+    backbone: str | None = None
+    pretrained: str | None = None
+    data_root: str | Path | None = None
+    output: str | Path | None = None
+    cache_dir: str | Path | None = None
+    device: str | None = None
+    config: str | Path | None = None  # the sweep YAML
+    overrides: list | dict | None = None  # --set: ["method.key=value", ...] or {key: value}
+    include: list | None = None  # plugin paths (--include)
+    launcher: str | None = None
+    group_by: str | None = None
+    batch_size: int | None = None
+    workers: int | None = None
+    autocast: str | None = None
+    decode: str | None = None
+    cache_dtype: str | None = None
+    fit_threads: int | None = None
+    joint_fits: str | int | None = None
+    determinism: str | None = None
+    quiet: bool = False
+    progress_every: float = 30.0
+    # SLURM (bench/slurm/options.py)
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time: str | int | None = None
+    gpus_per_job: int | None = None
+    cpus_per_job: int | None = None
+    mem: str | None = None
+    array_parallelism: int | None = None
+    sbatch_args: list | None = None
+    submitit_dir: str | None = None
+    max_requeue: int | None = None
+    wait: bool = True  # False: submit SLURM / local jobs and return (--no-wait)
+    _resolved: object = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        for name in ("methods", "datasets", "shots", "seeds", "include", "sbatch_args"):
+            value = getattr(self, name)
+            if isinstance(value, tuple):
+                setattr(self, name, list(value))
+        if isinstance(self.include, (str, Path)):
+            self.include = [self.include]
+        if isinstance(self.sbatch_args, str):
+            self.sbatch_args = [self.sbatch_args]
+        if isinstance(self.overrides, dict):
+            self.overrides = [f"{k}={v}" for k, v in self.overrides.items()]
+        elif isinstance(self.overrides, str):
+            self.overrides = [self.overrides]
+        for name in ("data_root", "output", "cache_dir", "config"):
+            value = getattr(self, name)
+            if isinstance(value, Path):
+                setattr(self, name, str(value))
+
+    def resolve(self):
+        """Everything the run needs (bench.resolve.RunConfig), validated; plugins of
+        ``include`` are registered first."""
+        if self._resolved is None:
+            from bench.resolve import resolve
+
+            if self.include:
+                from bench.base.plugins import include
+
+                include(self.include)
+            self._resolved = resolve(self)
+        return self._resolved
+
+    def plan(self) -> Plan:
+        """The grid's cells and the jobs of those not done (notes go to stderr)."""
+        from bench.execution import plan
+
+        return plan(self.resolve())
 
 
-def _flag_keywords(run_parser) -> dict:
-    """keyword -> argparse action: each flag's name (``--data-root`` -> ``data_root``, ``--set``
-    -> ``set``) and its destination (``overrides`` for ``--set``) both work."""
-    flags = {}
-    for action in run_parser._actions:  # noqa: SLF001
-        if action.option_strings:
-            flags[action.dest] = action
-            for option in action.option_strings:
-                if option.startswith("--"):
-                    flags[option[2:].replace("-", "_")] = action
-    return flags
+def sweep_fields() -> list[str]:
+    """The names a :class:`Sweep` takes (bench.run's keywords)."""
+    return [f.name for f in fields(Sweep) if f.init]
 
 
-def _argv(kwargs: dict, run_parser) -> list[str]:
-    """Keyword arguments -> `bench run` flags (``data_root`` -> ``--data-root``)."""
-    flags = _flag_keywords(run_parser)
-    argv = ["run"]
-    for name, value in kwargs.items():
-        if value is None or value is False:
-            continue
-        if name not in flags:
-            known = ", ".join(sorted(d for d in flags if d != "help"))
-            raise TypeError(f"bench.run() got an unexpected keyword argument {name!r}; "
-                            f"it takes the flags of `bench run`: {known}")
-        action = flags[name]
-        flag = action.option_strings[-1]
-        if value is True and action.nargs == 0:
-            argv.append(flag)
-        elif action.__class__.__name__ == "_AppendAction":  # --include, --set, --sbatch-arg
-            items = [value] if isinstance(value, (str, os.PathLike)) else list(value)
-            if isinstance(value, dict):
-                items = [f"{k}={v}" for k, v in value.items()]
-            for item in items:
-                argv += [flag, str(item)]
-        else:
-            argv += [flag, _flag_value(name, value)]
-    return argv
+def execute(what: Sweep | Plan, *, launcher: str | None = None) -> Outcome:
+    """Run a sweep or a plan (in this process, local subprocesses or SLURM: ``launcher``
+    overrides the sweep's); resumable. Returns the counts (bench.execution.Outcome)."""
+    from bench.execution import execute as run_plan
+
+    if isinstance(what, Sweep):
+        what = (replace(what, launcher=launcher) if launcher else what).plan()
+    elif launcher and launcher != what.config.launcher:
+        from bench.base.errors import UsageError
+
+        raise UsageError(f"bench.execute: this plan was checked for launcher "
+                         f"{what.config.launcher}; give launcher={launcher!r} to the Sweep, or "
+                         f"call execute(sweep, launcher={launcher!r})")
+    return run_plan(what)
+
+
+def _selection(output, methods=None, datasets=None, shots=None, backbone=None, compare=None):
+    from bench.reporting import Selection
+
+    return Selection(output, methods=methods, datasets=datasets, shots=shots,
+                     backbone=backbone, compare=compare)
+
+
+def cells(output, methods=None, datasets=None, shots=None, backbone=None, *,
+          protocol: str | None = None, include_failed: bool = True):
+    """One row per record under ``output`` (results/frames.py: accuracy, per-class mean
+    accuracy, ``selected.*``, ``timings.*``, ``evaluations.*``, config, status, ...); the
+    selection works as `bench report`'s flags; ``protocol``: only that protocol's records."""
+    from bench.reporting import _split, parse_shots, read_records
+    from results.aggregate import select
+    from results.frames import cells_frame
+
+    sel = _selection(output, methods, datasets, shots, backbone)
+    records = read_records(sel, protocol) if protocol else _all_records(sel)
+    frame = cells_frame(r for r in records if include_failed or r.get("status") == "ok")
+    chosen = select(frame.assign(method_label=frame["method"]), methods=_split(sel.methods),
+                    datasets=_split(sel.datasets), shots=parse_shots(sel.shots),
+                    backbones=_split(sel.backbone))
+    return chosen.drop(columns="method_label").reset_index(drop=True)
+
+
+def _all_records(sel) -> list[dict]:
+    from bench.base.errors import UsageError
+    from results.store import ResultStore
+
+    store = ResultStore(sel.output)
+    if not store.results_dir.is_dir():
+        raise UsageError(f"no results in {sel.output}: {store.results_dir} does not exist "
+                         f"(run `bench run --output {sel.output} ...` first)")
+    return list(store.iter_records(include_failed=True))
+
+
+def summary(output, methods=None, datasets=None, shots=None, backbone=None, *, include=None,
+            protocol: str = "fewshot"):
+    """The aggregate frame `bench report` prints, as the tidy rows of its CSV: one row per
+    (backbone, dataset or ``average``, method row, shots) with mean, std (to 4 decimals, as the
+    CSV), n, n_failed, ... (columns ``results.tables.CSV_COLUMNS``). Selections take lists or
+    comma strings. ``protocol`` base2novel, domain or crossdataset: that protocol's frame (an
+    ``evaluation`` column: base / novel / hm, or top1; the ``source`` of transfer results;
+    columns ``results.protocols.CSV_COLUMNS``). ``include``: plugin paths, for display names."""
+    import pandas as pd
+
+    from bench.reporting import load_summary, protocol_tables
+
+    if include:
+        from bench.base.plugins import include as add_include
+
+        add_include(include)
+    sel = _selection(output, methods, datasets, shots, backbone)
+    if protocol != "fewshot":
+        from results.protocols import CSV_COLUMNS, MEAN_STD
+
+        rows = protocol_tables(sel, protocol)[1]
+    else:
+        from results.tables import CSV_COLUMNS, MEAN_STD, csv_rows
+
+        found, labels, _ = load_summary(sel)
+        rows = csv_rows(found, labels)
+    frame = pd.DataFrame(rows, columns=CSV_COLUMNS)
+    for i in MEAN_STD:  # as the CSV has them
+        name = CSV_COLUMNS[i]
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float).round(4)
+    return frame
+
+
+def report(output, methods=None, datasets=None, shots=None, backbone=None, *,
+           format: str = "terminal", layout: str = "all", compare: str | None = None,
+           protocol: str | None = None, standalone: bool = False, color: bool = False,
+           significance: str | None = None, ci: str | None = None) -> str:
+    """The text `bench report` prints (``format`` terminal, markdown, latex or csv);
+    ``significance`` (seeds, bootstrap, mcnemar) and ``ci`` (seeds, bootstrap) as its flags."""
+    from bench.reporting import report_text
+
+    return report_text(_selection(output, methods, datasets, shots, backbone, compare), format,
+                       layout=layout, color=color, standalone=standalone, protocol=protocol,
+                       significance=significance, ci=ci)
+
+
+def compare(output, a: str, b: str | None = None, *, against=None, test: str = "seeds",
+            across: str = "wilcoxon", datasets=None, shots=None, backbone=None,
+            alpha: float = 0.05, resamples: int = 10_000, allow_incomparable: bool = False):
+    """`bench compare` as a frame: row ``a`` vs row ``b`` of ``output`` (an output folder or a
+    `bench export` file), or ``b`` (default ``a``) of ``against``; one row per (backbone,
+    dataset or ``average``, shots) with diff, ci_low/ci_high, p, p_holm, significant, p_across,
+    ... (``results.significance.COLUMNS``; docs/statistics.md). Problems raise
+    ``bench.base.errors.UsageError`` with the command's one-line message."""
+    from bench.reporting import compare_rows
+
+    return compare_rows(output, a, b, against=against, test=test, across=across,
+                        datasets=datasets, shots=shots, backbone=backbone, alpha=alpha,
+                        resamples=resamples, allow_incomparable=allow_incomparable).frame
+
+
+def plot(output, methods=None, datasets=None, shots=None, backbone=None, *, out=None,
+         formats=("png", "pdf"), compare: str | None = None, ncols: int = 4,
+         dpi: int = 150) -> list[Path]:
+    """`bench plot`: few-shot curves, one figure per backbone; the files written."""
+    from bench.reporting import plot_curves
+
+    written = plot_curves(_selection(output, methods, datasets, shots, backbone, compare),
+                          out=out, formats=list(formats), ncols=ncols, dpi=dpi)
+    return [path for _, _, paths in written for path in paths]
+
+
+_ALIASES = {"set": "overrides", "sbatch_arg": "sbatch_args"}  # flag names whose field differs
 
 
 def run(methods=None, datasets=None, shots=None, seeds=None, *, output="bench-results",
-        data_root=None, backbone=None, pretrained=None, include=None, overrides=None,
         quiet=True, **options):
-    """Run (or resume) a sweep like `bench run` and return its results as :func:`load` does,
-    restricted to this sweep's methods, datasets and shots.
+    """Run (or resume) a sweep like `bench run` and return its :func:`summary`, restricted to
+    this sweep's methods, datasets and shots.
 
-    ``methods``/``datasets``: comma string or list (patterns and ``name:variant`` work);
-    ``shots``/``seeds``: list of ints or comma string; ``include``: plugin path(s);
-    ``set`` (or ``overrides``): ``{"key": value}`` or ``["method.key=value", ...]`` (``--set``);
-    any other `bench run` flag as a keyword, named as the flag (``device="cpu"``,
-    ``launcher="local"``, ``config=...``, ``dry_run=True``).
+    Takes the :class:`Sweep`'s keywords (any `bench run` flag, named as the flag:
+    ``data_root=``, ``device="cpu"``, ``launcher="local"``, ``config=...``; ``set=`` or
+    ``overrides=``: ``{"key": value}`` or ``["method.key=value", ...]``; ``no_wait=True``).
     A failed cell does not raise: it shows in the frame's ``n_failed`` (and a warning).
     """
-    from bench.commands import run as run_command
-
-    kwargs = dict(methods=methods, datasets=datasets, shots=shots, seeds=seeds, output=output,
-                  data_root=data_root, backbone=backbone, pretrained=pretrained,
-                  include=include, overrides=overrides, quiet=quiet, **options)
-    parser, run_parser = _run_parser()
-    args = parser.parse_args(_argv({k: v for k, v in kwargs.items()}, run_parser))
-    if args.include:
-        from bench.plugins import include as add_include
-
-        add_include(args.include)
-    with contextlib.redirect_stdout(io.StringIO()):  # the command's tables: the frame says it
-        code = run_command.main(args)
-    if code:
-        warnings.warn(f"bench.run: some cells failed (exit code {code}); see n_failed, "
-                      f"`bench status {args.output}` and the .failed.json records", stacklevel=2)
-    cfg = run_command.resolve(args)  # the run's own grid, for the selection
-    datasets = cfg.datasets + cfg.targets
-    return load(cfg.output, methods=_labels(cfg.methods), datasets=datasets,
-                shots=cfg.shots, protocol=cfg.protocol)
+    for flag, name in _ALIASES.items():
+        if flag in options:
+            options[name] = options.pop(flag)
+    if options.pop("no_wait", False):
+        options["wait"] = False
+    dry_run = options.pop("dry_run", False)
+    known = set(sweep_fields())
+    for name in options:
+        if name not in known:
+            raise TypeError(f"bench.run() got an unexpected keyword argument {name!r}; it takes "
+                            f"the flags of `bench run`: {', '.join(sorted(known | {'dry_run'}))}")
+    sweep = Sweep(methods=methods, datasets=datasets, shots=shots, seeds=seeds, output=output,
+                  quiet=quiet, **{k: v for k, v in options.items() if v is not None})
+    planned = sweep.plan()
+    if not dry_run:
+        outcome = execute(planned)
+        if outcome.code:
+            warnings.warn(f"bench.run: some cells failed (exit code {outcome.code}); see n_failed, "
+                          f"`bench status {planned.config.output}` and the .failed.json records",
+                          stacklevel=2)
+    cfg = planned.config
+    return summary(cfg.output, methods=_labels(cfg.methods), datasets=cfg.datasets + cfg.targets,
+                   shots=cfg.shots, protocol=cfg.protocol)
 
 
 def _labels(specs) -> list[str]:
@@ -124,70 +291,4 @@ def _labels(specs) -> list[str]:
     return list(dict.fromkeys(labels))
 
 
-def load(output, methods=None, datasets=None, shots=None, backbone=None, *, include=None,
-         protocol="fewshot"):
-    """The results under ``output`` as the tidy frame `bench report --format csv` writes: one
-    row per (backbone, dataset or ``average``, method row, shots) with mean, std, n, n_failed,
-    ... (columns ``results.tables.CSV_COLUMNS``). Selection arguments take lists or comma
-    strings, like `bench report`'s flags. ``include``: plugin paths, for display names.
-    ``protocol``: ``base2novel``, ``domain`` or ``crossdataset`` give that protocol's frame
-    (`bench report --protocol NAME --format csv`: an ``evaluation`` column, base / novel / hm
-    or top1, and the ``source`` of transfer results; columns ``results.protocols.CSV_COLUMNS``)."""
-    import pandas as pd
-
-    from bench.commands.report import load_summary, protocol_tables
-    from results.tables import CSV_COLUMNS, render_csv
-
-    if include:
-        from bench.plugins import include as add_include
-
-        add_include(include)
-
-    def joined(value):
-        return None if value is None else _flag_value("selection", value)
-
-    args = Namespace(output=Path(output), methods=joined(methods), datasets=joined(datasets),
-                     shots=joined(shots), backbone=joined(backbone), compare=None)
-    if protocol != "fewshot":
-        from results.protocols import CSV_COLUMNS as PROTOCOL_COLUMNS
-
-        text = protocol_tables(args, protocol)[1]
-        frame = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values={
-            c: [""] for c in ("mean", "std")})
-        return frame.reindex(columns=PROTOCOL_COLUMNS)
-    summary, labels, _ = load_summary(args)
-    text = render_csv(summary, labels)
-    frame = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values={
-        c: [""] for c in ("mean", "std")})
-    return frame.reindex(columns=CSV_COLUMNS)
-
-
-def compare(output, a: str, b: str | None = None, *, against=None, test: str = "seeds",
-            across: str = "wilcoxon", datasets=None, shots=None, backbone=None,
-            alpha: float = 0.05, resamples: int = 10_000, allow_incomparable: bool = False):
-    """`bench compare` as a frame: row ``a`` vs row ``b`` of ``output`` (an output folder or a
-    `bench export` file), or ``b`` (default ``a``) of ``against``; one row per (backbone,
-    dataset or ``average``, shots) with diff, ci_low/ci_high, p, p_holm, significant, p_across,
-    ... (``results.significance.COLUMNS``; docs/statistics.md). Errors raise ValueError (or
-    ``bench.errors.UsageError``) with the command's one-line message."""
-    import tempfile
-
-    from bench.commands.compare import _records
-    from bench.commands.report import _default_config
-    from results import significance
-
-    def listed(value):
-        if value is None or isinstance(value, str):
-            return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
-        return list(value)
-
-    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
-        records_a = _records(Path(output), tmp)
-        records_b = None if against is None else _records(Path(against), tmp)
-        table = significance.compare(
-            records_a, a, b if b is not None else a, records_b=records_b, test=test,
-            across=across, datasets=listed(datasets),
-            shots=None if shots is None else [int(k) for k in listed(shots)],
-            backbones=listed(backbone), alpha=alpha, resamples=resamples,
-            default_config=_default_config(), allow_incomparable=allow_incomparable)
-    return table.frame
+load = summary  # bench.load(output, ...): the name README used first

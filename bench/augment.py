@@ -13,6 +13,7 @@ so no harness reproduces them crop for crop).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 
@@ -20,6 +21,12 @@ import numpy as np
 from PIL import Image
 
 RATIO = (3.0 / 4.0, 4.0 / 3.0)
+
+
+def view_seed(relpath: str, view: int, salt: int = 0) -> int:
+    """Seed of the augmentation of one image for one view: the same in every process."""
+    digest = hashlib.sha256(f"{relpath}|{view}|{salt}".encode()).digest()
+    return int.from_bytes(digest[:7], "little")
 
 
 class CropFlip:

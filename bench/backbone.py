@@ -17,20 +17,14 @@ from pathlib import Path
 import torch
 from torchvision import transforms as T
 
-from bench.errors import BenchError, UsageError, did_you_mean
+from bench.base.determinism import MIN_BATCH  # batches pad to it (why: there)
+from bench.base.errors import BenchError, UsageError, did_you_mean
 from configs import MODEL_DIR
 
 log = logging.getLogger(__name__)
 
 # docs/protocol.md §1: CoOp/CLIP-Adapter train augmentation (not open_clip's own, which uses 0.9-1.0).
 TRAIN_CROP_SCALE = (0.08, 1.0)
-# Batches of fewer images are padded to this size before the image encoder: on a CPU, oneDNN
-# runs other convolution kernels for small batches on one thread, whose results differ in the
-# last bits (measured on the demo model under the portable policy: batches of 1-9 on one thread
-# differ from batches of 16 or more, which agree with each other on 1, 2, 3, 4 and 8 threads and
-# at every position in the batch; tests/test_determinism.py), so without it an image's features
-# would depend on which batch it fell into and on the thread count.
-MIN_BATCH = 16
 
 
 @lru_cache(maxsize=None)

@@ -4,7 +4,7 @@ Method modules import torch at the top (seconds of start-up), but `bench ls meth
 `bench report` only need what each ``@METHODS.register(...)`` decorator says. This module reads
 those decorators from the source with ``ast``: literal arguments only. When a module registers a
 method with a non-literal name, display name, order or description, or cannot be parsed, it
-falls back to the real registry (correct, only slower). Plugin modules (``bench.plugins``:
+falls back to the real registry (correct, only slower). Plugin modules (``bench.base.plugins``:
 ``--include`` files and installed packages' entry points) are read the same way.
 tests/test_cli_startup.py and tests/test_plugins.py check that both give the same entries.
 """
@@ -86,7 +86,7 @@ def _from_source() -> list[MethodInfo] | None:
     folder = _methods_folder()
     if folder is None:
         return None
-    from bench.plugins import source_files
+    from bench.base.plugins import source_files
 
     builtin = [p for p in sorted(folder.glob("*.py")) if not p.name.startswith("_")]
     found: dict[str, MethodInfo] = {}

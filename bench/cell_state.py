@@ -27,7 +27,7 @@ def is_entry(cell: dict) -> bool:
 def cell_state(store, cell: dict) -> str:
     """``cell``: a planned cell (plan.json, the planner) or a submission record's entry, whose
     ``result``/``failed`` paths are relative to the store's output folder."""
-    from results.store import cell_id
+    from results.records import cell_id
 
     if is_entry(cell):
         cid = cell["id"]

@@ -25,7 +25,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-from bench.errors import BenchError, Terminated, UsageError
+from bench.base.errors import BenchError, Terminated, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Commands where method and dataset names matter: they take --include (bench.plugins).
+# Commands where method and dataset names matter: they take --include (bench.base.plugins).
 INCLUDE_COMMANDS = ("run", "ls", "report", "status", "plot")
 
 
@@ -187,7 +187,7 @@ def _run(argv: list[str]) -> int:
     try:
         args = build_parser().parse_args(argv)
         if getattr(args, "include", None):
-            from bench.plugins import include
+            from bench.base.plugins import include
 
             include(args.include)
         code = args.func(args)

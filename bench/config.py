@@ -8,7 +8,7 @@ A method file ``configs/methods/<name>.yaml`` has::
     per_dataset: {imagenet: {...}} # optional, applied on top of defaults
     variants:                      # optional named variants (e.g. paper vs released code)
       paper: {key: value, per_dataset: {...}}
-    schema: {key: rule, ...}       # what each key may hold (bench/schema.py), checked at plan time
+    schema: {key: rule, ...}       # what each key may hold (bench/base/schema.py), checked at plan time
     include: _base.yaml            # optional, or a list: files (relative to this one's folder)
                                    # this file extends and overrides; see merge_method_files
 
@@ -35,9 +35,9 @@ from pathlib import Path
 
 import yaml
 
-from bench.errors import UsageError, did_you_mean
+from bench.base.errors import UsageError, did_you_mean
 from bench.protocols import PROTOCOLS
-from bench.schema import ConfigError, check_config, rule_problems
+from bench.base.schema import ConfigError, check_config, rule_problems
 from configs import METHOD_CONFIG_DIR
 
 __all__ = ["ConfigError", "MethodSpec", "check_config", "load_method_file", "method_schema",
@@ -123,11 +123,11 @@ class MethodSpec:
 
 def method_file(name: str) -> Path:
     """``configs/methods/<name>.yaml``; for a plugin's method, its YAML found by
-    ``bench.plugins.find_config`` (a built-in config always wins). The built-in path when
+    ``bench.base.plugins.find_config`` (a built-in config always wins). The built-in path when
     neither exists."""
     path = METHOD_CONFIG_DIR / f"{name}.yaml"
     if not path.is_file():
-        from bench.plugins import find_config
+        from bench.base.plugins import find_config
 
         return find_config(name) or path
     return path

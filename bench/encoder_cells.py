@@ -8,7 +8,7 @@ differs is here:
   epoch's crop of an image the protocol's crop of (seed, image, epoch), the very crop the
   frozen-feature methods' per-epoch views encode (bench/views.py ``epoch_salt``);
 * the evaluation: the test images under the eval transform, decoded batch by batch
-  (:class:`TestImages`) and scored through the method's adapted model (:func:`image_logits`),
+  (:class:`TestImages`) and scored through the method's adapted model (``bench.evaluate.chunked_logits``),
   never cached: the model is the cell's own;
 * a check after the fit that the shared frozen model is as it was (eval mode, no gradient):
   a method that changed it fails its cell (:func:`check_frozen`).
@@ -17,15 +17,17 @@ differs is here:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from bench.errors import BenchError
+from bench.base.errors import BenchError
+from bench.base.registry import Entry
 from bench.evaluate import InvalidResult, Target
 from bench.features import ImageFiles, image_loader, normalize_uint8
 from bench.views import epoch_salt
-from methods.tuning import DecodedTrainImages, EncoderTask, ImageSplit
+from methods.tuning import EncoderTask, ImageSplit
 
 # the transform of the train crops (docs/protocol.md §1), as the per-epoch views name it
 TRAIN_TRANSFORM = "protocol"
@@ -66,21 +68,6 @@ class TestImages:
             yield images
 
 
-def image_logits(fitted, images: TestImages, device) -> torch.Tensor:
-    """The logits (float32, on the CPU) of an encoder-tuning method's model over ``images``,
-    ``fitted.eval_batch_size`` images at a time."""
-    out = []
-    for batch in images.batches(int(getattr(fitted, "eval_batch_size", 256)), device):
-        logits = fitted.logits(batch)
-        if not isinstance(logits, torch.Tensor):
-            raise InvalidResult(f"the method's logits are a {type(logits).__name__}, not a "
-                                f"torch.Tensor of shape (images, classes)")
-        out.append(logits.float().cpu())
-    if not out:
-        return torch.empty(0, 0)
-    return torch.cat(out)
-
-
 def decoded_images(ctx, seed: int, positions: list[int]) -> list:
     """The decoded RGB images of train ``positions``: decoded once per (dataset, seed) and kept
     on ``ctx`` until a cell of another seed asks (the runner runs one seed's cells at a time)."""
@@ -97,7 +84,7 @@ def decoded_images(ctx, seed: int, positions: list[int]) -> list:
 
 
 def _decode(path: Path):
-    from bench.runner import DatasetDataError  # the runner fails the dataset's cells with it
+    from bench.runner.context import DatasetDataError  # the runner fails the dataset's cells with it
 
     try:
         with Image.open(path) as img:
@@ -179,3 +166,72 @@ def check_frozen(backbone) -> None:
         raise InvalidResult("the method made parameters of the shared frozen model trainable; "
                             "an encoder-tuning method must tune its own copies "
                             "(methods/tuning.py)")
+
+
+# --- the backbone check and the train images of encoder cells --------------------------------
+def vit_config_problem(backbone: str) -> str | None:
+    """Why open_clip model ``backbone`` has no ViT image tower (read from its config, nothing
+    built), or None when it has one."""
+    from bench.backbone import _open_clip  # with the demo models' configs
+
+    cfg = _open_clip().get_model_config(backbone) or {}
+    vision = cfg.get("vision_cfg") or {}
+    if vision.get("timm_model_name"):
+        return f"its image tower is the timm model {vision['timm_model_name']}"
+    if isinstance(vision.get("layers"), (list, tuple)):
+        return "its image tower is a ResNet"
+    return None
+
+
+def backbone_problem(entry: Entry, backbone: str) -> str | None:
+    """One line why method ``entry`` cannot run on ``backbone``, or None."""
+    if not entry.extra.get("needs_vit"):
+        return None
+    problem = vit_config_problem(backbone)
+    if problem is None:
+        return None
+    return (f"{entry.name} tunes inside a ViT image tower; {backbone} cannot be used: {problem} "
+            f"(use a ViT backbone, e.g. --backbone ViT-B-16, or --backbone bench-demo-vit on "
+            f"the demo)")
+
+
+class DecodedTrainImages:
+    """The protocol's crops of decoded images, keyed as the per-epoch views are.
+
+    ``images``: the decoded RGB PIL images of the few-shot train subset, ``relpaths`` their
+    paths relative to the dataset's image folder (the crop key), ``labels`` (N,). Epoch ``e``'s
+    crop of image ``i`` is ``CropFlip(image_size, scale)(images[i], view_seed(relpaths[i], e,
+    epoch_salt(transform, seed)))``: the crop the frozen-feature methods' view store encodes for
+    (seed, image, epoch), normalized with ``mean``, ``std`` exactly as they are."""
+
+    def __init__(self, images: Sequence, relpaths: Sequence[str], labels: torch.Tensor, seed: int,
+                 image_size: int, mean, std, device: torch.device | str = "cpu",
+                 transform: str = "protocol"):
+        from bench.augment import CropFlip
+        from bench.features import TRAIN_TRANSFORMS
+
+        if len(images) != len(relpaths) or len(images) != len(labels):
+            raise ValueError("images, relpaths and labels must have the same length")
+        self.images, self.relpaths = list(images), list(relpaths)
+        self.labels = labels.to(device)
+        self.device = torch.device(device)
+        self.transform, self.seed = transform, int(seed)
+        self.salt = epoch_salt(transform, seed)
+        self.augment = CropFlip(image_size, TRAIN_TRANSFORMS[transform], mean, std)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def crops(self, epoch: int, rows: torch.Tensor) -> torch.Tensor:
+        import numpy as np
+
+        from bench.features import view_seed
+
+        rows = [int(r) for r in rows]
+        arr = np.stack([self.augment(self.images[r], view_seed(self.relpaths[r], epoch, self.salt))
+                        for r in rows])
+        x = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous().to(self.device)
+        return normalize_uint8(x, self.augment.mean, self.augment.std)
+
+    def describe(self) -> dict:
+        return {"mode": "online", "transform": self.transform, "inputs": "images"}

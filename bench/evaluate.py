@@ -143,15 +143,19 @@ def source_subset_model(fitted, source_classes, ctx, cell):
 def chunked_logits(fitted, feats: torch.Tensor, device, chunk: int = 8192) -> torch.Tensor:
     """``fitted``'s logits of ``feats`` (float32, on the CPU), computed ``chunk`` rows at a time
     on ``device``; :class:`InvalidResult` when the method returns no tensor."""
-    if getattr(fitted, "inputs", "features") == "images":  # an encoder-tuning method's model
-        from bench.encoder_cells import image_logits
-
-        return image_logits(fitted, feats, device)
+    images = getattr(fitted, "inputs", "features") == "images"
+    if images:  # an encoder-tuning method's model: ``feats`` are the test images
+        # (bench.encoder_cells.TestImages), decoded and scored a batch at a time
+        batches = feats.batches(int(getattr(fitted, "eval_batch_size", 256)), device)
+    else:
+        batches = (feats[i:i + chunk].to(device) for i in range(0, len(feats), chunk))
     out = []
-    for i in range(0, len(feats), chunk):
-        logits = fitted.logits(feats[i:i + chunk].to(device))
+    for batch in batches:
+        logits = fitted.logits(batch)
         if not isinstance(logits, torch.Tensor):
             raise InvalidResult(f"the method's logits are a {type(logits).__name__}, not a "
                                 f"torch.Tensor of shape (images, classes)")
         out.append(logits.float().cpu())
+    if images and not out:
+        return torch.empty(0, 0)
     return torch.cat(out)

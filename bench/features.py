@@ -35,8 +35,8 @@ from PIL import Image, UnidentifiedImageError
 from torchvision import transforms as T
 from tqdm import tqdm
 
-from bench.augment import CropFlip
-from bench.errors import BenchError
+from bench.augment import CropFlip, view_seed
+from bench.base.errors import BenchError
 from bench.gpu_images import DECODES, DeviceImages, EvalGeometry
 from bench.threads import encode_threads, torch_threads
 from results.atomic import atomic_write_bytes, atomic_write_json
@@ -212,12 +212,6 @@ class FeatureCache:
             atomic_write_json(folder / "key.json", key)
         shard = folder / f"shard-{os.getpid()}-{uuid.uuid4().hex[:12]}.bin"
         atomic_write_bytes(shard, encode_shard(np.asarray(indices), feats, idents))
-
-
-def view_seed(relpath: str, view: int, salt: int = 0) -> int:
-    """Seed of the augmentation of one image for one view: the same in every process."""
-    digest = hashlib.sha256(f"{relpath}|{view}|{salt}".encode()).digest()
-    return int.from_bytes(digest[:7], "little")
 
 
 def split_normalization(transform):

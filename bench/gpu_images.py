@@ -35,7 +35,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as F
 
-from bench.augment import CropFlip
+from bench.augment import CropFlip, view_seed
 
 DECODES = ("cpu", "gpu")
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -184,8 +184,6 @@ class DeviceImages:
         return out
 
     def _views(self, img: torch.Tensor, rel: str) -> torch.Tensor:
-        from bench.features import view_seed
-
         if self.eval is not None:
             return self.eval(img)
         return torch.stack([crop_flip(img, self.augment, view_seed(rel, v, self.salt))

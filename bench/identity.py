@@ -12,7 +12,7 @@
               ``decode: gpu`` where images are decoded on the device (bench.gpu_images)
     views     the train views the cell's method gets (bench.views.resolve_views)
     targets   (domain / cross-dataset protocols) per target dataset: its split and test hashes
-    determinism  the reproducibility policy the cell runs under (bench.determinism): the same
+    determinism  the reproducibility policy the cell runs under (bench.base.determinism): the same
               cell under another policy may give other bits, so it is another result
 
 The resolved method config is part of the cell itself. A done record counts as done only if its
@@ -27,7 +27,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from bench.errors import BenchError, UsageError
+from bench.base.errors import BenchError, UsageError
 from bench.views import resolve_views
 from datasets_registry.fewshot import SAMPLERS
 
@@ -126,7 +126,7 @@ def attach_inputs(cells: list[dict], data_root: str, device: str, options: dict)
     from datasets_registry import DATASETS
     from methods import METHODS
 
-    from bench.determinism import requested
+    from bench.base.determinism import requested
 
     features = feature_inputs(device, options or {})
     policy = (options or {}).get("determinism") or requested()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from bench.config import (ConfigError, MethodSpec, check_config, method_schema,
                           protocol_config, resolve_method_config)
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 from results.store import ResultStore
 
 GROUPINGS = {

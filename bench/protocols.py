@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 
 PROTOCOLS = ("fewshot", "base2novel", "domain", "crossdataset")
 TRANSFER = ("domain", "crossdataset")  # protocols with a source and targets
@@ -42,7 +42,7 @@ def protocol_of(cell: dict) -> str:
 
 def check_protocol(name: str) -> str:
     if name not in PROTOCOLS:
-        from bench.errors import did_you_mean
+        from bench.base.errors import did_you_mean
 
         raise UsageError(f"--protocol {name!r}: choose one of {', '.join(PROTOCOLS)}."
                          f"{did_you_mean(name, PROTOCOLS)}")

@@ -23,7 +23,7 @@ Sweep YAML keys (all optional; a CLI flag given explicitly wins over the file)::
     decode: cpu | gpu              # where images are decoded and augmented (docs/protocol.md §9)
     fit_threads: 1                 # CPU threads for fitting (bench/threads.py; 0 = torch's default)
     joint_fits: auto               # auto | on | off | N: cells differing in shots fitted together (bench/joint.py)
-    determinism: portable          # portable | native | off: the reproducibility policy (bench/determinism.py)
+    determinism: portable          # portable | native | off: the reproducibility policy (bench/base/determinism.py)
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.config import load_yaml
-from bench.errors import UsageError, did_you_mean
+from bench.base.errors import UsageError, did_you_mean
 
 DEFAULT_SHOTS = [1, 2, 4, 8, 16]
 DEFAULT_SEEDS = [1, 2, 3]

@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 
 FEATURE_MODES = ("online", "cached")
 

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import bench  # noqa: E402,F401 - first: the reproducibility policy (bench/determinism.py) before torch starts
+import bench  # noqa: E402,F401 - first: the reproducibility policy (bench/base/determinism.py) before torch starts
 
 
 def cpu_model() -> str:
@@ -42,9 +42,11 @@ def machine_info() -> dict:
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "torch": torch.__version__, "platform": platform.platform(),
             "cuda": torch.cuda.is_available()}
-    from bench import determinism
+    from bench.base import determinism
+    from bench.threads import encode_threads
 
-    info["determinism"] = determinism.describe(determinism.requested(), torch.device("cpu"))
+    info["determinism"] = determinism.describe(determinism.requested(), torch.device("cpu"),
+                                               encode_threads())
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["cuda_version"] = torch.version.cuda

@@ -27,14 +27,14 @@ from _common import ROOT, machine_info, machine_md, table, write_results
 SPY = textwrap.dedent("""
     import os, sys
     from pathlib import Path
-    import bench.runner as runner
-    from results.store import cell_id
-    real = runner._run_cell
+    import bench.runner.cell as lifecycle
+    from results.records import cell_id
+    real = lifecycle.run_cell
     def run_cell(cell, *a, **k):
         with open(os.environ["SPY_LOG"], "a") as fh:
             fh.write(f"{os.getpid()} {cell_id(cell)}\\n")
         return real(cell, *a, **k)
-    runner._run_cell = run_cell
+    lifecycle.run_cell = run_cell
     from bench.cli import main
     sys.exit(main(sys.argv[1:]))
 """)

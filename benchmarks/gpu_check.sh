@@ -62,7 +62,7 @@ start=$(date +%s)
 echo "gpu_decode.py on cuda: exit $?, $(( $(date +%s) - start )) s"
 grep -v -i warn "$out/gpu_decode.log" | tail -30
 fi
-# The reproducibility policy on CUDA (bench/determinism.py): the same demo cells (the prompt
+# The reproducibility policy on CUDA (bench/base/determinism.py): the same demo cells (the prompt
 # learners and adapters, whose fits run on the GPU; fp16 CoOp) twice under each policy, and each
 # pair compared cell by cell (benchmarks/determinism.py --compare): under portable every cell
 # must have the same logits hash; under off the count shows what CUDA's defaults give. ~2 min.

@@ -609,7 +609,7 @@ def report(args, runs: list, models: list, full: dict, info: dict) -> None:
 
 def main(argv=None) -> None:
     args = parse(argv)
-    from bench.errors import BenchError
+    from bench.base.errors import BenchError
 
     try:
         from methods import METHODS

@@ -50,7 +50,7 @@ def measure(n: int, classes: int) -> dict:
 
 
 def demo_sizes() -> list[tuple[str, int, int]]:
-    from bench.demo.suite import SUITE, in_memory_split
+    from datasets_registry._demo.suite import SUITE, in_memory_split
 
     return [(name, len(in_memory_split(name)[1]), len(spec.classnames))
             for name, spec in SUITE.items()]

@@ -1,6 +1,6 @@
 """The dataset registry: every module in this package registers its dataset(s) on import."""
 
-from bench.registry import Registry
+from bench.base.registry import Registry
 
 DATASETS = Registry("dataset", "datasets_registry")
 

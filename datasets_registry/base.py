@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.base.errors import BenchError
 
 Item = tuple[str, int]  # (path relative to image_dir, 0-based label)
 

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.base.errors import BenchError
 from datasets_registry.base import Dataset, DatasetSplits
 from datasets_registry.faults import split_faults
 from datasets_registry.split_file import outside_problem

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.base.errors import BenchError
 from datasets_registry import COOP_TAG, register
 from datasets_registry.base import Dataset, DatasetSplits, Expected, Item
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.base.errors import BenchError
 from datasets_registry import DOMAIN_TAG, register
 from datasets_registry.base import Dataset, DatasetSplits, Expected
 from datasets_registry.imagenet import imagenet_class_table, list_class_folders

@@ -23,7 +23,7 @@ import random
 import re
 from pathlib import Path
 
-from bench.errors import BenchError, UsageError
+from bench.base.errors import BenchError, UsageError
 from datasets_registry.base import Dataset
 
 Row = list  # [relative path, label, classname]

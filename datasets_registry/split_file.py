@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Callable
 
-from bench.errors import BenchError
+from bench.base.errors import BenchError
 from datasets_registry.base import Dataset, DatasetSplits, Item
 
 

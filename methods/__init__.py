@@ -5,6 +5,6 @@ A method is a function ``fit(task: Task) -> Fitted`` registered with
 variants live in ``configs/methods/<name>.yaml``.
 """
 
-from bench.registry import Registry
+from bench.base.registry import Registry
 
 METHODS = Registry("method", "methods")

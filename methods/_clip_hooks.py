@@ -40,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 
 LORA_TARGETS = ("q", "k", "v", "o")
 

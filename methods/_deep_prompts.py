@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from bench.schema import ConfigError
+from bench.base.schema import ConfigError
 from methods._clip_hooks import TowerHooks, encode_text_embeddings
 from methods._encoder_training import Numerics, batch_plan, scorer, step
 from methods._training import OptimConfig, lr_at, seeded_generator

@@ -26,8 +26,8 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from bench.backbone import MIN_BATCH
-from bench.schema import ConfigError
+from bench.base.determinism import MIN_BATCH
+from bench.base.schema import ConfigError
 from methods._training import batches, batches_per_epoch
 
 PRECISIONS = ("auto", "fp32", "amp_fp16", "amp_bf16")
@@ -184,7 +184,7 @@ def scorer(image_features: Callable[[torch.Tensor], torch.Tensor], classifier: t
            scale: float, numerics: Numerics) -> Callable[[torch.Tensor], torch.Tensor]:
     """The logits function of a tuned model: ``scale * cos(image_features(x), classifier)``,
     (N, C) float32 on the input's device. ``classifier`` (C, D) is normalized here. Batches of
-    fewer than MIN_BATCH images are padded (bench.backbone: an image's logits must not depend
+    fewer than MIN_BATCH images are padded (bench.base.determinism: an image's logits must not depend
     on the batch it falls in)."""
     weights = normalize(classifier.detach().float())
     device = numerics.device

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from bench.schema import ConfigError
+from bench.base.schema import ConfigError
 
 TIES = ("first", "last")
 

@@ -41,7 +41,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from bench.schema import ConfigError
+from bench.base.schema import ConfigError
 from methods.base import Task
 
 # The config keys every SGD-trained method reads (see configs/methods/*.yaml for the values).

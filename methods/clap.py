@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench.schema import ConfigError
+from bench.base.schema import ConfigError
 from methods import METHODS
 from methods._training import OptimConfig, batches_per_epoch, lr_at, make_optimizer
 from methods.base import Fitted, Task, ViewSpec, normalize

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench.schema import ConfigError
+from bench.base.schema import ConfigError
 from methods import METHODS
 from methods._selection import Selection, correct, require_val
 from methods._training import OptimConfig, accuracy, seeded_rng, train

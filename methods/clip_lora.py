@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from bench.schema import ConfigError
+from bench.base.schema import ConfigError
 from methods._clip_hooks import LayerLoRA, TowerHooks, check_vit, encode_image, encode_text, text_tower
 from methods._encoder_training import (ChunkedText, Numerics, batch_plan, cosine_lr,
                                        cross_entropy, epochs_for, normalize, scorer, set_lr, step)

@@ -40,8 +40,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from bench.errors import UsageError
-from bench.schema import ConfigError
+from bench.base.errors import UsageError
+from bench.base.schema import ConfigError
 from methods import METHODS, _shared_prefix
 from methods._training import (OptimConfig, seeded_generator, train, train_jointly,
                                training_loop)

@@ -28,7 +28,7 @@ import math
 
 import torch
 
-from bench.schema import ConfigError
+from bench.base.schema import ConfigError
 from methods import METHODS
 from methods._selection import correct, percent, require_val, select
 from methods.base import Fitted, Task, normalize

@@ -31,7 +31,7 @@ import math
 import numpy as np
 import torch
 
-from bench.schema import ConfigError
+from bench.base.schema import ConfigError
 from methods import METHODS
 from methods._selection import require_val, select, trace
 from methods.base import Fitted, Task

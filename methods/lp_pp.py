@@ -30,7 +30,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from bench.schema import ConfigError
+from bench.base.schema import ConfigError
 from methods import METHODS
 from methods._selection import Selection, correct, percent, require_val
 from methods.base import Fitted, Task, ViewSpec, normalize

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench.schema import ConfigError
+from bench.base.schema import ConfigError
 from methods import METHODS
 from methods.base import PER_EPOCH_VIEWS, Fitted, Task, normalize
 from methods.coop import PromptCore, _token_rows, init_context, seed_use, unified_context

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench.schema import ConfigError
+from bench.base.schema import ConfigError
 from methods import METHODS
 from methods._training import OptimConfig, train
 from methods.base import PER_EPOCH_VIEWS, Fitted, Task, normalize

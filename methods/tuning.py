@@ -13,7 +13,7 @@ What it receives, an :class:`EncoderTask`:
   keys as the frozen-feature methods' per-epoch views (bench/views.py ``epoch_salt``,
   bench/features.py ``view_seed``), so an encoder-tuning method and CoOp see the same crops.
   An epoch is one pass over the train set; methods with an iteration budget (CLIP-LoRA's
-  500 x shots) use as many epochs as it takes, the last one partly. :class:`DecodedTrainImages`
+  500 x shots) use as many epochs as it takes, the last one partly. :class:`bench.encoder_cells.DecodedTrainImages`
   is that provider over decoded images; :class:`TensorTrainImages` serves given tensors (tests).
 * ``val``: the few-shot val images under the eval transform (:class:`ImageSplit`; never test
   data), for the methods that select on val (none of the four does).
@@ -42,7 +42,7 @@ Registration, in the method's module (what the core reads from the entry's extra
 * ``kind="encoder"`` (frozen-feature methods have no ``kind``, i.e. ``"feature"``); a plugin
   registers the same way (bench/plugins.py);
 * ``needs_vit=True``: the method tunes a ViT image tower; other backbones are refused with one
-  line before anything runs (:func:`backbone_problem`);
+  line before anything runs (:func:`bench.encoder_cells.backbone_problem`);
 * ``epochs(config, n_train, shots) -> int``: how many epochs of crops a cell trains on (for the
   record; ``crops`` serves any epoch);
 * ``new_classes`` and ``stochastic`` as for frozen-feature methods.
@@ -58,8 +58,8 @@ from typing import Any, Callable, Protocol, Sequence
 
 import torch
 
-from bench.errors import UsageError
-from bench.registry import Entry
+from bench.base.errors import UsageError
+from bench.base.registry import Entry
 from methods.base import Fitted, TextBackbone
 
 KIND = "encoder"
@@ -79,31 +79,6 @@ def kind_of(entry: Entry) -> str:
 def is_encoder(entry: Entry) -> bool:
     return kind_of(entry) == KIND
 
-
-def vit_config_problem(backbone: str) -> str | None:
-    """Why open_clip model ``backbone`` has no ViT image tower (read from its config, nothing
-    built), or None when it has one."""
-    from bench.backbone import _open_clip
-
-    cfg = _open_clip().get_model_config(backbone) or {}
-    vision = cfg.get("vision_cfg") or {}
-    if vision.get("timm_model_name"):
-        return f"its image tower is the timm model {vision['timm_model_name']}"
-    if isinstance(vision.get("layers"), (list, tuple)):
-        return "its image tower is a ResNet"
-    return None
-
-
-def backbone_problem(entry: Entry, backbone: str) -> str | None:
-    """One line why method ``entry`` cannot run on ``backbone``, or None."""
-    if not entry.extra.get("needs_vit"):
-        return None
-    problem = vit_config_problem(backbone)
-    if problem is None:
-        return None
-    return (f"{entry.name} tunes inside a ViT image tower; {backbone} cannot be used: {problem} "
-            f"(use a ViT backbone, e.g. --backbone ViT-B-16, or --backbone bench-demo-vit on "
-            f"the demo)")
 
 
 def check_backbone(method: str, extra: dict, model, backbone_name: str = "this backbone") -> None:
@@ -148,48 +123,6 @@ class TrainImages(Protocol):
     def describe(self) -> dict:
         """JSON for the record (what the frozen-feature methods' views describe)."""
 
-
-class DecodedTrainImages:
-    """The protocol's crops of decoded images, keyed as the per-epoch views are.
-
-    ``images``: the decoded RGB PIL images of the few-shot train subset, ``relpaths`` their
-    paths relative to the dataset's image folder (the crop key), ``labels`` (N,). Epoch ``e``'s
-    crop of image ``i`` is ``CropFlip(image_size, scale)(images[i], view_seed(relpaths[i], e,
-    epoch_salt(transform, seed)))``: the crop the frozen-feature methods' view store encodes for
-    (seed, image, epoch), normalized with ``mean``, ``std`` exactly as they are."""
-
-    def __init__(self, images: Sequence, relpaths: Sequence[str], labels: torch.Tensor, seed: int,
-                 image_size: int, mean, std, device: torch.device | str = "cpu",
-                 transform: str = "protocol"):
-        from bench.augment import CropFlip
-        from bench.features import TRAIN_TRANSFORMS
-        from bench.views import epoch_salt
-
-        if len(images) != len(relpaths) or len(images) != len(labels):
-            raise ValueError("images, relpaths and labels must have the same length")
-        self.images, self.relpaths = list(images), list(relpaths)
-        self.labels = labels.to(device)
-        self.device = torch.device(device)
-        self.transform, self.seed = transform, int(seed)
-        self.salt = epoch_salt(transform, seed)
-        self.augment = CropFlip(image_size, TRAIN_TRANSFORMS[transform], mean, std)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def crops(self, epoch: int, rows: torch.Tensor) -> torch.Tensor:
-        import numpy as np
-
-        from bench.features import normalize_uint8, view_seed
-
-        rows = [int(r) for r in rows]
-        arr = np.stack([self.augment(self.images[r], view_seed(self.relpaths[r], epoch, self.salt))
-                        for r in rows])
-        x = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous().to(self.device)
-        return normalize_uint8(x, self.augment.mean, self.augment.std)
-
-    def describe(self) -> dict:
-        return {"mode": "online", "transform": self.transform, "inputs": "images"}
 
 
 class TensorTrainImages:

@@ -13,7 +13,7 @@ get the dataset's own template on every dataset but ImageNet, as CoOp's zero-sho
 
 from __future__ import annotations
 
-from bench.schema import ConfigError
+from bench.base.schema import ConfigError
 from methods import METHODS
 from methods.base import Fitted, Task, normalize
 

@@ -44,7 +44,8 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from results.store import backbone_label, method_label
+from results.records import method_label
+from results.store import backbone_label
 
 AVERAGE = "__average__"  # the dataset key of the average over datasets
 DDOF = 0
@@ -82,7 +83,7 @@ def approximation(config: dict) -> str:
 
 def determinism_tag(record: dict) -> str:
     """The label of a result made under a reproducibility policy other than the default
-    (bench/determinism.py): ``determinism native`` / ``determinism off``; "" for the default
+    (bench/base/determinism.py): ``determinism native`` / ``determinism off``; "" for the default
     and for records from before the policy existed (they carry none)."""
     inputs = record.get("inputs") if isinstance(record.get("inputs"), dict) else {}
     policy = inputs.get("determinism")

@@ -146,14 +146,12 @@ CSV_COLUMNS = ["protocol", "backbone", "source", "dataset", "dataset_name", "met
                "n_datasets", "n_required"]
 
 
-def render_csv(protocol: str, summaries: dict[str, Summary], labels: Labels,
-               source: str = "", header: bool = True) -> str:
-    """Tidy CSV: one row per (backbone, dataset, method, shots, evaluation); base-to-novel rows
-    are ``base``, ``novel`` and ``hm`` (computed from the two means), transfer rows ``top1``."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    if header:
-        writer.writerow(CSV_COLUMNS)
+def csv_rows(protocol: str, summaries: dict[str, Summary], labels: Labels,
+             source: str = "") -> list[list]:
+    """The tidy rows of :data:`CSV_COLUMNS`: one per (backbone, dataset, method, shots,
+    evaluation); base-to-novel rows are ``base``, ``novel`` and ``hm`` (computed from the two
+    means), transfer rows ``top1``. Mean and std as numbers (std None for a plain value)."""
+    out = []
     first = next(iter(summaries.values()))
     for _, r in first.cells.sort_values(["backbone", "shots", "method", "dataset"]).iterrows():
         bb, ds, m, k = r["backbone"], r["dataset"], r["method"], int(r["shots"])
@@ -166,8 +164,20 @@ def render_csv(protocol: str, summaries: dict[str, Summary], labels: Labels,
         if protocol == "base2novel":
             rows.append(("hm", _hm(rows[0][1], rows[1][1])))
         for part, c in rows:
-            writer.writerow([protocol, bb, source, dsname, labels.dataset_name(ds), m,
-                             labels.method_name(m), k, part, _num(c.mean),
-                             "" if c.plain else _num(c.std), c.n, c.n_failed, c.n_datasets,
-                             c.n_required])
+            out.append([protocol, bb, source, dsname, labels.dataset_name(ds), m,
+                        labels.method_name(m), k, part, c.mean, None if c.plain else c.std,
+                        c.n, c.n_failed, c.n_datasets, c.n_required])
+    return out
+
+
+MEAN_STD = (9, 10)  # the positions of mean and std in CSV_COLUMNS
+
+
+def render_csv(rows: list[list]) -> str:
+    """Tidy CSV of :func:`csv_rows` (of one source or several)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        writer.writerow([_num(v) if i in MEAN_STD else v for i, v in enumerate(row)])
     return buf.getvalue()

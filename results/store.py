@@ -24,7 +24,7 @@ A record (``schema`` 1) holds::
     ...} (the per-image predictions file, :mod:`results.predictions`; absent in records written
     before bench stored them, which still report)
 
-``cell_id`` hashes the cell's identity: the keys of :data:`CELL_KEYS` and ``inputs`` when present.
+``cell_id`` (:mod:`results.records`) hashes the cell's identity: the keys of ``CELL_KEYS`` and ``inputs`` when present.
 A cell is done when its file holds a sound record (:mod:`results.validate`) with status ok and the
 cell's identity, ``inputs`` included: a record whose inputs differ (another split file, weights,
 features) is stale, its cell runs again, and the new record moves the old file to
@@ -35,7 +35,6 @@ validation) is never reported, its cell is rerun, and one warning names it.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import re
@@ -44,55 +43,16 @@ from typing import Iterator
 
 from results.atomic import atomic_write_json
 from results.predictions import DEFAULT_LOGITS, predictions_path, write_predictions
+from results.records import cell_id, config_hash, method_label, same_result
 from results.validate import record_problem, warn_damaged
 
 SCHEMA = 1
-CELL_KEYS = ("backbone", "pretrained", "dataset", "method", "variant", "config", "shots", "seed")
 DEFAULT_VARIANT_DIR = "default"
 SUPERSEDED = "superseded"
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "none"
-
-
-def _canon(obj) -> str:
-    return json.dumps(obj, sort_keys=True, default=str)
-
-
-def config_hash(config: dict) -> str:
-    return hashlib.sha1(_canon(config).encode()).hexdigest()[:8]
-
-
-# Keys of cells of the other evaluation protocols (bench.protocols); absent in few-shot cells, so
-# their identity (and every few-shot record written before protocols existed) is unchanged.
-PROTOCOL_KEYS = ("protocol", "targets")
-
-
-def identity(cell: dict) -> dict:
-    """What makes a result what it is: the cell's keys, its protocol keys when it has them, and
-    its ``inputs`` when it has them."""
-    ident = {k: cell.get(k) for k in CELL_KEYS}
-    ident.update({k: cell[k] for k in PROTOCOL_KEYS if cell.get(k) is not None})
-    if "inputs" in cell:
-        ident["inputs"] = cell["inputs"]
-    return ident
-
-
-def cell_id(cell: dict) -> str:
-    return hashlib.sha1(_canon(identity(cell)).encode()).hexdigest()[:16]
-
-
-def same_result(record: dict, cell: dict) -> bool:
-    """``record`` is the result of ``cell``: the same keys, and the same inputs when the cell has
-    them (a record without inputs is stale for a cell that has them)."""
-    if any(_canon(record.get(k)) != _canon(cell.get(k)) for k in CELL_KEYS + PROTOCOL_KEYS):
-        return False
-    return "inputs" not in cell or _canon(record.get("inputs")) == _canon(cell["inputs"])
-
-
-def method_label(cell: dict) -> str:
-    return f"{cell['method']}:{cell['variant']}" if cell.get("variant") else cell["method"]
 
 
 def backbone_label(cell: dict) -> str:

@@ -291,23 +291,35 @@ CSV_COLUMNS = ["backbone", "dataset", "dataset_name", "method", "method_name", "
                "approximation", "views"]
 
 
-def render_csv(summary: Summary, labels: Labels) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+def csv_rows(summary: Summary, labels: Labels) -> list[list]:
+    """The tidy rows of :data:`CSV_COLUMNS` (mean and std as numbers, None or NaN when there is
+    none): what ``render_csv`` writes and ``bench.load`` returns."""
     cells = summary.cells.copy()
     cells["_m"] = cells["method"].map(labels.method_sort_key)
     cells["_d"] = cells["dataset"].map(labels.dataset_sort_key)
     cells = cells.sort_values(["backbone", "shots", "_m", "_d"], kind="stable")
+    rows = []
     for _, r in cells.iterrows():
         info = summary.rows.get(r["method"], {})
         approx = info.get("approximation", "")
-        writer.writerow([
+        rows.append([
             r["backbone"], "average" if r["dataset"] == AVERAGE else r["dataset"],
             labels.dataset_name(r["dataset"]), r["method"], labels.method_name(r["method"]),
-            int(r["shots"]), _num(r["mean"]), _num(r["std"]), int(r["n"]), int(r["n_failed"]),
+            int(r["shots"]), r["mean"], r["std"], int(r["n"]), int(r["n_failed"]),
             int(r["n_datasets"]), int(r["n_required"]), info.get("label", r["method"]),
             info.get("config", ""), approx, approx.rsplit("x", 1)[-1] if approx else ""])
+    return rows
+
+
+MEAN_STD = (6, 7)  # the positions of mean and std in CSV_COLUMNS
+
+
+def render_csv(summary: Summary, labels: Labels) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in csv_rows(summary, labels):
+        writer.writerow([_num(v) if i in MEAN_STD else v for i, v in enumerate(row)])
     return buf.getvalue()
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 import sys
 
+from results.records import cell_id
+
 STATUSES = ("ok", "failed")
 PROTOCOLS = ("fewshot", "base2novel", "domain", "crossdataset")  # bench.protocols.PROTOCOLS
 ACCURACIES = ("top1", "mean_per_class")
@@ -75,8 +77,6 @@ def _evaluations_problem(rec: dict, protocol) -> str | None:
 
 def record_problem(rec) -> str | None:
     """Why ``rec`` (a parsed record) is damaged, in a few words; None when it is sound."""
-    from results.store import cell_id  # store imports this module
-
     if not isinstance(rec, dict):
         return f"not a JSON object but {type(rec).__name__}"
     status = rec.get("status")

@@ -42,7 +42,7 @@ def run_cli(capsys):
 @pytest.fixture()
 def plugin_state():
     """Forget included paths and the entries tmp plugins registered, after the test."""
-    from bench import plugins
+    from bench.base import plugins
     from datasets_registry import DATASETS
     from methods import METHODS
 

@@ -12,7 +12,8 @@ from bench.cell_state import DONE, FAILED, PENDING, STALE, cell_state
 from bench.slurm import sweep_status
 from bench.slurm.wait import _cell_counts
 from results.atomic import atomic_write_json
-from results.store import ResultStore, cell_id
+from results.records import cell_id
+from results.store import ResultStore
 from tests.test_records import cell, ok
 
 

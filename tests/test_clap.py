@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.schema import ConfigError
+from bench.base.schema import ConfigError
 from methods import METHODS
 from methods._training import OptimConfig, lr_at
 from methods.base import FeatureSplit

@@ -147,7 +147,7 @@ def test_malformed_and_unknown_sweep_yaml(run_cli, tmp_path):
 
 def test_feature_options_resolve_and_are_recorded(run_cli, miniroot, tmp_path):
     from bench.cli import build_parser
-    from bench.commands.run import resolve
+    from bench.resolve import resolve
 
     sweep = tmp_path / "s.yaml"
     sweep.write_text("autocast: false\ncache_dtype: float16\n")
@@ -170,7 +170,7 @@ def test_feature_options_resolve_and_are_recorded(run_cli, miniroot, tmp_path):
 
 
 def test_cache_dtype_choices_are_the_caches_dtypes():
-    from bench.commands.run import CACHE_DTYPES
+    from bench.resolve import CACHE_DTYPES
     from bench.features import DTYPES
 
     assert set(CACHE_DTYPES) == set(DTYPES)
@@ -179,7 +179,7 @@ def test_cache_dtype_choices_are_the_caches_dtypes():
 def test_autocast_auto_is_on_for_cuda_only():
     import torch
 
-    from bench.runner import _autocast
+    from bench.runner.context import _autocast
 
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert _autocast("auto", cuda) and not _autocast("auto", cpu)

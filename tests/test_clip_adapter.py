@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 from methods import METHODS
 from methods.base import FeatureSplit, Task
 from methods.clip_adapter import AdapterClassifier

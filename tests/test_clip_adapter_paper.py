@@ -35,7 +35,7 @@ def digits16(tmp_path_factory):
 
     from bench.backbone import Backbone
     from bench.demo import CHECKPOINT, MODEL_NAME
-    from bench.demo.suite import ensure_demo_data
+    from datasets_registry._demo.suite import ensure_demo_data
     from datasets_registry import DATASETS
     from datasets_registry.fewshot import sample_fewshot
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bench.config import MethodSpec, load_method_file, method_schema, resolve_method_config
-from bench.schema import ConfigError, check_config
+from bench.base.schema import ConfigError, check_config
 from methods import METHODS
 from methods.base import normalize
 from methods.cocoop import CoCoOpModel, RowPromptEncoder, meta_net

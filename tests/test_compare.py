@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from results import predictions as P
-from results.store import ResultStore, cell_id
+from results.records import cell_id
+from results.store import ResultStore
 from tests.conftest import TINY
 
 METHODS = "zero_shot,linear_probe,clip_adapter_visual"
@@ -278,7 +279,9 @@ def test_python_api_compare_is_the_command_frame(sweep, run_cli):
                            "--shots", "1", "--format", "csv")
     assert code == 0 and len(frame) == len(_csv(out)) == 3
     assert frame["p"].tolist() == pytest.approx(_csv(out)["p"].tolist(), rel=1e-5)
-    with pytest.raises(ValueError, match="no results of 'coop'"):
+    from bench.base.errors import UsageError
+
+    with pytest.raises(UsageError, match="no results of 'coop'"):  # the command's one line
         bench.compare(sweep, "coop", "zero_shot")
 
 

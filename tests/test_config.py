@@ -4,7 +4,7 @@ import pytest
 
 import bench.config as config
 from bench.config import MethodSpec, parse_overrides, resolve_method_config
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 
 
 @pytest.fixture()

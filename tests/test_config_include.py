@@ -10,7 +10,7 @@ import yaml
 import bench.config as config
 from bench.cli import main
 from bench.config import MethodSpec, load_method_file, resolve_method_config
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
 # The last commit with the three CLIP-Adapter YAMLs written out in full (before `include:`).

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench.config import MethodSpec, load_method_file, method_schema, resolve_method_config
-from bench.schema import CORE_RULES, ConfigError, check_config, check_value, expected
+from bench.base.schema import CORE_RULES, ConfigError, check_config, check_value, expected
 
 BUILT_IN = ["zero_shot", "linear_probe", "coop", "clip_adapter_visual", "clip_adapter_text",
             "clip_adapter_both"]
@@ -124,7 +124,7 @@ def test_config_errors_of_methods_share_one_type():
     from methods._training import OptimConfig
     from methods.zero_shot import resolve_templates
 
-    assert issubclass(ConfigError, __import__("bench.errors").errors.UsageError)
+    assert issubclass(ConfigError, __import__("bench.base.errors").base.errors.UsageError)
     with pytest.raises(ConfigError):
         resolve_templates("nope", ["a {}"])
     with pytest.raises(ConfigError):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bench.config import MethodSpec, resolve_method_config
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 from bench.views import CachedViews
 from methods import METHODS
 from methods._training import OptimConfig, batches, lr_at, seeded_generator
@@ -377,7 +377,7 @@ def test_class_specific_context_cannot_score_other_classes(tiny_backbone):
 @pytest.mark.parametrize("method", ["coop", "kgcoop", "prograd", "cocoop"])
 def test_prompt_learners_name_themselves_in_config_errors(tiny_backbone, method):
     """The shared prompt code reports errors under the method that runs it."""
-    from bench.schema import ConfigError
+    from bench.base.schema import ConfigError
 
     task = make_task(method, tiny_backbone, overrides={"precision": "fp8"})
     with pytest.raises(ConfigError, match=rf"^{method}: precision must be one of"):

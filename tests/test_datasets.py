@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import BenchError, UsageError
+from bench.base.errors import BenchError, UsageError
 from datasets_registry import COOP_TAG, DATASETS
 from datasets_registry.fewshot import sample_fewshot
 from datasets_registry.split_file import read_split_file

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.demo import CHECKPOINT, MODEL_NAME, demo_defaults, world
+from bench.demo import CHECKPOINT, MODEL_NAME, demo_defaults
+from datasets_registry._demo import world
 
 DEMO_NAMES = ["demo_digits", "demo_sketches", "demo_glyphs", "demo_textures", "demo_signs"]
 
@@ -21,7 +22,7 @@ def demo_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("demo")
     old = os.environ.get("BENCH_DEMO_DIR")
     os.environ["BENCH_DEMO_DIR"] = str(d)
-    from bench.demo.suite import ensure_demo_data
+    from datasets_registry._demo.suite import ensure_demo_data
 
     ensure_demo_data()
     yield d
@@ -109,7 +110,7 @@ def test_demo_datasets_are_registered_and_load(demo_dir):
 
 
 def test_demo_data_generation_is_deterministic(tmp_path, demo_dir):
-    from bench.demo.suite import ensure_demo_data, split_file_name
+    from datasets_registry._demo.suite import ensure_demo_data, split_file_name
 
     other = ensure_demo_data(tmp_path / "again")
     first = demo_defaults()["data_root"]
@@ -280,7 +281,7 @@ def test_demo_runs_on_the_cpu_unless_a_device_is_named(demo_dir, monkeypatch):
     """The tiny demo model is faster on the CPU than on a GPU (launch-bound): device 'auto'
     picks the CPU for the demo even where CUDA is present; a named device or real data is kept."""
     from bench.cli import build_parser
-    from bench.commands.run import resolve
+    from bench.resolve import resolve
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     parse = build_parser().parse_args

@@ -1,4 +1,4 @@
-"""The reproducibility policy (bench/determinism.py): in effect in every process, recorded in
+"""The reproducibility policy (bench/base/determinism.py): in effect in every process, recorded in
 every result, part of its identity; and what it is for: a cell's bits do not depend on the
 sweep around it, on the batch an input fell into, on the thread count, or on the CPU's widest
 instruction set."""
@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import determinism
+from bench.base import determinism
+from bench.threads import encode_threads
 from tests.conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ def _python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 @portable_only
 def test_importing_bench_puts_the_portable_policy_in_effect():
-    state = determinism.describe("portable", torch.device("cpu"))
+    state = determinism.describe("portable", torch.device("cpu"), encode_threads())
     assert state["mkl_cbwr"] in (None, "AVX2,STRICT")  # None: a torch without MKL
     assert state["aten_cpu_capability"] == "AVX2"
     assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
@@ -44,18 +45,18 @@ def test_importing_bench_puts_the_portable_policy_in_effect():
 def test_a_policy_set_after_torch_computed_is_refused_with_the_fix():
     late = _python("import torch\n"
                    "torch.softmax(torch.randn(64, 64) @ torch.randn(64, 64), -1)\n"
-                   "import bench\nfrom bench import determinism\n"
+                   "import bench\nfrom bench.base import determinism\n"
                    "determinism.check('portable')\n")
     assert late.returncode != 0
     assert "did not take effect" in late.stderr and "import bench before" in late.stderr
-    early = _python("import torch\nimport bench\nfrom bench import determinism\n"
+    early = _python("import torch\nimport bench\nfrom bench.base import determinism\n"
                     "torch.softmax(torch.randn(64, 64) @ torch.randn(64, 64), -1)\n"
                     "determinism.check('portable')\nprint('ok')\n")
     assert early.returncode == 0 and early.stdout.strip() == "ok", early.stderr
 
 
 def test_policy_values_are_checked():
-    from bench.errors import UsageError
+    from bench.base.errors import UsageError
 
     with pytest.raises(UsageError, match="choose one of portable, native, off"):
         determinism.check_policy("strict")
@@ -87,7 +88,7 @@ def test_a_child_of_a_bench_process_can_turn_the_policy_off_and_keeps_the_users_
     --determinism off` launched by a benchmark or a job) undoes bench's, not the user's."""
     parent = {k: v for k, v in os.environ.items()}  # this process imported bench: portable
     assert parent["MKL_CBWR"] == "AVX2,STRICT" and "MKL_CBWR=AVX2,STRICT" in parent[determinism.MARK]
-    code = ("import os, json, bench\nfrom bench import determinism\n"
+    code = ("import os, json, bench\nfrom bench.base import determinism\n"
             "determinism.apply('off')\n"
             "print(json.dumps({k: os.environ.get(k) for k in determinism._MANAGED}))\n")
     for user in ({}, {"OPENBLAS_CORETYPE": "SkylakeX"}):  # the user's own, set after bench's:
@@ -226,7 +227,7 @@ def test_a_cell_gives_the_same_bits_alone_and_in_any_sweep(tmp_path):
 
 
 def test_the_policy_is_recorded_and_part_of_the_identity(run_cli, miniroot, tmp_path):
-    from results.store import cell_id
+    from results.records import cell_id
 
     out = tmp_path / "out"
     base = ["run", "--backbone", TINY, "--pretrained", "none", "--quiet", "--data-root",

@@ -1,6 +1,6 @@
-"""The one did-you-mean helper every unknown-name message uses (bench.errors.did_you_mean)."""
+"""The one did-you-mean helper every unknown-name message uses (bench.base.errors.did_you_mean)."""
 
-from bench.errors import did_you_mean
+from bench.base.errors import did_you_mean
 
 
 def test_closest_name():

@@ -65,7 +65,7 @@ def test_crops_are_the_per_epoch_views_crops(tiny_backbone, tmp_path):
     encode for (seed, image, e): same pixels, so the same frozen features."""
     from bench.features import DatasetFeatures, FeatureCache
     from bench.views import epoch_salt
-    from methods.tuning import DecodedTrainImages
+    from bench.encoder_cells import DecodedTrainImages
     from tests.test_conformance import write_conformance_root
 
     splits = _splits(write_conformance_root(tmp_path / "noise"))  # noise: crops differ
@@ -104,7 +104,8 @@ def _clip_lora_task(backbone, splits):
 
 
 def test_test_images_scored_in_batches_whatever_the_batch_size(miniroot, tiny_backbone):
-    from bench.encoder_cells import TestImages, image_logits
+    from bench.encoder_cells import TestImages
+    from bench.evaluate import chunked_logits as image_logits
     from methods import METHODS
 
     splits = _splits(miniroot)
@@ -152,7 +153,7 @@ def test_patterns_leave_vit_only_methods_out_on_a_resnet(run_cli, miniroot, tmp_
 
 
 def test_named_vit_method_on_the_demo_runs_the_demo_vit():
-    from bench.commands.run import _vit_methods
+    from bench.resolve import _vit_methods
     from bench.config import MethodSpec
     from bench.demo import CHECKPOINT, VIT_CHECKPOINT, VIT_MODEL_NAME
     from methods import METHODS

@@ -49,7 +49,7 @@ class PlainLoopViews:
         from torchvision import transforms as T
 
         from bench.augment import CropFlip
-        from bench.features import view_seed
+        from bench.augment import view_seed
         from bench.views import epoch_salt
 
         self.backbone, self.image_dir, self.relpaths = backbone, image_dir, relpaths
@@ -151,8 +151,7 @@ def test_two_seeds_draw_different_crops_and_a_seed_redraws_its_own(noisy_root, t
 def test_store_encodes_each_image_epoch_once_across_methods_and_shots(noisy_root, tmp_path):
     """Four methods x two shot counts at one seed: the store encodes the union of their images,
     each for the most epochs any cell trains it, and nothing else."""
-    from bench.runner import _Context, _extract, run_job  # noqa: F401
-    from bench.planner import Job  # noqa: F401
+    from bench.runner import run_job
 
     methods = ["coop", "clip_adapter_visual", "clip_adapter_text", "clip_adapter_both"]
     overrides = {m: {"epochs": 3} for m in methods}

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from bench.augment import CropFlip
-from bench.features import view_seed
+from bench.augment import view_seed
 from bench.gpu_images import DECODES, DeviceImages, EvalGeometry, crop_flip, pil_rgb
 from tests.conftest import TINY
 
@@ -176,7 +176,7 @@ def test_eval_geometry_refuses_what_it_does_not_know(tiny_backbone):
 
 def test_dataset_features_keys_and_describe_change_only_for_gpu(miniroot, tiny_backbone, tmp_path):
     from bench.features import DatasetFeatures, FeatureCache
-    from bench.errors import BenchError
+    from bench.base.errors import BenchError
     from datasets_registry import DATASETS
 
     splits = DATASETS.get("dtd").load(miniroot)
@@ -227,7 +227,7 @@ def test_report_tags_rows_by_decode_path():
 
 
 def test_decode_choices_agree():
-    from bench.commands import run
+    from bench import resolve as run
 
     assert run.DECODES == DECODES
 
@@ -250,7 +250,7 @@ def test_run_with_decode_gpu_records_it_end_to_end(run_cli, miniroot, tmp_path, 
     gpu in both their identity and their features description, and a rerun computes nothing."""
     import json
 
-    from bench.commands import run
+    from bench import resolve as run
 
     monkeypatch.setattr(run, "_cuda_expected", lambda device: True)
     out = tmp_path / "out"

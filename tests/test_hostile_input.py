@@ -178,7 +178,7 @@ def test_split_path_leaving_the_dataset_fails_its_dataset_in_run(run_cli, data_r
 
 def test_label_out_of_range_counts_the_classes_of_the_file(tmp_path):
     """A 10-class file (labels 0..9) with one label damaged to 12: 10 classes, not 11."""
-    from bench.errors import BenchError
+    from bench.base.errors import BenchError
     from datasets_registry.split_file import read_split_file
 
     names = [f"class{i}" for i in range(10)]
@@ -236,7 +236,7 @@ def test_cuda_without_a_gpu_is_a_usage_error_before_any_work(run_cli, miniroot, 
 
 def test_cuda_is_not_checked_for_slurm_jobs(monkeypatch):
     """SLURM jobs run on GPU nodes: a login node without a GPU may submit --device cuda."""
-    from bench.commands.run import _check_device
+    from bench.execution import _check_device
 
     _check_device("cuda", "slurm")  # no error
     with pytest.raises(Exception, match="GPU index must be a number"):
@@ -283,7 +283,7 @@ def test_sigterm_stops_cleanly_releases_locks_and_exits_143(miniroot, tmp_path):
 
 
 def test_sigterm_handler_is_only_installed_where_nobody_owns_the_signal():
-    from bench.errors import Terminated, sigterm_as_interrupt
+    from bench.base.errors import Terminated, sigterm_as_interrupt
 
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     with sigterm_as_interrupt():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.errors import BenchError
+from bench.base.errors import BenchError
 from datasets_registry import COOP_TAG, DATASETS, DOMAIN_TAG
 
 try:

@@ -4,8 +4,8 @@
 import pytest
 
 from bench.cli import main
-from bench.commands.report import parse_shots
-from bench.errors import UsageError
+from bench.reporting import parse_shots
+from bench.base.errors import UsageError
 from bench.sweep import parse_int_list
 from results.store import ResultStore
 from tests.test_report import record

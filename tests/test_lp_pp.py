@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.schema import ConfigError
+from bench.base.schema import ConfigError
 from methods import METHODS
 from methods.base import FeatureSplit
 from methods.lp_pp import lpp_init, lpp_logits

@@ -8,9 +8,10 @@ from collections import Counter
 import pytest
 
 from bench.config import MethodSpec
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 from bench.planner import GROUPINGS, Job, expand_cells, plan
-from results.store import ResultStore, cell_id
+from results.records import cell_id
+from results.store import ResultStore
 
 BACKBONES = [("bench-test-tiny", "none"), ("bench-test-tiny", "/w/other.pt")]
 DATASETS = ["eurosat", "dtd"]

@@ -198,7 +198,7 @@ def test_api_load_is_the_report_csv(run_cli, miniroot, tmp_path, plugin_state):
 
 def test_api_errors_are_clear(tmp_path):
     import bench
-    from bench.errors import UsageError
+    from bench.base.errors import UsageError
 
     with pytest.raises(TypeError, match="unexpected keyword argument 'sheds'.*seeds"):
         bench.run(methods="zero_shot", sheds=[1])
@@ -211,7 +211,7 @@ def test_api_takes_every_flag_by_its_name_and_set_as_its_destination_too(tmp_pat
     """The README: any `bench run` flag works as a keyword; --set is ``set=`` (its argparse
     destination, ``overrides=``, works too). A bad value proves the overrides arrived."""
     import bench
-    from bench.errors import UsageError
+    from bench.base.errors import UsageError
 
     with pytest.raises(UsageError, match=r"alpha = 'banana': must be a number in \[0, 1\]"):
         bench.run(methods="clip_adapter_visual", datasets="demo_digits", shots=[1], seeds=[1],

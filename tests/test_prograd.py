@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import methods.prograd as prograd
 import bench.config as config
 from bench.config import MethodSpec, resolve_method_config
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 from bench.views import CachedViews
 from datasets_registry import DATASETS
 from methods import METHODS

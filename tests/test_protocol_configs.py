@@ -11,7 +11,7 @@ import pytest
 
 import bench.config as config
 from bench.config import MethodSpec, protocol_config, resolve_method_config
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 from datasets_registry import DATASETS
 from methods import METHODS
 
@@ -195,7 +195,7 @@ def test_cells_record_the_block_and_its_source():
 
 
 def test_report_compares_a_record_with_its_protocols_config():
-    from bench.commands.report import _default_config
+    from bench.reporting import _default_config
 
     resolve = _default_config()
     assert resolve("prograd", None, "dtd", 16, "base2novel")["epochs"] == 100

@@ -197,7 +197,8 @@ def test_transfer_needs_a_trainable_source_and_targets(tmp_path, miniroot, run_c
 
 
 def test_fewshot_identity_is_unchanged_and_protocols_do_not_collide(tmp_path):
-    from results.store import CELL_KEYS, ResultStore, cell_id, identity
+    from results.records import CELL_KEYS, cell_id, identity
+    from results.store import ResultStore
 
     cell = {"backbone": "b", "pretrained": "p", "dataset": "d", "method": "m", "variant": None,
             "config": {"a": 1}, "shots": 1, "seed": 1}

@@ -11,7 +11,8 @@ import pytest
 
 from bench.cli import main
 from bench.config import MethodSpec, resolve_method_config
-from results.store import ResultStore, cell_id
+from results.records import cell_id
+from results.store import ResultStore
 from results.validate import record_problem
 
 SEEDS = (1, 2, 3)
@@ -257,7 +258,7 @@ def test_a_record_from_before_a_config_key_existed_is_its_own_row():
     old = {k: v for k, v in new.items() if k != sorted(new)[0]}
     recs = [ok(cell(config=new), top1=50.0, created="2025-01-02"),
             ok(cell(config=old), top1=40.0, created="2024-01-01")]
-    from bench.commands.report import _default_config
+    from bench.reporting import _default_config
     s = summarize(records_to_frame(recs, _default_config()))
     assert s.duplicates == 0
     assert s.methods["RN50-quickgelu__openai"] == ["zero_shot",

@@ -349,10 +349,11 @@ _SPY = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
     import bench.runner as runner
-    from results.store import cell_id
+    import bench.runner.cell as lifecycle
+    from results.records import cell_id
 
     log, barrier, n = Path(os.environ["SPY_LOG"]), Path(os.environ["SPY_BARRIER"]), 2
-    real_run_cell, real_run_job = runner._run_cell, runner.run_job
+    real_run_cell, real_run_job = lifecycle.run_cell, runner.run_job
 
     def run_cell(cell, *a, **k):
         with open(log, "a") as fh:
@@ -367,7 +368,7 @@ _SPY = textwrap.dedent("""
             time.sleep(0.01)
         return real_run_job(job)
 
-    runner._run_cell, runner.run_job = run_cell, run_job
+    lifecycle.run_cell, runner.run_job = run_cell, run_job
     from bench.cli import main
     sys.exit(main(sys.argv[1:]))
 """)

@@ -68,7 +68,7 @@ FAILED_CELLS = {("linear_probe", "eurosat", 4, 3)}
 @pytest.fixture()
 def fixed_labels(monkeypatch):
     """Display names from LABELS instead of the live registries (which other work changes)."""
-    import bench.commands.report as report
+    import bench.reporting as report
 
     monkeypatch.setattr(report, "_registry_labels", lambda: (LABELS, []))
 

@@ -158,7 +158,7 @@ def test_schema_refuses_non_finite_numbers(run_cli, tmp_path, value, shown):
 
 
 def test_check_value_refuses_non_finite_numbers_in_lists_too():
-    from bench.schema import check_value
+    from bench.base.schema import check_value
 
     rule = {"type": "list", "items": {"type": "number"}}
     assert check_value([1.0, 2.0], rule) is None

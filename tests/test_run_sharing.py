@@ -20,7 +20,8 @@ GRID = ["--datasets", "eurosat", "--methods", "zero_shot,linear_probe", "--shots
 
 def test_status_tells_done_failed_running_and_pending_from_the_plan(run_cli, miniroot, tmp_path):
     from bench.locks import CellLocks
-    from results.store import ResultStore, cell_id
+    from results.records import cell_id
+    from results.store import ResultStore
 
     out = tmp_path / "out"
     code, _, err = run_cli(*BASE, "--data-root", miniroot, *GRID, "--seeds", "1,2",

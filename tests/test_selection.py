@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from bench.schema import ConfigError
+from bench.base.schema import ConfigError
 from methods import METHODS
 from methods._selection import Selection, correct, percent, require_val, select
 from methods.base import FeatureSplit

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 from bench.slurm import (DEFAULT_TIME, SLURM_YAML_KEYS, _expand_slurm_ids, _make_executor,
                          add_slurm_arguments, parse_sbatch_args, parse_time_minutes,
                          slurm_options)
@@ -140,7 +140,7 @@ def test_status_of_a_recorded_submission(tmp_path, capsys):
     from bench.cli import main
     from results.atomic import atomic_write_json
 
-    from results.store import cell_id
+    from results.records import cell_id
 
     (tmp_path / "results").mkdir()
     done = {"backbone": "m", "pretrained": None, "dataset": "dtd", "method": "m",

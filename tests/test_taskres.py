@@ -70,7 +70,7 @@ def test_release_settings():
 
 def test_adam_family_in_the_shared_loop(tiny_backbone):
     """The factory builds what the config names; an unknown name is one clear error."""
-    from bench.errors import UsageError
+    from bench.base.errors import UsageError
     from methods._training import make_optimizer
 
     p = [torch.nn.Parameter(torch.zeros(2))]

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from bench.schema import ConfigError
+from bench.base.schema import ConfigError
 from bench.views import FixedViews
 from methods import METHODS
 from methods.base import FeatureSplit
@@ -211,7 +211,7 @@ def test_tip_adapter_f_follows_the_release_schedule():
 @pytest.mark.parametrize("method", ["tip_adapter", "tip_adapter_f", "taskres", "gda"])
 def test_schema_covers_every_default_and_passes_every_config(method):
     from bench.config import MethodSpec, load_method_file, method_schema, resolve_method_config
-    from bench.schema import check_config
+    from bench.base.schema import check_config
 
     data, schema = load_method_file(method), method_schema(method)
     assert set(data["defaults"]) <= set(schema)

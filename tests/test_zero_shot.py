@@ -48,7 +48,7 @@ def test_template_choices():
     assert resolve_templates("dataset", ["{} texture."]) == ["{} texture."]
     assert len(resolve_templates("imagenet80", [])) == 80
     assert resolve_templates(["a {}."], []) == ["a {}."]
-    from bench.schema import ConfigError
+    from bench.base.schema import ConfigError
 
     for bad in ("nope", ["no placeholder"]):
         with pytest.raises(ConfigError, match="templates"):

@@ -9,11 +9,10 @@ See docs/statistics.md.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 
 FORMATS = ("terminal", "markdown", "latex", "csv")
 
@@ -48,31 +47,9 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _records(output: Path, tmp: str) -> list[dict]:
-    """The records of an output folder, or of a `bench export` file (its predictions unpacked
-    into a temporary folder)."""
-    from bench.commands.report import read_records
-
-    if output.is_file():
-        from results.export import read_export
-
-        try:
-            return read_export(output, unpack_to=Path(tmp) / str(len(list(Path(tmp).iterdir()))))
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-    return read_records(argparse.Namespace(output=output))
-
-
 def run(args) -> int:
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
-        return _run(args, tmp)
-
-
-def _run(args, tmp: str) -> int:
-    from bench.commands.report import _default_config, _registry_labels, _split, _write, \
-        parse_shots
+    from bench.commands.report import _write
+    from bench.reporting import _registry_labels, _split, compare_rows
     from results import significance
 
     names = _split(args.methods) or []
@@ -80,23 +57,10 @@ def _run(args, tmp: str) -> int:
         names = names * 2
     if len(names) != 2:
         raise UsageError(f"--methods {args.methods}: name two rows, A,B (or one with --against)")
-    if not 0 < args.alpha < 1:
-        raise UsageError(f"--alpha {args.alpha}: use a level between 0 and 1, e.g. 0.05")
-    if args.resamples < 100:
-        raise UsageError(f"--resamples {args.resamples}: use at least 100 (default 10000)")
-    records_a = _records(args.output, tmp)
-    records_b = None if args.against is None else _records(args.against, tmp)
-    try:
-        table = significance.compare(
-            records_a, names[0], names[1], records_b=records_b, test=args.test,
-            across=args.across, datasets=_split(args.datasets), shots=parse_shots(args.shots),
-            backbones=_split(args.backbone), alpha=args.alpha, resamples=args.resamples,
-            default_config=_default_config(), allow_incomparable=args.allow_incomparable)
-    except ValueError as exc:  # unknown rows, facts, missing or unpaired predictions
-        raise UsageError(str(exc)) from None
-    if table.frame["p"].notna().sum() == 0:
-        raise UsageError(f"{names[0]} and {names[1]} share no cell to compare (the same "
-                         f"dataset, shots and seed): {'; '.join(table.notes) or 'none found'}")
+    table = compare_rows(args.output, names[0], names[1], against=args.against, test=args.test,
+                         across=args.across, datasets=args.datasets, shots=args.shots,
+                         backbone=args.backbone, alpha=args.alpha, resamples=args.resamples,
+                         allow_incomparable=args.allow_incomparable)
     labels, _ = _registry_labels()
     _write(significance.render(table, args.fmt, labels), args.out)
     if any(n.startswith("not paired") for n in table.notes):

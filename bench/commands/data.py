@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 
 
 def register(subparsers) -> None:

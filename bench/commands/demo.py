@@ -30,7 +30,7 @@ def register(subparsers) -> None:
 
 
 def _data(args) -> int:
-    from bench.demo import suite
+    from datasets_registry._demo import suite
 
     root = args.root if args.root is not None else suite.demo_data_root()
     existed = (Path(root) / ".complete").is_file()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 
 
 def register(subparsers) -> None:

@@ -11,7 +11,7 @@ def register(sub) -> None:
 
 def main(args) -> int:
     if args.what == "methods":
-        from bench import plugins
+        from bench.base import plugins
         from bench.catalog import method_catalog
         from bench.config import load_method_file, variants_of
 

@@ -7,13 +7,12 @@ See docs/reports.md.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from bench.commands.report import add_selection_args, load_summary, published_comparison
-from bench.errors import UsageError
+from bench.base.errors import UsageError
+from bench.commands.report import add_selection_args, selection
+from bench.reporting import PLOT_FORMATS as FORMATS
 
-FORMATS = ("png", "pdf", "svg")
 MIN_DPI, MAX_DPI = 10, 2400  # at 2400 dpi the default 4-panel-wide figure is 34,560 px wide
 
 
@@ -43,29 +42,11 @@ def run(args) -> int:
     if not MIN_DPI <= args.dpi <= MAX_DPI:
         raise UsageError(f"--dpi must be between {MIN_DPI} and {MAX_DPI} (dots per inch of the "
                          f"PNG; default 150), got {args.dpi}")
-    summary, labels, coop = load_summary(args)
-    if len(summary.backbones) > 1 and args.out is not None:
-        raise UsageError(f"the results hold {len(summary.backbones)} backbones "
-                         f"({', '.join(sorted(summary.backbones))}); with --out, choose one "
-                         f"with --backbone")
-    comparison, notes = (published_comparison(summary, labels, coop) if args.compare
-                         else (None, []))
+    from bench.reporting import plot_curves
 
-    from results.plots import panel_titles, plot_curves, save_figure
-
-    for bb in sorted(summary.backbones):
-        fig = plot_curves(summary, bb, labels, published=comparison, ncols=args.ncols)
-        titles = panel_titles(fig)
-        if args.out is not None:
-            stem = args.out
-            if stem.suffix.lower().lstrip(".") in FORMATS:
-                stem = stem.with_suffix("")
-        else:
-            stem = args.output / "plots" / f"curves-{bb}"
-        paths = save_figure(fig, stem, formats, dpi=args.dpi)
-        print(f"{summary.backbones[bb]}: {len(titles)} panels ({', '.join(titles)})")
+    for name, titles, paths in plot_curves(selection(args), out=args.out, formats=formats,
+                                           ncols=args.ncols, dpi=args.dpi):
+        print(f"{name}: {len(titles)} panels ({', '.join(titles)})")
         for path in paths:
             print(f"wrote {path}")
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
     return 0

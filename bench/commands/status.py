@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 
 
 def register(sub) -> None:
@@ -259,7 +259,7 @@ def _sort_planned_cells(output: Path, store, cells: list[dict]) -> _PlannedCells
     (no record, or a stale one: computed again)."""
     from bench.cell_state import DONE, FAILED, cell_state
     from bench.locks import CellLocks, is_stale, read_holder
-    from results.store import cell_id
+    from results.records import cell_id
 
     locks = CellLocks(output / "locks")
     by_state = _PlannedCells()

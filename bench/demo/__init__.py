@@ -4,9 +4,10 @@
 given: {"backbone": name, "pretrained": checkpoint path, "data_root": folder with the demo
 datasets in the CoOp split-file layout (generated on first use)}.
 
-- ``bench.demo.world``: the procedurally generated pretraining world (images + captions);
+- ``datasets_registry._demo.world``: the procedurally generated pretraining world (images +
+  captions), which the suite also draws on;
 - ``bench.demo.pretrain``: contrastive pretraining of the tiny CLIP (`bench demo pretrain`);
-- ``bench.demo.suite``: the demo few-shot datasets (`bench demo data`), registered in
+- ``datasets_registry._demo.suite``: the demo few-shot datasets (`bench demo data`), registered in
   ``datasets_registry/demo.py`` with the tag ``demo``.
 """
 
@@ -26,14 +27,14 @@ VIT_CHECKPOINT = MODEL_DIR / f"{VIT_MODEL_NAME}.pt"
 
 def demo_data_root() -> Path:
     """Where the demo datasets live: $BENCH_DEMO_DIR/data-<version>, else ~/.cache/bench/demo/..."""
-    from bench.demo.suite import demo_data_root as root
+    from datasets_registry._demo.suite import demo_data_root as root
 
     return root()
 
 
 def demo_defaults(generate: bool = True) -> dict:
     """Backbone name, checkpoint path and data root of the demo; generates the data if missing."""
-    from bench.demo.suite import ensure_demo_data
+    from datasets_registry._demo.suite import ensure_demo_data
 
     root = ensure_demo_data() if generate else demo_data_root()
     return {"backbone": MODEL_NAME, "pretrained": str(CHECKPOINT.resolve()), "data_root": root}

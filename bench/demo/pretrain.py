@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.demo import world
+from datasets_registry._demo import world
 from bench.demo.flags import DEFAULTS, MODELS, add_arguments, pretrain_kwargs
 
 MODEL_NAME = "bench-demo-rn"
@@ -73,7 +73,7 @@ def _image_stats(model) -> tuple:
 @torch.no_grad()
 def zero_shot_suite(model, tokenizer, names: list[str] | None = None) -> dict[str, float]:
     """Zero-shot top-1 (%) of ``model`` on the demo suite's test splits, computed in memory."""
-    from bench.demo.suite import SUITE, in_memory_split
+    from datasets_registry._demo.suite import SUITE, in_memory_split
     from datasets_registry import DATASETS
 
     was_training = model.training
@@ -186,7 +186,7 @@ def pretrain(out: Path | None, seed: int = 0, steps: int = DEFAULTS["steps"], ba
     """Train the demo model ``model_name`` (one of :data:`MODELS`); write an fp16 state_dict to
     ``out``; return a summary dict."""
     if model_name not in MODELS:
-        from bench.errors import UsageError
+        from bench.base.errors import UsageError
 
         raise UsageError(f"--model {model_name!r} is not a demo architecture; choose one of "
                          f"{', '.join(MODELS)}")

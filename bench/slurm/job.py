@@ -14,7 +14,7 @@ class BenchJob(_Checkpointable):
 
     On a time limit or preemption submitit calls ``checkpoint``, which resubmits the same job;
     the requeued run skips the cells already written, so it resumes where it stopped.
-    ``include``: the submitting process's plugin paths (``bench.plugins``), imported again in
+    ``include``: the submitting process's plugin paths (``bench.base.plugins``), imported again in
     the task so that plugin methods and datasets resolve there too.
     """
 
@@ -25,7 +25,7 @@ class BenchJob(_Checkpointable):
         from bench.runner import run_job
 
         if getattr(self, "include", None):  # pickles from before include paths lack it
-            from bench.plugins import include
+            from bench.base.plugins import include
 
             include(self.include)
         print(f"bench: array task for {job.key}: {len(job.cells)} cells", flush=True)

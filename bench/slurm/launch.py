@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench.errors import BenchError, UsageError
+from bench.base.errors import BenchError, UsageError
 from bench.slurm.job import BenchJob
 from bench.slurm.states import active_tasks
 from bench.slurm.submissions import _record_submission, load_submissions, sweep_dir
@@ -69,7 +69,7 @@ def launch_submitit(jobs: list, launcher: str, options: dict, wait: bool = True)
     folder.mkdir(parents=True, exist_ok=True)
     executor = _make_executor(launcher, folder.resolve(), options)
     try:
-        from bench.plugins import included
+        from bench.base.plugins import included
 
         sjobs = executor.map_array(BenchJob(included()), jobs)
     except Exception as exc:  # submitit wraps sbatch's message in its own exception types

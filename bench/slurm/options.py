@@ -7,7 +7,7 @@ import argparse
 import re
 import shlex
 
-from bench.errors import UsageError, did_you_mean
+from bench.base.errors import UsageError, did_you_mean
 
 DEFAULT_TIME = "4:00:00"  # submitit's own default (5 minutes) is too short for a real job
 

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from results.atomic import atomic_write_json, read_json
-from results.store import ResultStore, cell_id, method_label
+from results.records import cell_id, method_label
+from results.store import ResultStore
 
 SWEEP_DIR = "sweep"
 SUBMISSIONS_DIR = "submissions"

@@ -46,9 +46,14 @@ import os
 import platform
 from functools import lru_cache
 
-from bench.errors import BenchError, UsageError
+from bench.base.errors import BenchError, UsageError
 
 ENV = "BENCH_DETERMINISM"
+# Images are encoded in batches of at least this many (smaller ones are padded): on one thread
+# oneDNN's small-batch convolution kernels give other bits than its large-batch ones (batches of
+# at most 9 differed from batches of 16 or more on an AVX-512 Xeon), so an image's features would
+# depend on how many images were encoded with it.
+MIN_BATCH = 16
 DEFAULT = "portable"
 POLICIES = ("portable", "native", "off")
 
@@ -233,12 +238,13 @@ def apply_torch(policy: str, device) -> None:
         torch.backends.cudnn.allow_tf32 = False
 
 
-def describe(policy: str, device) -> dict:
-    """The ``determinism`` block of a result: the policy, what is in effect, and the CPU (fit
-    threads are in the record's ``timings.fit_threads``)."""
+def describe(policy: str, device, encode_threads: int) -> dict:
+    """The ``determinism`` block of a result: the policy, what is in effect, the threads images
+    are encoded with (bench.threads.encode_threads) and the CPU (fit threads are in the record's
+    ``timings.fit_threads``)."""
     import torch
 
-    block = {"policy": policy, **_cpu_state(), "encode_threads": _encode_threads(),
+    block = {"policy": policy, **_cpu_state(), "encode_threads": encode_threads,
              "cpu": cpu_model()}
     if getattr(device, "type", str(device)) == "cuda":
         block["cuda"] = {
@@ -252,12 +258,6 @@ def describe(policy: str, device) -> dict:
             "gpu": torch.cuda.get_device_name(device), "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version()}
     return block
-
-
-def _encode_threads() -> int:
-    from bench.threads import encode_threads
-
-    return encode_threads()
 
 
 def cpu_model() -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 
 TYPES = ("int", "number", "bool", "str", "list")
 RULE_FIELDS = ("type", "min", "max", "above", "choices", "nullable", "items", "min_items", "contains")

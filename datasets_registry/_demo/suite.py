@@ -1,6 +1,6 @@
 """The demo few-shot suite: small datasets in the CoOp split-file layout, generated on first use.
 
-Each dataset is shifted away from the pretraining world (``bench.demo.world``) so that zero-shot
+Each dataset is shifted away from the pretraining world (``datasets_registry._demo.world``) so that zero-shot
 is imperfect and a few labelled examples help:
 
 - ``demo_digits``: real handwriting, scikit-learn's 1,797 8x8 digits (the model only saw rendered
@@ -36,7 +36,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from bench.demo import world as W
+from datasets_registry._demo import world as W
 
 # Bump when any generator below changes: the cache folder name carries it, so old data is never
 # mixed with new.

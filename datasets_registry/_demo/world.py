@@ -15,7 +15,7 @@ What the pretraining world contains (``sample_pair``):
 Half of the captions start with a run of class-free words (``CONTEXT_WORDS``) so that all 32
 positions of the text context are trained (CoOp's 16-token context needs that).
 
-The few-shot demo datasets (``bench.demo.suite``) reuse these primitives with a shift: outline
+The few-shot demo datasets (``datasets_registry._demo.suite``) reuse these primitives with a shift: outline
 sketches, unseen fonts, unseen textures, real handwriting.
 """
 

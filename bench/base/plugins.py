@@ -14,7 +14,7 @@ Two ways in, both registering exactly like a built-in module (``METHODS.register
   ``bench.plugins`` groups, the dataset registry ``bench.datasets`` and ``bench.plugins``: so
   `bench ls datasets` does not import method plugins (and the torch they import).
 
-Plugins are imported lazily, by the registries (``bench.registry``), the first time a method or
+Plugins are imported lazily, by the registries (``bench.base.registry``), the first time a method or
 dataset is looked up; the paths travel with SLURM/submitit jobs (``bench.slurm.BenchJob``).
 See docs/extending.md.
 """
@@ -28,7 +28,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench.errors import UsageError
+from bench.base.errors import UsageError
 
 ENTRY_POINT_GROUP = "bench.plugins"  # modules that may register methods and datasets
 KIND_GROUPS = {"method": "bench.methods", "dataset": "bench.datasets"}
@@ -39,6 +39,7 @@ _imported: set[str] = set()  # keys of what has been imported (file paths, entry
 _entry_points: dict[str, list] = {}
 _env_read = False
 _importing: list[str] = []  # the plugin being imported (a file path or an entry point)
+_loaded_kinds: set = set()  # the registry kinds that have asked for their plugins (load)
 
 
 def importing() -> str | None:
@@ -62,9 +63,7 @@ def include(paths) -> list[Path]:
         if path not in _included:
             _included.append(path)
         added.append(path)
-    from bench.registry import loaded_registries
-
-    if loaded_registries():
+    if _loaded_kinds:  # a registry has loaded already: import now, as its next lookup would
         load()
     return added
 
@@ -164,6 +163,7 @@ def _call_entry_point(ep) -> None:
 def load(kind: str | None = None) -> None:
     """Import every plugin not imported yet: the entry points of registry ``kind`` first, then
     ``--include`` paths (``BENCH_INCLUDE``'s are added on the first call)."""
+    _loaded_kinds.add(kind)
     _ensure_env()
     for ep in entry_points(kind):
         key = f"ep:{ep.name}={ep.value}"

@@ -2,7 +2,7 @@
 
 Entries register themselves when their module is imported; the registry imports every module of
 its package the first time it is asked for anything, so adding a method or a dataset is one new
-file. Plugins (``bench.plugins``: ``--include`` paths and installed packages) are imported
+file. Plugins (``bench.base.plugins``: ``--include`` paths and installed packages) are imported
 right after, and register the same way. Lookups give did-you-mean errors, and selections accept comma lists, ``all`` and
 shell-style patterns (``clip_adapter*``).
 """
@@ -16,14 +16,10 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from bench.errors import UsageError, did_you_mean
+from bench.base import plugins
+from bench.base.errors import UsageError, did_you_mean
 
 _REGISTRIES: list["Registry"] = []
-
-
-def loaded_registries() -> list["Registry"]:
-    """The registries that have imported their modules (and so their plugins) already."""
-    return [r for r in _REGISTRIES if r._loaded]
 
 
 @dataclass
@@ -71,8 +67,6 @@ class Registry:
             for info in pkgutil.iter_modules(pkg.__path__):
                 if not info.name.startswith("_"):
                     importlib.import_module(f"{self.package}.{info.name}")
-        from bench import plugins
-
         plugins.load(self.kind)  # cheap once done; picks up paths included since the last lookup
 
     def entries(self, tag: str | None = None) -> list[Entry]:
@@ -121,8 +115,6 @@ def _source(obj) -> str:
     """Where ``obj`` is being registered from: the plugin being imported, else its module. A
     built-in module that a plugin's import pulls in (``from methods.zero_shot import ...``)
     registers as itself, not as the plugin."""
-    from bench import plugins
-
     module = getattr(obj, "__module__", None) or type(obj).__module__
     # a function's or class's __module__ is where it is defined; an instance's (a dataset
     # object) is its class's, which says nothing about who registers it
