@@ -159,14 +159,9 @@ def cells(output, methods=None, datasets=None, shots=None, backbone=None, *,
 
 
 def _all_records(sel) -> list[dict]:
-    from bench.base.errors import UsageError
-    from results.store import ResultStore
+    from bench.reporting import all_records
 
-    store = ResultStore(sel.output)
-    if not store.results_dir.is_dir():
-        raise UsageError(f"no results in {sel.output}: {store.results_dir} does not exist "
-                         f"(run `bench run --output {sel.output} ...` first)")
-    return list(store.iter_records(include_failed=True))
+    return all_records(sel)
 
 
 def summary(output, methods=None, datasets=None, shots=None, backbone=None, *, include=None,

@@ -25,15 +25,19 @@ LAYOUTS = ("all", "main", "per-shot")
 class Selection:
     """An output folder and the methods, datasets, shots and backbones to report of it."""
 
-    output: Path
+    output: Path  # an output folder, or a `bench export` file
     methods: str | list | None = None
     datasets: str | list | None = None
     shots: str | list | None = None
     backbone: str | list | None = None
     compare: str | None = None  # "published": the shipped reference numbers beside ours
+    more: tuple = ()  # further folders or export files, read as one with ``output``
 
     def __post_init__(self):
+        if isinstance(self.output, (list, tuple)):  # several sources given as one list
+            self.output, self.more = self.output[0], (*self.output[1:], *self.more)
         self.output = Path(self.output)
+        self.more = tuple(Path(m) for m in self.more)
         for key in ("methods", "datasets", "shots", "backbone"):
             value = getattr(self, key)
             if isinstance(value, (list, tuple)):
@@ -110,20 +114,79 @@ def _default_config():
     return resolve
 
 
+def sources(sel) -> list[Path]:
+    """The folders and export files ``sel`` reads, in order (each once)."""
+    return list(dict.fromkeys([Path(sel.output), *getattr(sel, "more", ())]))
+
+
+_UNPACKED: list = []  # temporary folders holding exports' prediction files, for this process
+
+
+def source_records(path: Path) -> list[dict]:
+    """Every sound record (failed ones too) of an output folder, or of a `bench export` file
+    (its predictions unpacked into a temporary folder kept until the process ends, so that
+    significance tests read them as from a folder)."""
+    from results.store import ResultStore
+
+    path = Path(path)
+    if path.is_file():
+        import tempfile
+
+        from results.export import read_export
+
+        if not _UNPACKED:
+            _UNPACKED.append(tempfile.TemporaryDirectory(prefix="bench-export-"))
+        unpack = Path(_UNPACKED[0].name) / str(len(list(Path(_UNPACKED[0].name).iterdir())))
+        try:
+            return read_export(path, unpack_to=unpack)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    store = ResultStore(path)
+    if not store.results_dir.is_dir():
+        raise UsageError(f"no results in {path}: {store.results_dir} does not exist "
+                         f"(run `bench run --output {path} ...` first, or name a `bench export` "
+                         f"file)")
+    records = list(store.iter_records(include_failed=True))
+    _note_set_aside(store)
+    return records
+
+
+def all_records(sel) -> list[dict]:
+    """The records of every source of ``sel``; a cell found in two sources counts once (the
+    newest record, as within one folder), and cells whose bits differ between sources are
+    named in a note."""
+    paths = sources(sel)
+    records = [r for path in paths for r in source_records(path)]
+    if len(paths) > 1:
+        _note_shared_cells(records)
+    return records
+
+
+def _note_shared_cells(records: list[dict]) -> None:
+    from results.records import cell_id
+
+    seen: dict[str, set] = {}
+    for r in records:
+        if r.get("status") == "ok":
+            seen.setdefault(cell_id(r), set()).add(r.get("logits_sha256"))
+    differ = [c for c, bits in seen.items() if len(bits) > 1]
+    extra = sum(1 for r in records if r.get("status") == "ok") - len(seen)
+    if extra:
+        print(f"bench: note: {extra} record(s) repeat a cell of another source: each cell "
+              f"counts once (the newest record)"
+              + (f"; {len(differ)} of them have other bits in another source (other hardware "
+                 f"or settings: compare the records' determinism blocks)" if differ else ""),
+              file=sys.stderr)
+
+
 def read_records(sel, protocol: str = "fewshot") -> list[dict]:
-    """The sound records of ``protocol`` under ``sel.output`` (notes on what was set aside, and
+    """The sound records of ``protocol`` in ``sel``'s sources (notes on what was set aside, and
     on records of other protocols, go to stderr)."""
     from collections import Counter
 
     from results.protocols import of_protocol, protocol_of
-    from results.store import ResultStore
 
-    store = ResultStore(sel.output)
-    if not store.results_dir.is_dir():
-        raise UsageError(f"no results in {sel.output}: {store.results_dir} does not exist "
-                         f"(run `bench run --output {sel.output} ...` first)")
-    records = list(store.iter_records(include_failed=True))
-    _note_set_aside(store)
+    records = all_records(sel)
     others = Counter(protocol_of(r) for r in records if protocol_of(r) != protocol)
     mine = of_protocol(records, protocol)
     if others:
@@ -148,7 +211,7 @@ def load_summary(sel, records: list[dict] | None = None, *, required: list[str] 
         records = read_records(sel)
     frame = records_to_frame(records, _default_config())
     if frame.empty:
-        raise UsageError(f"no usable result records under {sel.output}/results")
+        raise UsageError(f"no usable result records in {', '.join(map(str, sources(sel)))}")
     methods, datasets = _split(sel.methods), _split(sel.datasets)
     backbones, shots = _split(sel.backbone), parse_shots(sel.shots)
     _check_names("method", methods, set(frame["method_label"]) | set(frame["method_base"]))
@@ -197,19 +260,23 @@ def published_comparison(summary, labels, coop):
                    default_variants=labels.default_variants)
 
 
-def found_protocol(output: Path) -> str:
-    """The protocol a report shows when none is asked for: fewshot, unless ``output`` holds
-    results of exactly one other protocol and none of fewshot (then that one, with a note)."""
-    from results.protocols import protocol_of
-    from results.store import ResultStore
+def found_protocol(sel) -> str:
+    """The protocol a report shows when none is asked for: fewshot, unless ``sel``'s sources
+    hold results of exactly one other protocol and none of fewshot (then that one, with a
+    note)."""
+    import contextlib
+    import io
 
-    store = ResultStore(output)
-    found = {protocol_of(r) for r in store.iter_records(include_failed=True)}
+    from results.protocols import protocol_of
+
+    with contextlib.redirect_stderr(io.StringIO()):  # read_records says it again
+        records = all_records(sel)
+    found = {protocol_of(r) for r in records}
     if "fewshot" in found or len(found) != 1:
         return "fewshot"
     (only,) = found
-    print(f"bench: note: {output} holds {only} results only: showing them (as with --protocol "
-          f"{only})", file=sys.stderr)
+    print(f"bench: note: {sel.output} holds {only} results only: showing them (as with "
+          f"--protocol {only})", file=sys.stderr)
     return only
 
 
@@ -253,7 +320,7 @@ def report_text(sel: Selection, fmt: str = "terminal", *, layout: str = "all",
     from results.tables import (build_tables, render_comparison, render_csv, render_latex,
                                 render_text)
 
-    protocol = protocol or found_protocol(sel.output)
+    protocol = protocol or found_protocol(sel)
     if protocol != "fewshot":
         return _protocol_text(sel, protocol, fmt, layout=layout, color=color,
                               standalone=standalone)
@@ -346,6 +413,9 @@ def plot_curves(sel: Selection, *, out: Path | None = None, formats=("png", "pdf
             stem = Path(out)
             if stem.suffix.lower().lstrip(".") in PLOT_FORMATS:
                 stem = stem.with_suffix("")
+        elif sel.output.is_file():
+            raise UsageError(f"{sel.output} is an export file: give --out DIR/NAME for the "
+                             f"plots")
         else:
             stem = sel.output / "plots" / f"curves-{bb}"
         written.append((summary.backbones[bb], titles, save_figure(fig, stem, formats, dpi=dpi)))
@@ -355,28 +425,12 @@ def plot_curves(sel: Selection, *, out: Path | None = None, formats=("png", "pdf
 
 
 # ----------------------------------------------------------------------------- compare
-def comparison_records(output: Path, tmp: str) -> list[dict]:
-    """The records of an output folder, or of a `bench export` file (its predictions unpacked
-    into the temporary folder ``tmp``)."""
-    output = Path(output)
-    if output.is_file():
-        from results.export import read_export
-
-        try:
-            return read_export(output, unpack_to=Path(tmp) / str(len(list(Path(tmp).iterdir()))))
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-    return read_records(Selection(output))
-
-
 def compare_rows(output, a: str, b: str | None = None, *, against=None, test: str = "seeds",
                  across: str = "wilcoxon", datasets=None, shots=None, backbone=None,
                  alpha: float = 0.05, resamples: int = 10_000, allow_incomparable: bool = False):
     """Row ``a`` vs row ``b`` (default ``a``, from ``against``) of ``output`` (a folder or an
     export file): a ``results.significance`` table (its ``frame``, ``notes``). Selections take
     lists or comma strings; every problem is a UsageError with one line (docs/statistics.md)."""
-    import tempfile
-
     from results import significance
 
     b = a if b is None else b
@@ -391,17 +445,16 @@ def compare_rows(output, a: str, b: str | None = None, *, against=None, test: st
         return _split(value) if value is None or isinstance(value, str) else list(value)
 
     shots = parse_shots(shots) if shots is None or isinstance(shots, str) else list(shots)
-    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
-        records_a = comparison_records(output, tmp)
-        records_b = None if against is None else comparison_records(against, tmp)
-        try:
-            table = significance.compare(
-                records_a, a, b, records_b=records_b, test=test, across=across,
-                datasets=listed(datasets), shots=shots, backbones=listed(backbone), alpha=alpha,
-                resamples=resamples, default_config=_default_config(),
-                allow_incomparable=allow_incomparable)
-        except ValueError as exc:  # unknown rows, facts, missing or unpaired predictions
-            raise UsageError(str(exc)) from None
+    records_a = all_records(Selection(output))
+    records_b = None if against is None else all_records(Selection(against))
+    try:
+        table = significance.compare(
+            records_a, a, b, records_b=records_b, test=test, across=across,
+            datasets=listed(datasets), shots=shots, backbones=listed(backbone), alpha=alpha,
+            resamples=resamples, default_config=_default_config(),
+            allow_incomparable=allow_incomparable)
+    except ValueError as exc:  # unknown rows, facts, missing or unpaired predictions
+        raise UsageError(str(exc)) from None
     if table.frame["p"].notna().sum() == 0:
         raise UsageError(f"{a} and {b} share no cell to compare (the same dataset, shots and "
                          f"seed): {'; '.join(table.notes) or 'none found'}")

@@ -18,7 +18,8 @@ from bench.reporting import FORMATS, LAYOUTS
 # ----------------------------------------------------------------------------- shared with plot
 def add_selection_args(p) -> None:
     p.add_argument("output", metavar="OUTPUT", type=Path,
-                   help="the output folder of `bench run` (holds results/)")
+                   help="the output folder of `bench run` (holds results/), or a `bench "
+                        "export` file")
     p.add_argument("--methods", default=None,
                    help="comma list or patterns of method labels (default: all found)")
     p.add_argument("--datasets", default=None,
@@ -48,6 +49,10 @@ def register(subparsers) -> None:
         "report", help="tables of results: methods x shots, and methods x datasets per shot",
         description=__doc__.split("\n\n")[0])
     add_selection_args(p)
+    p.add_argument("more", metavar="MORE", type=Path, nargs="*", default=[],
+                   help="more output folders or `bench export` files, reported as one with "
+                        "OUTPUT (another machine's or person's results; a cell in two counts "
+                        "once)")
     p.add_argument("--format", choices=FORMATS, default="terminal", dest="fmt",
                    help="terminal (default), markdown, latex (booktabs) or csv (tidy, one row "
                         "per cell)")
@@ -92,7 +97,8 @@ def selection(args):
     from bench.reporting import Selection
 
     return Selection(args.output, methods=args.methods, datasets=args.datasets,
-                     shots=args.shots, backbone=args.backbone, compare=args.compare)
+                     shots=args.shots, backbone=args.backbone, compare=args.compare,
+                     more=tuple(getattr(args, "more", ()) or ()))
 
 
 def use_color(fmt: str, out, choice: str) -> bool:
