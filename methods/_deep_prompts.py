@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from bench.base.schema import ConfigError
-from methods._clip_hooks import TowerHooks, encode_text_embeddings
+from methods._clip_hooks import TowerHooks, encode_image, encode_text_embeddings
 from methods._encoder_training import Numerics, batch_plan, scorer, step
 from methods._training import OptimConfig, lr_at, seeded_generator
 from methods.coop import _token_rows, build_layout
@@ -129,3 +129,22 @@ def prompted_scorer(task: EncoderTask, prompts, numerics: Numerics, classnames: 
         txt = prompt_text.features(torch.arange(len(prompt_text), device=task.device),
                                    prompts.ctx, prompts.text_hooks())
     return scorer(prompts.image_features, txt, float(task.backbone.logit_scale), numerics)
+
+
+class DeepPromptModel(nn.Module):
+    """What MaPLe's and PromptSRC's prompt modules share: the class prompts of the text branch
+    and the image features under their vision hooks (``vision_hooks`` is each method's own)."""
+
+    def vision_hooks(self) -> TowerHooks:
+        raise NotImplementedError
+
+    def prompts_for(self, task, classnames) -> "PromptText":
+        return PromptText(task, self.tower, classnames, self.n_ctx, self.fixed, self.name, self.cut)
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        return encode_image(self.model, images, self.vision_hooks())
+
+
+def config_epochs(config: dict, n_train: int, shots: int) -> int:
+    """The epochs of a method that trains for ``config['epochs']`` whatever the data."""
+    return int(config["epochs"])

@@ -15,7 +15,23 @@ from typing import Any, Callable, Protocol
 import torch
 
 
-class FeatureSplit:
+class LazySplit:
+    """A tensor, or a function that gives it on first use, and its labels (N,)."""
+
+    def __init__(self, data: "torch.Tensor | Callable[[], torch.Tensor]", labels: torch.Tensor):
+        self._data = data
+        self.labels = labels
+
+    def _tensor(self) -> torch.Tensor:
+        if callable(self._data):
+            self._data = self._data()
+        return self._data
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class FeatureSplit(LazySplit):
     """Image features (N, D), raw from the image encoder, float32, and labels (N,).
 
     ``features`` may be given as a function: it runs on first use, so images are encoded only
@@ -23,18 +39,9 @@ class FeatureSplit:
     features this way; methods that train on augmented views never pay for them).
     """
 
-    def __init__(self, features: "torch.Tensor | Callable[[], torch.Tensor]", labels: torch.Tensor):
-        self._features = features
-        self.labels = labels
-
     @property
     def features(self) -> torch.Tensor:
-        if callable(self._features):
-            self._features = self._features()
-        return self._features
-
-    def __len__(self) -> int:
-        return len(self.labels)
+        return self._tensor()
 
 
 # Train transforms the core can apply to the few-shot train images (bench.backbone):

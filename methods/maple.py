@@ -24,16 +24,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from methods._clip_hooks import TowerHooks, check_vit, encode_image, text_tower
-from methods._deep_prompts import (PromptText, context_init, dassl_train, deep_layers,
-                                   prompted_scorer)
+from methods._clip_hooks import TowerHooks, check_vit, text_tower
+from methods._deep_prompts import (config_epochs, context_init, dassl_train, deep_layers,
+                                   DeepPromptModel, prompted_scorer)
 from methods._encoder_training import ChunkedText, Numerics, normalize
 from methods._training import seeded_rng
 from methods import METHODS
 from methods.tuning import EncoderFitted, EncoderTask
 
 
-class MaPLeModel(nn.Module):
+class MaPLeModel(DeepPromptModel):
     """``ctx`` (n, text width), ``proj`` (its vision prompt), ``text_deep[j]`` and
     ``couplings[j]`` (text prompt of layer j + 1 and its vision counterpart)."""
 
@@ -73,15 +73,9 @@ class MaPLeModel(nn.Module):
             prompts[i] = self.couplings[i - 1](self.text_deep[i - 1])
         return TowerHooks(prompts=prompts, grad_checkpointing=self.gc)
 
-    def prompts_for(self, task, classnames) -> PromptText:
-        return PromptText(task, self.tower, classnames, self.n_ctx, self.fixed, self.name, self.cut)
-
-    def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        return encode_image(self.model, images, self.vision_hooks())
 
 
-def train_epochs(config: dict, n_train: int, shots: int) -> int:
-    return int(config["epochs"])
+train_epochs = config_epochs
 
 
 def train(task: EncoderTask, prompts: MaPLeModel | None = None

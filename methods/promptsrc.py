@@ -24,9 +24,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from methods._clip_hooks import TowerHooks, check_vit, encode_image, text_tower
-from methods._deep_prompts import (PromptText, context_init, dassl_train, deep_layers,
-                                   prompted_scorer)
+from methods._clip_hooks import TowerHooks, check_vit, text_tower
+from methods._deep_prompts import (config_epochs, context_init, dassl_train, deep_layers,
+                                   DeepPromptModel, prompted_scorer)
 from methods._encoder_training import ChunkedText, Numerics, normalize
 from methods._training import seeded_rng
 from methods import METHODS
@@ -68,7 +68,7 @@ def frozen_text(task: EncoderTask, names: list[str], templates: list[str]) -> to
     return torch.stack(feats, dim=1).mean(dim=1)
 
 
-class PromptSRCModel(nn.Module):
+class PromptSRCModel(DeepPromptModel):
     """The learned prompts: ``ctx`` (text layer 0), ``text_deep`` (layers 1 ..), ``vision``
     (layer 0 appended tokens, then layers 1 ..)."""
 
@@ -106,15 +106,9 @@ class PromptSRCModel(nn.Module):
         return TowerHooks(prompts=dict(zip(self.vision_layers, self.vision)),
                           grad_checkpointing=self.gc)
 
-    def prompts_for(self, task, classnames) -> PromptText:
-        return PromptText(task, self.tower, classnames, self.n_ctx, self.fixed, self.name, self.cut)
-
-    def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        return encode_image(self.model, images, self.vision_hooks())
 
 
-def train_epochs(config: dict, n_train: int, shots: int) -> int:
-    return int(config["epochs"])
+train_epochs = config_epochs
 
 
 def srd_loss(logits, text_n, fixed_n, img_n, zs_img_n, zs_logits, labels, cfg) -> torch.Tensor:

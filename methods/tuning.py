@@ -60,7 +60,7 @@ import torch
 
 from bench.base.errors import UsageError
 from bench.base.registry import Entry
-from methods.base import Fitted, TextBackbone
+from methods.base import Fitted, LazySplit, TextBackbone
 
 KIND = "encoder"
 KINDS = ("feature", KIND)
@@ -91,22 +91,13 @@ def check_backbone(method: str, extra: dict, model, backbone_name: str = "this b
 
 # -- what a method receives ------------------------------------------------------------------------
 
-class ImageSplit:
+class ImageSplit(LazySplit):
     """Images (N, 3, H, W) float32 under the eval transform, and labels (N,). ``images`` may be
     a function, run on first use (most methods never read val)."""
 
-    def __init__(self, images: "torch.Tensor | Callable[[], torch.Tensor]", labels: torch.Tensor):
-        self._images = images
-        self.labels = labels
-
     @property
     def images(self) -> torch.Tensor:
-        if callable(self._images):
-            self._images = self._images()
-        return self._images
-
-    def __len__(self) -> int:
-        return len(self.labels)
+        return self._tensor()
 
 
 class TrainImages(Protocol):
