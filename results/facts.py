@@ -16,13 +16,14 @@ Three facts, beside the config labels and approximations the tables show already
   from). Empty for every built-in (ProGrad's and KgCoOp's zero-shot "teacher" is the frozen
   backbone itself with hand-written prompts: no extra data).
 
-**Where methods declare them** (proposed; the lead wires it): a registration extra,
-``@METHODS.register("lp_pp", ..., facts=lambda config: {"selection": config["select_epoch"]})``,
-a dict or a function of the resolved config; keys left out take :data:`DEFAULTS`. The runner
-records ``facts_for(declared, config)`` as ``record["facts"]``. Records without one (written
-before, or by a plugin that declares nothing) get :data:`BUILTIN` for the built-in methods, and
-``selection: val`` whenever the record's ``selected`` holds a ``val_selection`` entry (every
-searching method writes one, docs/methods.md); otherwise the facts are ``unknown``.
+**Where methods declare them**: a registration extra,
+``@METHODS.register("my_method", ..., facts={"selection": "val"})`` or a function of the resolved
+config (``facts=lambda config: {...}``); keys left out take :data:`DEFAULTS`. The runner records
+:func:`record_facts` as ``record["facts"]`` (the declaration, else :data:`BUILTIN`). Records
+without one (written before, or by a plugin that declares nothing) get :data:`BUILTIN` for the
+built-in methods, and ``selection: val`` whenever the record's ``selected`` holds a
+``val_selection`` entry (every searching method writes one, docs/methods.md); otherwise the facts
+are ``unknown``.
 
 **The rule** (:func:`incomparable`): two rows are rankable only when they agree on whether the
 test set was used for selection, on ``label_set_dependent`` and on ``extra_data``; ``none``,
@@ -109,6 +110,14 @@ def _builtin(method: str):
         if fnmatch.fnmatchcase(method, pattern):
             return declared
     return None
+
+
+def record_facts(method: str, declared, config: dict | None) -> dict | None:
+    """The facts the runner writes into a cell's record (``record["facts"]``): the method's
+    registration extra ``facts=`` (a dict or a function of the config) when it has one, else the
+    built-in table; None for a method that declares nothing (reported as undeclared)."""
+    declared = declared if declared is not None else _builtin(method)
+    return None if declared is None else facts_for(declared, config)
 
 
 def facts_of(record: dict) -> dict:

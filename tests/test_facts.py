@@ -46,3 +46,30 @@ def test_label_set_dependence_counts_only_where_label_sets_are_evaluated_apart()
     b2n = [facts_of({**r, "protocol": "base2novel"}) for r in (zero, two)]
     assert incomparable(*b2n, names=("zero_shot", "2SFS")) == [
         "2SFS's inference depends on the evaluated label set"]
+
+
+def test_records_carry_the_facts_and_a_plugin_declares_its_own(run_cli, miniroot, tmp_path,
+                                                               plugin_state):
+    """Every ok record holds its facts (the built-in table, or the method's registration
+    ``facts=``); a plugin declaring test-set selection is not ranked against the others."""
+    import json
+
+    from tests.conftest import TINY
+    from tests.test_plugins import METHOD_SRC, write_plugin
+
+    path = write_plugin(tmp_path / "p", "plug_test_sel")
+    path.write_text(METHOD_SRC.format(name="plug_test_sel", display="Chosen on test").replace(
+        'description="a test plugin")', 'description="a test plugin", facts={"selection": "test"})'))
+    out = tmp_path / "out"
+    code, _, err = run_cli("run", "--include", path, "--methods", "zero_shot,plug_test_sel",
+                           "--datasets", "dtd", "--shots", "1", "--seeds", "1,2", "--data-root",
+                           miniroot, "--backbone", TINY, "--pretrained", "none", "--output",
+                           out, "--quiet")
+    assert code == 0, err
+    recs = {r["method"]: r for r in (json.loads(p.read_text())
+                                     for p in (out / "results").rglob("k*.json"))}
+    assert recs["zero_shot"]["facts"] == {"selection": "none", "label_set_dependent": False,
+                                          "extra_data": []}
+    assert recs["plug_test_sel"]["facts"]["selection"] == "test"
+    code, _, err = run_cli("compare", out, "--methods", "zero_shot,plug_test_sel")
+    assert code == 2 and "selects on the test set" in err, err

@@ -29,6 +29,7 @@ from methods.base import FeatureSplit, Task
 from methods.tuning import EncoderTask, is_encoder
 from bench.encoder_cells import ImageTargets, check_frozen, encoder_task, test_inputs
 from results.atomic import DiskFull, NotWritable, atomic_write_json
+from results.facts import record_facts
 from results.store import ResultStore
 from results.validate import record_problem
 
@@ -162,6 +163,10 @@ def finish_cell(cell, record: dict, ctx: Context, task: Task, fitted, fit_s: flo
     record["features"] = ctx.features.describe()
     views = task.train if isinstance(task, EncoderTask) else task.train_views
     record["views"] = views.describe()
+    facts = record_facts(cell["method"], METHODS.entry(cell["method"]).extra.get("facts"),
+                         cell["config"])
+    if facts is not None:  # what decides whether two rows may be ranked (results/facts.py)
+        record["facts"] = facts
     record["status"] = "ok"
     record["_predictions"] = kept  # not a record field: ResultStore.write stores it as a file
     problem = record_problem(record)  # what `bench report` would refuse is not written as ok
@@ -185,7 +190,7 @@ def write_record(store: ResultStore, cell, record: dict) -> None:
 # What only a result has: a failed record keeps none of it (the failure may have come after the
 # evaluation, from what was to be recorded).
 RESULT_FIELDS = ("metrics", "evaluations", "logits_sha256", "selected", "features", "views",
-                 "_predictions")
+                 "facts", "_predictions")
 
 
 def cell_failed(cell, record: dict, exc: Exception) -> None:
