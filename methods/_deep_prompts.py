@@ -18,7 +18,8 @@ import torch
 import torch.nn as nn
 
 from bench.base.schema import ConfigError
-from methods._clip_hooks import TowerHooks, encode_image, encode_text_embeddings
+from methods._clip_hooks import (TowerHooks, check_vit, encode_image, encode_text_embeddings,
+                                 text_tower)
 from methods._encoder_training import Numerics, batch_plan, scorer, step
 from methods._training import OptimConfig, lr_at, seeded_generator
 from methods.coop import _token_rows, build_layout
@@ -132,8 +133,16 @@ def prompted_scorer(task: EncoderTask, prompts, numerics: Numerics, classnames: 
 
 
 class DeepPromptModel(nn.Module):
-    """What MaPLe's and PromptSRC's prompt modules share: the class prompts of the text branch
-    and the image features under their vision hooks (``vision_hooks`` is each method's own)."""
+    """What MaPLe's and PromptSRC's prompt modules share: the frozen model they prompt (a ViT:
+    checked), the class prompts of the text branch and the image features under their vision
+    hooks (``vision_hooks`` is each method's own)."""
+
+    def __init__(self, task, name: str):
+        super().__init__()
+        model = task.backbone.model
+        check_vit(model, name, getattr(task.backbone, "name", "this backbone"))
+        # the shared frozen model is read, never owned: kept out of this module's parameters
+        self.__dict__["model"], self.__dict__["tower"] = model, text_tower(model, name)
 
     def vision_hooks(self) -> TowerHooks:
         raise NotImplementedError

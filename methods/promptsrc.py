@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from methods._clip_hooks import TowerHooks, check_vit, text_tower
+from methods._clip_hooks import TowerHooks
 from methods._deep_prompts import (config_epochs, context_init, dassl_train, deep_layers,
                                    DeepPromptModel, prompted_scorer)
 from methods._encoder_training import ChunkedText, Numerics, normalize
@@ -73,12 +73,8 @@ class PromptSRCModel(DeepPromptModel):
     (layer 0 appended tokens, then layers 1 ..)."""
 
     def __init__(self, task: EncoderTask, name: str = "promptsrc"):
-        super().__init__()
-        cfg = task.config
-        model = task.backbone.model
-        check_vit(model, name, getattr(task.backbone, "name", "this backbone"))
-        # the shared frozen model is read, never owned: kept out of this module's parameters
-        self.__dict__["model"], self.__dict__["tower"] = model, text_tower(model, name)
+        super().__init__(task, name)
+        cfg, model = task.config, self.model
         std = float(cfg["init_std"])
         n_t, n_v = int(cfg["n_ctx_text"]), int(cfg["n_ctx_vision"])
         ctx, self.fixed = context_init(task, self.tower, n_t, cfg["ctx_init"], std, name)
