@@ -1,6 +1,6 @@
 """Cells of the methods that tune inside the encoders (methods/tuning.py, ``kind="encoder"``).
 
-The runner (bench/runner.py) runs them like every cell (subset, fit, evaluate, record); what
+The runner (bench/runner/) runs them like every cell (subset, fit, evaluate, record); what
 differs is here:
 
 * the task: an :class:`methods.tuning.EncoderTask` with the few-shot train *images*, decoded

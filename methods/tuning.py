@@ -40,7 +40,7 @@ Registration, in the method's module (what the core reads from the entry's extra
     def fit(task: EncoderTask) -> EncoderFitted: ...
 
 * ``kind="encoder"`` (frozen-feature methods have no ``kind``, i.e. ``"feature"``); a plugin
-  registers the same way (bench/plugins.py);
+  registers the same way (bench/base/plugins.py);
 * ``needs_vit=True``: the method tunes a ViT image tower; other backbones are refused with one
   line before anything runs (:func:`bench.encoder_cells.backbone_problem`);
 * ``epochs(config, n_train, shots) -> int``: how many epochs of crops a cell trains on (for the
