@@ -20,7 +20,7 @@ import torch.nn as nn
 from bench.base.schema import ConfigError
 from methods._clip_hooks import (TowerHooks, check_vit, encode_image, encode_text_embeddings,
                                  text_tower)
-from methods._encoder_training import Numerics, batch_plan, scorer, step
+from methods._encoder_training import ChunkedText, Numerics, batch_plan, scorer, step
 from methods._training import OptimConfig, lr_at, seeded_generator
 from methods.coop import _token_rows, build_layout
 
@@ -152,6 +152,14 @@ class DeepPromptModel(nn.Module):
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         return encode_image(self.model, images, self.vision_hooks())
+
+    def train_text(self, task):
+        """The trained classes' text features under the current prompts, class chunk by class
+        chunk (``class_chunk``), for the training loop."""
+        text_in = self.prompts_for(task, task.classnames)
+        return ChunkedText(lambda rows: text_in.features(rows, self.ctx, self.text_hooks()),
+                           task.num_classes, task.config.get("class_chunk") or None,
+                           task.device)
 
 
 def config_epochs(config: dict, n_train: int, shots: int) -> int:

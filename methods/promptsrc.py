@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from methods._clip_hooks import TowerHooks
 from methods._deep_prompts import (config_epochs, context_init, dassl_train, deep_layers,
                                    DeepPromptModel, prompted_scorer)
-from methods._encoder_training import ChunkedText, Numerics, normalize
+from methods._encoder_training import Numerics, normalize
 from methods._training import seeded_rng
 from methods import METHODS
 from methods.tuning import EncoderFitted, EncoderTask
@@ -128,11 +128,9 @@ def train(task: EncoderTask, prompts: PromptSRCModel | None = None
     scale = float(task.backbone.logit_scale)
     with seeded_rng(task.seed, task.device):
         prompts = prompts if prompts is not None else PromptSRCModel(task)
-        text_in = prompts.prompts_for(task, task.classnames)
         fixed_n = normalize(frozen_text(task, task.classnames,
                                         teacher_templates(cfg["teacher_templates"])))
-        text = ChunkedText(lambda rows: text_in.features(rows, prompts.ctx, prompts.text_hooks()),
-                           task.num_classes, cfg.get("class_chunk") or None, task.device)
+        text = prompts.train_text(task)
         labels = task.train.labels
         model = task.backbone.model
 
