@@ -179,14 +179,14 @@ def _note_shared_cells(records: list[dict]) -> None:
               file=sys.stderr)
 
 
-def read_records(sel, protocol: str = "fewshot") -> list[dict]:
-    """The sound records of ``protocol`` in ``sel``'s sources (notes on what was set aside, and
-    on records of other protocols, go to stderr)."""
+def read_records(sel, protocol: str = "fewshot", records: list[dict] | None = None) -> list[dict]:
+    """The sound records of ``protocol`` in ``sel``'s sources, or among ``records`` already read
+    from them (notes on what was set aside, and on records of other protocols, go to stderr)."""
     from collections import Counter
 
     from results.protocols import of_protocol, protocol_of
 
-    records = all_records(sel)
+    records = all_records(sel) if records is None else records
     others = Counter(protocol_of(r) for r in records if protocol_of(r) != protocol)
     mine = of_protocol(records, protocol)
     if others:
@@ -260,17 +260,12 @@ def published_comparison(summary, labels, coop):
                    default_variants=labels.default_variants)
 
 
-def found_protocol(sel) -> str:
-    """The protocol a report shows when none is asked for: fewshot, unless ``sel``'s sources
-    hold results of exactly one other protocol and none of fewshot (then that one, with a
-    note)."""
-    import contextlib
-    import io
-
+def found_protocol(sel, records: list[dict]) -> str:
+    """The protocol a report shows when none is asked for: fewshot, unless ``records`` (all of
+    ``sel``'s) hold results of exactly one other protocol and none of fewshot (then that one,
+    with a note)."""
     from results.protocols import protocol_of
 
-    with contextlib.redirect_stderr(io.StringIO()):  # read_records says it again
-        records = all_records(sel)
     found = {protocol_of(r) for r in records}
     if "fewshot" in found or len(found) != 1:
         return "fewshot"
@@ -280,14 +275,15 @@ def found_protocol(sel) -> str:
     return only
 
 
-def protocol_tables(sel, protocol: str) -> tuple[list, list[list]]:
-    """The base-to-novel or transfer tables of ``sel.output`` and their tidy rows
-    (results/protocols.py: ``csv_rows``)."""
+def protocol_tables(sel, protocol: str, records: list[dict] | None = None
+                    ) -> tuple[list, list[list]]:
+    """The base-to-novel or transfer tables of ``sel``'s sources (or of ``records`` read from
+    them) and their tidy rows (results/protocols.py: ``csv_rows``)."""
     from bench.protocols import check_protocol
     from results import protocols as rp
 
     check_protocol(protocol)
-    records = read_records(sel, protocol)
+    records = read_records(sel, protocol, records)
     labels = _registry_labels()
     tables, rows = [], []
     if protocol == "base2novel":
@@ -320,11 +316,12 @@ def report_text(sel: Selection, fmt: str = "terminal", *, layout: str = "all",
     from results.tables import (build_tables, render_comparison, render_csv, render_latex,
                                 render_text)
 
-    protocol = protocol or found_protocol(sel)
+    everything = all_records(sel)  # read once: the protocol shown, then its records
+    protocol = protocol or found_protocol(sel, everything)
     if protocol != "fewshot":
-        return _protocol_text(sel, protocol, fmt, layout=layout, color=color,
+        return _protocol_text(sel, protocol, everything, fmt, layout=layout, color=color,
                               standalone=standalone)
-    records = read_records(sel)
+    records = read_records(sel, records=everything)
     summary, labels, coop = load_summary(sel, records)
     tables = build_tables(summary, labels, per_shot=layout != "main")
     if layout == "per-shot":
@@ -367,8 +364,8 @@ def _significance(tables, records, summary, test: str | None, ci: str | None) ->
         raise UsageError(str(exc)) from None
 
 
-def _protocol_text(sel: Selection, protocol: str, fmt: str, *, layout: str, color: bool,
-                   standalone: bool) -> str:
+def _protocol_text(sel: Selection, protocol: str, records: list[dict], fmt: str, *,
+                   layout: str, color: bool, standalone: bool) -> str:
     """The report of the base2novel, domain or crossdataset results."""
     from results.tables import render_latex, render_text
 
@@ -378,7 +375,7 @@ def _protocol_text(sel: Selection, protocol: str, fmt: str, *, layout: str, colo
     if layout != "all":
         raise UsageError(f"--layout is for the few-shot tables; --protocol {protocol} has one "
                          f"layout")
-    tables, rows = protocol_tables(sel, protocol)
+    tables, rows = protocol_tables(sel, protocol, records)
     if fmt == "csv":
         from results.protocols import render_csv
 
